@@ -1,0 +1,83 @@
+/**
+ * `npm start`: the gateway on its embedded store, in front of an embedded demo PostgreSQL
+ * (PGlite) holding fictional customers and payments, with a self-signed TLS certificate and a
+ * credential for the demo principal, printed as ready-to-paste connection strings.
+ */
+
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../config/index.ts';
+import { startDemoTarget } from '../demo/target.ts';
+import { startGateway } from '../main.ts';
+import { selfSignedPair } from '../tls/selfsigned.ts';
+import { hostOf, untilSignal } from './main.ts';
+
+const DEMO_PRINCIPAL = 'demo';
+const DEMO_CONNECTION = 'demo';
+
+export async function runDemo(args: readonly string[]): Promise<number> {
+  const { values } = parseArgs({ args: [...args], options: { dir: { type: 'string' }, 'log-level': { type: 'string' } } });
+  const dir = values.dir ?? '.drawbridge';
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const certFile = join(dir, 'demo-tls.crt');
+  const keyFile = join(dir, 'demo-tls.key');
+  await ensureCertificate(certFile, keyFile);
+  const target = await startDemoTarget({ dataDir: join(dir, 'demo-target') });
+  const yaml = `
+store: sqlite:${join(dir, 'state.db')}
+listen:
+  api: 127.0.0.1:7070
+  postgres: 127.0.0.1:15432
+tls:
+  cert: ${certFile}
+  key: ${keyFile}
+log:
+  level: ${values['log-level'] ?? 'warn'}
+connections:
+  - name: ${DEMO_CONNECTION}
+    type: postgres
+    host: ${target.host}
+    port: ${target.port}
+    database: ${target.database}
+    user: ${target.user}
+    tls: disable
+`;
+  const config = parseConfig(yaml, join(process.cwd(), 'demo.yaml'));
+  const gateway = await startGateway(config);
+  const minted = await gateway.credentials.mint({
+    principal: DEMO_PRINCIPAL,
+    connection: DEMO_CONNECTION,
+    ttlMs: 8 * 3_600_000,
+    grantedBy: 'demo',
+    reason: 'demo session',
+  });
+  const pg = gateway.addresses.postgres!;
+  const host = hostOf(pg.address);
+  process.stdout.write(
+    [
+      '',
+      'Drawbridge is running with a demo PostgreSQL behind it (tables customers and payments, fictional PII).',
+      `Credential for principal "${DEMO_PRINCIPAL}", valid until ${new Date(minted.expiresAt).toISOString()}:`,
+      '',
+      `  psql "postgresql://${DEMO_PRINCIPAL}@${host}:${pg.port}/${DEMO_CONNECTION}?password=${minted.credential}&sslmode=require"`,
+      `  JDBC: jdbc:postgresql://${host}:${pg.port}/${DEMO_CONNECTION}?user=${DEMO_PRINCIPAL}&password=${minted.credential}&sslmode=require`,
+      `  env:  PGHOST=${pg.address} PGPORT=${pg.port} PGUSER=${DEMO_PRINCIPAL} PGDATABASE=${DEMO_CONNECTION} PGPASSWORD=${minted.credential}`,
+      '',
+      `API: http://${hostOf(gateway.addresses.api.address)}:${gateway.addresses.api.port}/healthz   Stop with Ctrl-C.`,
+      '',
+    ].join('\n'),
+  );
+  await untilSignal();
+  await gateway.close();
+  await target.close();
+  return 0;
+}
+
+async function ensureCertificate(certFile: string, keyFile: string): Promise<void> {
+  const existing = await readFile(certFile, 'utf8').catch(() => undefined);
+  if (existing) return;
+  const pair = await selfSignedPair({ commonName: 'drawbridge-demo' });
+  await writeFile(keyFile, pair.key, { mode: 0o600 });
+  await writeFile(certFile, pair.cert, { mode: 0o644 });
+}

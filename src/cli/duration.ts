@@ -1,0 +1,17 @@
+/** Durations as people type them: `90s`, `15m`, `1h30m`, `7d`. */
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function parseDuration(text: string): number {
+  const pattern = /(\d+)(ms|s|m|h|d)/gy;
+  let total = 0;
+  let end = 0;
+  for (const match of text.trim().matchAll(pattern)) {
+    total += Number(match[1]) * UNITS[match[2]!]!;
+    end = match.index + match[0].length;
+  }
+  if (end === 0 || end !== text.trim().length || total <= 0) {
+    throw new RangeError(`"${text}" is not a duration (examples: 90s, 15m, 1h30m, 7d)`);
+  }
+  return total;
+}

@@ -1,0 +1,136 @@
+/**
+ * The `drawbridge` command. Administrative commands take `--config FILE` and act on the
+ * gateway's store directly, as the local administrator; a running gateway sees what they
+ * change. Output is for people on a terminal, or JSON with `--json`.
+ */
+
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/index.ts';
+import { startGateway } from '../main.ts';
+import { Credentials } from '../identity/credentials.ts';
+import { openStore } from '../store/index.ts';
+import { systemClock } from '../core/index.ts';
+import { VERSION } from '../version.ts';
+import { parseDuration } from './duration.ts';
+
+const USAGE = `drawbridge ${VERSION}: just-in-time, inspected, recorded access to databases
+
+Usage:
+  drawbridge start [--config drawbridge.yaml]   run the gateway
+  drawbridge demo                                run the gateway in front of a demo database
+  drawbridge grant --config FILE --principal NAME --connection NAME [--ttl 15m] [--reason TEXT] [--json]
+                                                 mint a short-lived credential (printed alone on the first line)
+  drawbridge version
+`;
+
+class UsageError extends Error {}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'start':
+        return await start(rest);
+      case 'demo':
+        // Loaded on demand: the embedded demo database is large and only `demo` needs it.
+        return await (await import('./demo.ts')).runDemo(rest);
+      case 'grant':
+        return await grant(rest);
+      case 'version':
+      case '--version':
+        process.stdout.write(`${VERSION}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError || error instanceof RangeError) {
+      process.stderr.write(`drawbridge: ${error.message}\n${error instanceof UsageError ? `\n${USAGE}` : ''}`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+function options<T extends Record<string, { type: 'string' | 'boolean' }>>(args: readonly string[], spec: T) {
+  try {
+    return parseArgs({ args: [...args], options: spec, allowPositionals: false, strict: true }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+async function start(args: readonly string[]): Promise<number> {
+  const values = options(args, { config: { type: 'string' } });
+  const config = await loadConfig(values.config ?? 'drawbridge.yaml');
+  const gateway = await startGateway(config);
+  await untilSignal();
+  await gateway.close();
+  return 0;
+}
+
+export function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+async function grant(args: readonly string[]): Promise<number> {
+  const values = options(args, {
+    config: { type: 'string' },
+    principal: { type: 'string' },
+    connection: { type: 'string' },
+    ttl: { type: 'string' },
+    reason: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (!values.config) throw new UsageError('grant needs --config FILE');
+  if (!values.principal) throw new UsageError('grant needs --principal NAME');
+  if (!values.connection) throw new UsageError('grant needs --connection NAME');
+  const ttlMs = parseDuration(values.ttl ?? '15m');
+  const config = await loadConfig(values.config);
+  const connection = config.connections.find((candidate) => candidate.name === values.connection);
+  if (!connection) throw new UsageError(`connection "${values.connection}" is not in ${values.config}`);
+  const store = await openStore(config.store);
+  try {
+    const minted = await new Credentials(store, systemClock).mint({
+      principal: values.principal,
+      connection: connection.name,
+      ttlMs,
+      grantedBy: 'local-admin',
+      reason: values.reason,
+    });
+    const listen = config.listen.postgres;
+    const uri =
+      listen &&
+      `postgresql://${encodeURIComponent(values.principal)}@${hostOf(listen.host)}:${listen.port}/${encodeURIComponent(connection.name)}`;
+    if (values.json) {
+      process.stdout.write(
+        `${JSON.stringify({ credential: minted.credential, grant: minted.grantId, expiresAt: new Date(minted.expiresAt).toISOString(), uri })}\n`,
+      );
+    } else {
+      process.stdout.write(`${minted.credential}\n`);
+      process.stdout.write(
+        `grant ${minted.grantId} for ${values.principal} on ${connection.name}, expires ${new Date(minted.expiresAt).toISOString()}\n`,
+      );
+      if (uri) process.stdout.write(`psql "${uri}?password=${minted.credential}"\n`);
+    }
+  } finally {
+    await store.close();
+  }
+  return 0;
+}
+
+export const hostOf = (host: string): string => (host.includes(':') ? `[${host}]` : host);

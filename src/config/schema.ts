@@ -1,0 +1,168 @@
+/**
+ * The shape of drawbridge.yaml, as zod schemas. Leaves are custom validators so that every
+ * message reads the same way ("expected …, got …") and names what was actually written.
+ * Objects are strict: an unknown key is an error, because a typo in a security setting
+ * must not silently fall back to a default.
+ */
+
+import { z } from 'zod';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const POSTGRES_AUTH = ['scram-sha-256', 'password'] as const;
+export type PostgresAuth = (typeof POSTGRES_AUTH)[number];
+
+export const TLS_MODES = ['disable', 'require', 'verify-full'] as const;
+
+export const CONNECTION_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+export const MIN_MESSAGE_LENGTH = 1 * KiB;
+export const MAX_MESSAGE_LENGTH = 1 * GiB;
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** How a value reads in an error message. */
+export function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
+/**
+ * A required leaf: `parse` returns the value or undefined when it does not fit `expected`.
+ * The "got …" part travels in params so that the formatter can hide values that came
+ * from a secret reference.
+ */
+function leaf<T>(expected: string, parse: (v: unknown) => T | undefined) {
+  return z.unknown().transform((v, ctx): T => {
+    if (v === undefined || v === null) {
+      ctx.addIssue({ code: 'custom', message: 'is required' });
+      return z.NEVER;
+    }
+    const out = parse(v);
+    if (out === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected ${expected}`, params: { got: v } });
+      return z.NEVER;
+    }
+    return out;
+  });
+}
+
+/** An optional leaf: absent and YAML null (`key:` with nothing after it) both mean "not set". */
+function optional<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === null ? undefined : v), schema.optional());
+}
+
+function object<S extends z.ZodRawShape>(shape: S) {
+  return z.strictObject(shape, {
+    error: (iss) => (iss.code === 'invalid_type' ? `expected a mapping, got ${describe(iss.input)}` : undefined),
+  });
+}
+
+function toInteger(v: unknown): number | undefined {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
+  // Values from ${env:…} arrive as strings.
+  if (typeof v === 'string' && /^[0-9]+$/.test(v)) return Number(v);
+  return undefined;
+}
+
+const text = leaf('a non-empty string', (v) => (typeof v === 'string' && v !== '' ? v : undefined));
+
+const hostName = leaf('a host name or IP address', (v) => (typeof v === 'string' && v !== '' && !/[\s/]/.test(v) ? v : undefined));
+
+const port = leaf('an integer from 1 to 65535', (v) => {
+  const n = toInteger(v);
+  return n !== undefined && n >= 1 && n <= 65535 ? n : undefined;
+});
+
+function oneOf<const T extends readonly string[]>(values: T) {
+  return leaf(`one of ${values.join(', ')}`, (v) =>
+    typeof v === 'string' && (values as readonly string[]).includes(v) ? (v as T[number]) : undefined,
+  );
+}
+
+/** "host:port", "[v6]:port", or a bare port (loopback). Port 0 asks for any free port. */
+export function parseListenAddress(v: unknown): HostPort | undefined {
+  const bare = toInteger(v);
+  if (bare !== undefined) return bare <= 65535 ? { host: '127.0.0.1', port: bare } : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = /^(?:\[([0-9a-fA-F:.%a-zA-Z]+)\]|([^\s:[\]/]+)):([0-9]{1,5})$/.exec(v);
+  if (!m) return undefined;
+  const p = Number(m[3]);
+  if (p > 65535) return undefined;
+  return { host: (m[1] ?? m[2]) as string, port: p };
+}
+
+const listenAddress = leaf('host:port with a port from 0 to 65535 (quote IPv6 as "[::1]:7070")', parseListenAddress);
+
+export function parseSize(v: unknown): number | undefined {
+  const whole = toInteger(v);
+  if (whole !== undefined) return whole;
+  if (typeof v !== 'string') return undefined;
+  const m = /^([0-9]+)\s*(B|KiB|MiB|GiB)$/.exec(v.trim());
+  if (!m) return undefined;
+  const unit = { B: 1, KiB, MiB, GiB }[m[2] as 'B' | 'KiB' | 'MiB' | 'GiB'];
+  return Number(m[1]) * unit;
+}
+
+const messageLength = leaf('a size from 1KiB to 1GiB (an integer number of bytes, or e.g. 64MiB)', (v) => {
+  const n = parseSize(v);
+  return n !== undefined && n >= MIN_MESSAGE_LENGTH && n <= MAX_MESSAGE_LENGTH ? n : undefined;
+});
+
+const storeUrl = leaf('sqlite:<path>, sqlite::memory: or postgres://user:password@host:port/database', (v) => {
+  if (typeof v !== 'string') return undefined;
+  if (/^sqlite:.+/.test(v)) return v;
+  if (/^postgres(ql)?:\/\/.+/.test(v)) return v;
+  return undefined;
+});
+
+const connectionName = leaf('a name of 1 to 63 letters, digits, ".", "_" or "-", starting with a letter or digit', (v) =>
+  typeof v === 'string' && CONNECTION_NAME.test(v) ? v : undefined,
+);
+
+const connection = object({
+  name: connectionName,
+  type: oneOf(['postgres'] as const),
+  host: hostName,
+  port: optional(port),
+  database: text,
+  user: text,
+  password: optional(leaf('a string', (v) => (typeof v === 'string' ? v : undefined))),
+  tls: optional(oneOf(TLS_MODES)),
+  ca: optional(text),
+});
+
+export const fileSchema = object({
+  store: optional(storeUrl),
+  listen: optional(
+    object({
+      api: optional(listenAddress),
+      postgres: optional(listenAddress),
+    }),
+  ),
+  tls: optional(object({ cert: text, key: text })),
+  postgres: optional(
+    object({
+      auth: optional(oneOf(POSTGRES_AUTH)),
+      max_message_length: optional(messageLength),
+    }),
+  ),
+  log: optional(object({ level: optional(oneOf(LOG_LEVELS)) })),
+  connections: optional(
+    z.array(connection, {
+      error: (iss) => (iss.code === 'invalid_type' ? `expected a list, got ${describe(iss.input)}` : undefined),
+    }),
+  ),
+});
+
+export type ConfigFile = z.output<typeof fileSchema>;

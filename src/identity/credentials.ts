@@ -1,0 +1,113 @@
+/**
+ * Gateway credentials: the short-lived secrets native clients send as their password. A
+ * credential is 32 random bytes behind the `dbr_` prefix (so secret scanners recognize a leaked
+ * one); the store keeps only its SHA-256 (for cleartext logins) and a SCRAM verifier (for
+ * SCRAM logins), never the credential itself.
+ */
+
+import { createHash, randomBytes } from 'node:crypto';
+import { verifiedGrant, verifiedPrincipal, type AccessGrant, type Clock } from '../core/index.ts';
+import type { GrantRecord, Store } from '../store/index.ts';
+import { deterministicSalt, SCRAM_ITERATIONS, scramVerifier, type ScramVerifier } from './scram.ts';
+
+export const CREDENTIAL_PREFIX = 'dbr_';
+
+export interface MintRequest {
+  readonly principal: string;
+  readonly connection: string;
+  readonly ttlMs: number;
+  readonly grantedBy: string;
+  readonly reason?: string | undefined;
+}
+
+export interface MintedCredential {
+  readonly credential: string;
+  readonly grantId: string;
+  readonly expiresAt: number;
+}
+
+/** What a protocol frontend may ask of identity while a client logs in. */
+export interface CredentialCheck {
+  /** Cleartext login: the grant the credential belongs to, if it is live and for this principal and connection. */
+  checkPassword(principal: string, connection: string, password: string): Promise<AccessGrant | undefined>;
+  /** SCRAM login: the salt to announce, and a verifier per live credential. */
+  scramCandidates(principal: string, connection: string): Promise<ScramCandidates>;
+}
+
+export interface ScramCandidates {
+  readonly salt: Buffer;
+  readonly iterations: number;
+  readonly verifiers: readonly ScramVerifier[];
+  /** The grant behind `verifiers[index]`. */
+  grant(index: number): AccessGrant;
+}
+
+const tokenHash = (credential: string): string => createHash('sha256').update(credential).digest('hex');
+
+export class Credentials implements CredentialCheck {
+  readonly #store: Store;
+  readonly #clock: Clock;
+
+  constructor(store: Store, clock: Clock) {
+    this.#store = store;
+    this.#clock = clock;
+  }
+
+  async mint(request: MintRequest): Promise<MintedCredential> {
+    if (!(request.ttlMs > 0)) throw new RangeError('a credential needs a positive lifetime');
+    const credential = CREDENTIAL_PREFIX + randomBytes(32).toString('base64url');
+    const verifier = scramVerifier(credential, deterministicSalt(request.principal, request.connection));
+    const now = this.#clock.now();
+    const record = await this.#store.insertGrant({
+      principal: request.principal,
+      connection: request.connection,
+      tokenHash: tokenHash(credential),
+      scramSalt: verifier.salt.toString('base64'),
+      scramIterations: verifier.iterations,
+      scramStoredKey: verifier.storedKey.toString('base64'),
+      scramServerKey: verifier.serverKey.toString('base64'),
+      reason: request.reason,
+      grantedBy: request.grantedBy,
+      createdAt: now,
+      expiresAt: now + request.ttlMs,
+    });
+    return { credential, grantId: record.id, expiresAt: record.expiresAt };
+  }
+
+  async checkPassword(principal: string, connection: string, password: string): Promise<AccessGrant | undefined> {
+    if (!password.startsWith(CREDENTIAL_PREFIX)) return undefined;
+    const record = await this.#store.findGrantByTokenHash(tokenHash(password));
+    if (!record || !this.#live(record) || record.principal !== principal || record.connection !== connection) return undefined;
+    return toGrant(record);
+  }
+
+  async scramCandidates(principal: string, connection: string): Promise<ScramCandidates> {
+    const now = this.#clock.now();
+    const records = (await this.#store.listLiveGrants(principal, connection, now)).filter((record) => this.#live(record));
+    return {
+      // The same salt for a principal that has no credential at all: the answer reveals nothing.
+      salt: deterministicSalt(principal, connection),
+      iterations: SCRAM_ITERATIONS,
+      verifiers: records.map((record) => ({
+        salt: Buffer.from(record.scramSalt, 'base64'),
+        iterations: record.scramIterations,
+        storedKey: Buffer.from(record.scramStoredKey, 'base64'),
+        serverKey: Buffer.from(record.scramServerKey, 'base64'),
+      })),
+      grant: (index) => toGrant(records[index]!),
+    };
+  }
+
+  #live(record: GrantRecord): boolean {
+    return record.revokedAt === undefined && record.expiresAt > this.#clock.now();
+  }
+}
+
+function toGrant(record: GrantRecord): AccessGrant {
+  return verifiedGrant({
+    id: record.id,
+    principal: verifiedPrincipal(record.principal, 'user'),
+    connection: record.connection,
+    expiresAt: record.expiresAt,
+  });
+}

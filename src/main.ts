@@ -1,0 +1,104 @@
+/**
+ * The composition root: the only module that names concrete implementations. `startGateway`
+ * wires config, store, identity, the session pipeline and every enabled listener.
+ */
+
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
+import { pino, type Logger } from 'pino';
+import { buildApi } from './api/server.ts';
+import type { Config } from './config/index.ts';
+import { systemClock, type Clock } from './core/index.ts';
+import { Credentials } from './identity/credentials.ts';
+import { CancelKeys } from './protocols/pg/cancel-keys.ts';
+import { servePgClient } from './protocols/pg/frontend.ts';
+import { StoreRecorder } from './recording/recorder.ts';
+import { allowAllGuard, Pipeline } from './session/pipeline.ts';
+import { openStore, type Store } from './store/index.ts';
+import { VERSION } from './version.ts';
+
+export interface Gateway {
+  readonly store: Store;
+  readonly credentials: Credentials;
+  readonly addresses: { readonly api: AddressInfo; readonly postgres: AddressInfo | undefined };
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  readonly log?: Logger;
+  readonly clock?: Clock;
+}
+
+export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
+  const log = options.log ?? pino({ level: config.log.level });
+  const clock = options.clock ?? systemClock;
+  for (const warning of config.warnings) log.warn(warning);
+  const store = await openStore(config.store);
+  const credentials = new Credentials(store, clock);
+  const recorder = new StoreRecorder(store, log);
+  const pipeline = new Pipeline({ guard: allowAllGuard, recorder, clock });
+  const connections = new Map(config.connections.map((connection) => [connection.name, connection]));
+  const sockets = new Set<Socket>();
+
+  let pgServer: Server | undefined;
+  if (config.listen.postgres) {
+    const tls = config.tls && {
+      context: createSecureContext({ cert: config.tls.cert, key: config.tls.key }),
+      certificateDer: new X509Certificate(config.tls.cert).raw,
+    };
+    const deps = {
+      options: {
+        tls,
+        auth: config.postgres.auth,
+        maxMessageLength: config.postgres.maxMessageLength,
+        loginTimeoutMs: 30_000,
+        targetTimeoutMs: 10_000,
+      },
+      credentials,
+      connection: (name: string) => connections.get(name),
+      pipeline,
+      cancelKeys: new CancelKeys(),
+      log: log.child({ protocol: 'postgres' }),
+    };
+    pgServer = createServer({ noDelay: true }, (socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      servePgClient(socket, deps);
+    });
+    await listen(pgServer, config.listen.postgres);
+  }
+
+  const api = buildApi({ version: VERSION });
+  await api.listen({ host: config.listen.api.host, port: config.listen.api.port });
+  const apiAddress = api.server.address() as AddressInfo;
+  const pgAddress = pgServer?.address() as AddressInfo | undefined;
+  log.info(
+    { api: `${apiAddress.address}:${apiAddress.port}`, postgres: pgAddress && `${pgAddress.address}:${pgAddress.port}` },
+    'drawbridge started',
+  );
+
+  return {
+    store,
+    credentials,
+    addresses: { api: apiAddress, postgres: pgAddress },
+    async close() {
+      pgServer?.close();
+      const closed = [...sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve)));
+      for (const socket of sockets) socket.destroy();
+      await Promise.all(closed);
+      // Sessions record their end once their sockets close: let those handlers run first.
+      await new Promise((resolve) => setImmediate(resolve));
+      await api.close();
+      await recorder.close();
+      await store.close();
+    },
+  };
+}
+
+function listen(server: Server, address: { host: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => (server.off('error', reject), resolve()));
+  });
+}

@@ -1,0 +1,386 @@
+/**
+ * The data phase of one PostgreSQL session: client and target are both logged in, and every
+ * client message is framed, validated and, when it carries a statement, decided on before a
+ * byte of it reaches the target. Target messages stream back as they come; only the ones that
+ * end a statement are decoded, to record its outcome. Memory does not grow with result size:
+ * each side is paused while the other cannot take more (backpressure in both directions).
+ *
+ * Responses are matched to requests with a queue that mirrors the target's: a simple Query, an
+ * Execute, a Sync or a FunctionCall each expect an answer, in order. A refused statement puts
+ * its error into that queue, so that it reaches the client exactly where the target's answer
+ * would have been, even in a pipeline.
+ *
+ * Known limit: a refused statement inside a transaction block does not abort the transaction on
+ * the target, as a failed statement would.
+ */
+
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { GatewayError, type Verdict } from '../../core/index.ts';
+import type { LiveSession, StatementTrace } from '../../session/pipeline.ts';
+import {
+  decodeBackend,
+  decodeFrontend,
+  errorFieldsToObject,
+  FramingError,
+  ProtocolError,
+  readyForQuery,
+  type Frame,
+  type Framer,
+  type FrontendMessage,
+} from '../../wire/pg/index.ts';
+import { functionCallCommand, prepareCommand, queryCommand, rowsOfTag } from './commands.ts';
+import { framingError } from './frame-reader.ts';
+import { renderError, renderFatal } from './render.ts';
+
+const enum_ = {
+  DataRow: 0x44, // D
+  CommandComplete: 0x43, // C
+  EmptyQueryResponse: 0x49, // I
+  PortalSuspended: 0x73, // s
+  ErrorResponse: 0x45, // E
+  ReadyForQuery: 0x5a, // Z
+} as const;
+
+type Expected =
+  | {
+      readonly kind: 'query';
+      readonly trace: StatementTrace;
+      rows: number | undefined;
+      error: { code: string; message: string } | undefined;
+    }
+  | { readonly kind: 'execute'; readonly trace: StatementTrace }
+  | { readonly kind: 'sync' }
+  | { readonly kind: 'inject'; readonly bytes: Buffer };
+
+export interface ProxySides {
+  readonly client: Socket;
+  readonly clientFramer: Framer;
+  readonly target: Socket;
+  readonly targetFramer: Framer;
+}
+
+export class PgProxy {
+  readonly #client: Socket;
+  readonly #target: Socket;
+  readonly #clientFramer: Framer;
+  readonly #targetFramer: Framer;
+  readonly #session: LiveSession;
+  readonly #log: Logger;
+  readonly #expected: Expected[] = [];
+  readonly #clientQueue: Frame[] = [];
+  readonly #statements = new Map<string, string>();
+  readonly #portals = new Map<string, string>();
+  #deciding = false;
+  #skipUntilSync = false;
+  #transactionStatus = 0x49; // 'I'
+  #closed = false;
+  #onClosed: ((reason: string) => void) | undefined;
+
+  constructor(sides: ProxySides, session: LiveSession, log: Logger) {
+    this.#client = sides.client;
+    this.#target = sides.target;
+    this.#clientFramer = sides.clientFramer;
+    this.#targetFramer = sides.targetFramer;
+    this.#session = session;
+    this.#log = log;
+  }
+
+  /** Starts relaying; `pending` are frames either side sent before the relay began. */
+  start(pending: { client: readonly Frame[]; target: readonly Frame[] }, onClosed: (reason: string) => void): void {
+    this.#onClosed = onClosed;
+    this.#client.on('data', (chunk: Buffer) => this.#fromClient(chunk));
+    this.#target.on('data', (chunk: Buffer) => this.#fromTarget(chunk));
+    this.#client.on('close', () => this.#end('client disconnected'));
+    this.#client.on('error', (error) => this.#log.debug({ err: error }, 'client socket error'));
+    this.#target.on('close', () => this.#targetGone());
+    this.#target.on('error', (error) => this.#log.warn({ err: error }, 'target socket error'));
+    if (pending.target.length > 0) this.#relayTarget(pending.target);
+    this.#clientQueue.push(...pending.client);
+    this.#pump();
+    this.#client.resume();
+    this.#target.resume();
+  }
+
+  /** Ends the session with a FATAL error the client can read (expiry, revocation, shutdown). */
+  terminate(error: GatewayError): void {
+    if (this.#closed) return;
+    this.#client.end(renderFatal(error));
+    this.#target.end(Buffer.from([0x58, 0, 0, 0, 4])); // Terminate
+    this.#end(error.message);
+  }
+
+  #fromClient(chunk: Buffer): void {
+    let frames: Frame[];
+    try {
+      frames = this.#clientFramer.push(chunk);
+    } catch (error) {
+      this.#clientFault(error instanceof FramingError ? framingError(error) : error);
+      return;
+    }
+    for (const frame of frames) this.#clientQueue.push(frame);
+    this.#pump();
+  }
+
+  /** Handles queued client frames in order until the queue is empty or a decision is pending. */
+  #pump(): void {
+    const out = new Spans();
+    while (!this.#deciding && !this.#closed) {
+      const frame = this.#clientQueue.shift();
+      if (!frame) break;
+      let message: FrontendMessage;
+      try {
+        message = decodeFrontend(frame);
+      } catch (error) {
+        this.#clientFault(error instanceof ProtocolError ? new GatewayError('protocol.malformed', error.message) : error);
+        return;
+      }
+      // After a refused message of the extended protocol, the rest up to Sync is discarded, as the server itself does after an error.
+      if (this.#skipUntilSync && message.type !== 'Sync') continue;
+      const decided = this.#decide(message);
+      if (decided instanceof Promise) {
+        this.#deciding = true;
+        this.#client.pause();
+        this.#send(out);
+        decided.then(
+          (verdict) => {
+            this.#deciding = false;
+            this.#apply(message, frame, verdict, out);
+            this.#send(out);
+            this.#client.resume();
+            this.#pump();
+          },
+          (error: unknown) => this.#clientFault(error),
+        );
+        return;
+      }
+      this.#apply(message, frame, decided, out);
+    }
+    this.#send(out);
+  }
+
+  #decide(message: FrontendMessage): Verdict | Promise<Verdict> {
+    switch (message.type) {
+      case 'Query':
+        return this.#session.decide(queryCommand(message.sql));
+      case 'Parse':
+        return this.#session.decide(prepareCommand(message.name, message.sql));
+      case 'FunctionCall':
+        return this.#session.decide(functionCallCommand(message.functionOid, message.args.length));
+      default:
+        return { outcome: 'allow' };
+    }
+  }
+
+  #apply(message: FrontendMessage, frame: Frame, verdict: Verdict, out: Spans): void {
+    if (verdict.outcome === 'deny') {
+      this.#refuse(message, verdict.reason, out);
+      return;
+    }
+    switch (message.type) {
+      case 'Query':
+        this.#expected.push({ kind: 'query', trace: this.#session.begin(message.sql), rows: undefined, error: undefined });
+        break;
+      case 'FunctionCall':
+        this.#expected.push({
+          kind: 'query',
+          trace: this.#session.begin(functionCallCommand(message.functionOid, message.args.length).text),
+          rows: undefined,
+          error: undefined,
+        });
+        break;
+      case 'Parse':
+        this.#statements.set(message.name, message.sql);
+        break;
+      case 'Bind':
+        this.#portals.set(message.portal, this.#statements.get(message.statement) ?? '');
+        break;
+      case 'Execute':
+        this.#expected.push({ kind: 'execute', trace: this.#session.begin(this.#portals.get(message.portal) ?? '') });
+        break;
+      case 'Close':
+        (message.target === 'S' ? this.#statements : this.#portals).delete(message.name);
+        break;
+      case 'Sync':
+        this.#skipUntilSync = false;
+        this.#expected.push({ kind: 'sync' });
+        break;
+      case 'Terminate':
+        out.add(frame.raw);
+        this.#send(out);
+        this.#target.end();
+        this.#client.end();
+        this.#end('client terminated');
+        return;
+    }
+    out.add(frame.raw);
+  }
+
+  #refuse(message: FrontendMessage, reason: string, out: Spans): void {
+    const text = message.type === 'Query' || message.type === 'Parse' ? message.sql : message.type;
+    this.#session.refuse(text, reason);
+    const error = renderError(new GatewayError('command.denied', reason));
+    if (message.type === 'Query' || message.type === 'FunctionCall') {
+      this.#inject(Buffer.concat([error, readyForQuery(statusName(this.#transactionStatus))]), out);
+    } else {
+      this.#inject(error, out);
+      this.#skipUntilSync = true;
+    }
+  }
+
+  /** Queues gateway-made bytes to reach the client after everything the target owes before them. */
+  #inject(bytes: Buffer, out: Spans): void {
+    if (this.#expected.length === 0) {
+      this.#send(out);
+      this.#client.write(bytes);
+    } else {
+      this.#expected.push({ kind: 'inject', bytes });
+    }
+  }
+
+  #send(out: Spans): void {
+    const bytes = out.take();
+    if (!bytes || this.#closed) return;
+    if (!this.#target.write(bytes)) {
+      this.#client.pause();
+      this.#target.once('drain', () => this.#deciding || this.#client.resume());
+    }
+  }
+
+  #fromTarget(chunk: Buffer): void {
+    let frames: Frame[];
+    try {
+      frames = this.#targetFramer.push(chunk);
+    } catch (error) {
+      this.#log.error({ err: error }, 'target sent a malformed message');
+      this.terminate(new GatewayError('target.lost', 'the target sent a malformed message'));
+      return;
+    }
+    this.#relayTarget(frames);
+  }
+
+  #relayTarget(frames: readonly Frame[]): void {
+    const out = new Spans();
+    for (const frame of frames) {
+      out.add(frame.raw);
+      const head = this.#expected[0];
+      switch (frame.type) {
+        case enum_.DataRow:
+          if (head && head.kind !== 'sync' && head.kind !== 'inject') head.trace.rows++;
+          break;
+        case enum_.CommandComplete: {
+          const message = decodeBackend(frame);
+          const rows = message.type === 'CommandComplete' ? rowsOfTag(message.tag) : undefined;
+          if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: rows ?? head.trace.rows });
+          else if (head?.kind === 'query' && rows !== undefined) head.rows = (head.rows ?? 0) + rows;
+          break;
+        }
+        case enum_.EmptyQueryResponse:
+          if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: 0 });
+          break;
+        case enum_.PortalSuspended:
+          if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: head.trace.rows });
+          break;
+        case enum_.ErrorResponse:
+          this.#targetError(frame, head);
+          break;
+        case enum_.ReadyForQuery:
+          this.#transactionStatus = frame.body[0] ?? 0x49;
+          this.#readyForQuery();
+          break;
+      }
+      while (this.#expected[0]?.kind === 'inject') out.add((this.#expected.shift() as { bytes: Buffer }).bytes);
+    }
+    const bytes = out.take();
+    if (bytes && !this.#client.write(bytes)) {
+      this.#target.pause();
+      this.#client.once('drain', () => this.#target.resume());
+    }
+  }
+
+  #complete(end: Parameters<StatementTrace['finish']>[0]): void {
+    const head = this.#expected.shift();
+    if (head?.kind === 'execute' || head?.kind === 'query') head.trace.finish(end);
+  }
+
+  #targetError(frame: Frame, head: Expected | undefined): void {
+    const message = decodeBackend(frame);
+    const fields = message.type === 'ErrorResponse' ? errorFieldsToObject(message.fields) : {};
+    const error = { code: fields.code ?? '', message: fields.message ?? '' };
+    if (head?.kind === 'query') {
+      head.error = error;
+    } else if (head?.kind === 'execute') {
+      this.#complete({ outcome: 'error', rows: head.trace.rows, errorCode: error.code, errorMessage: error.message });
+      // The target skips to the next Sync: so do the executes still expected before it.
+      while (this.#expected[0]?.kind === 'execute')
+        this.#complete({
+          outcome: 'error',
+          errorCode: error.code,
+          errorMessage: 'not executed: an earlier message of the pipeline failed',
+        });
+    }
+  }
+
+  #readyForQuery(): void {
+    for (;;) {
+      const head = this.#expected[0];
+      if (!head || head.kind === 'inject') return;
+      this.#expected.shift();
+      if (head.kind === 'query') {
+        head.trace.finish(
+          head.error
+            ? { outcome: 'error', rows: head.rows, errorCode: head.error.code, errorMessage: head.error.message }
+            : { outcome: 'ok', rows: head.rows ?? head.trace.rows },
+        );
+        return;
+      }
+      if (head.kind === 'sync') return;
+      head.trace.finish({ outcome: 'error', errorMessage: 'no result before Sync' });
+    }
+  }
+
+  #clientFault(error: unknown): void {
+    this.#log.info({ err: error }, 'ending session after a client protocol error');
+    this.terminate(error instanceof GatewayError ? error : new GatewayError('internal', 'internal gateway error', { cause: error }));
+  }
+
+  #targetGone(): void {
+    if (this.#closed) return;
+    // A target that sent its own FATAL has already told the client why; otherwise we say it.
+    this.#client.end(renderFatal(new GatewayError('target.lost', `lost the connection to target "${this.#session.info.connection.name}"`)));
+    this.#end('target disconnected');
+  }
+
+  #end(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const expected of this.#expected.splice(0)) {
+      if (expected.kind === 'query' || expected.kind === 'execute') expected.trace.finish({ outcome: 'cancelled', errorMessage: reason });
+    }
+    if (!this.#target.destroyed) this.#target.end();
+    this.#onClosed?.(reason);
+  }
+}
+
+const statusName = (status: number): 'I' | 'T' | 'E' => (status === 0x54 ? 'T' : status === 0x45 ? 'E' : 'I');
+
+/** Collects outgoing frames, joining neighbours that are adjacent in the same chunk so most writes need no copy. */
+class Spans {
+  #parts: Buffer[] = [];
+
+  add(bytes: Buffer): void {
+    const last = this.#parts[this.#parts.length - 1];
+    if (last && last.buffer === bytes.buffer && last.byteOffset + last.length === bytes.byteOffset) {
+      this.#parts[this.#parts.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + bytes.length);
+    } else {
+      this.#parts.push(bytes);
+    }
+  }
+
+  take(): Buffer | undefined {
+    const parts = this.#parts;
+    if (parts.length === 0) return undefined;
+    this.#parts = [];
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+}

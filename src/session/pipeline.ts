@@ -1,0 +1,146 @@
+/**
+ * The protocol-agnostic pipeline every session goes through: a protocol frontend identifies
+ * the client, opens a `LiveSession`, asks it to decide on each command, and reports how each
+ * command ended. Written once; protocols supply only their verbs (how to read a password, how
+ * to render an error), never their own idea of what is allowed.
+ */
+
+import { GatewayError, type AccessGrant, type Clock, type Command, type Connection, type Verdict } from '../core/index.ts';
+import type { Recorder } from '../recording/recorder.ts';
+import type { StatementOutcome } from '../store/index.ts';
+
+/** Decides on every command. This issue's guard allows everything; policy arrives later. */
+export interface Guard {
+  decide(session: SessionInfo, command: Command): Verdict | Promise<Verdict>;
+}
+
+export const allowAllGuard: Guard = { decide: () => ({ outcome: 'allow' }) };
+
+export interface SessionInfo {
+  readonly id: string;
+  readonly protocol: 'postgres';
+  readonly grant: AccessGrant;
+  readonly connection: Connection;
+  readonly clientAddress: string;
+  readonly startedAt: number;
+}
+
+export interface StatementEnd {
+  readonly outcome: StatementOutcome;
+  readonly rows?: number | undefined;
+  readonly errorCode?: string | undefined;
+  readonly errorMessage?: string | undefined;
+}
+
+export interface PipelineDeps {
+  readonly guard: Guard;
+  readonly recorder: Recorder;
+  readonly clock: Clock;
+}
+
+export class Pipeline {
+  readonly #deps: PipelineDeps;
+
+  constructor(deps: PipelineDeps) {
+    this.#deps = deps;
+  }
+
+  async open(fields: Omit<SessionInfo, 'id' | 'startedAt'>): Promise<LiveSession> {
+    const startedAt = this.#deps.clock.now();
+    const id = await this.#deps.recorder.startSession({
+      protocol: fields.protocol,
+      principal: fields.grant.principal.name,
+      connection: fields.connection.name,
+      grantId: fields.grant.id,
+      clientAddress: fields.clientAddress,
+      startedAt,
+    });
+    return new LiveSession({ ...fields, id, startedAt }, this.#deps);
+  }
+}
+
+export class LiveSession {
+  readonly info: SessionInfo;
+  readonly #deps: PipelineDeps;
+  #seq = 0;
+  #closed = false;
+  #expiry: NodeJS.Timeout | undefined;
+
+  constructor(info: SessionInfo, deps: PipelineDeps) {
+    this.info = info;
+    this.#deps = deps;
+  }
+
+  /**
+   * The protocol's verb for ending the session from the gateway's side. The session ends when
+   * its grant expires, wherever the client is in its work.
+   */
+  onTerminate(terminate: (error: GatewayError) => void): void {
+    const remaining = Math.max(0, this.info.grant.expiresAt - this.#deps.clock.now());
+    this.#expiry = setTimeout(
+      () => {
+        terminate(new GatewayError('session.terminated', `terminating connection: access grant ${this.info.grant.id} expired`));
+      },
+      Math.min(remaining, 2 ** 31 - 1),
+    );
+    this.#expiry.unref();
+  }
+
+  decide(command: Command): Verdict | Promise<Verdict> {
+    return this.#deps.guard.decide(this.info, command);
+  }
+
+  /** Marks the start of a statement; call `finish` on the result exactly once. */
+  begin(text: string): StatementTrace {
+    return new StatementTrace(this, text, ++this.#seq, this.#deps.clock.now());
+  }
+
+  /** Records a statement that never reached the target. */
+  refuse(text: string, reason: string): void {
+    this.begin(text).finish({ outcome: 'denied', errorCode: 'command.denied', errorMessage: reason });
+  }
+
+  record(trace: StatementTrace, end: StatementEnd): void {
+    const now = this.#deps.clock.now();
+    this.#deps.recorder.statement({
+      sessionId: this.info.id,
+      seq: trace.seq,
+      text: trace.text,
+      startedAt: trace.startedAt,
+      durationMs: now - trace.startedAt,
+      rows: end.rows,
+      outcome: end.outcome,
+      errorCode: end.errorCode,
+      errorMessage: end.errorMessage,
+    });
+  }
+
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#expiry);
+    this.#deps.recorder.endSession(this.info.id, this.#deps.clock.now(), reason);
+  }
+}
+
+export class StatementTrace {
+  readonly #session: LiveSession;
+  readonly text: string;
+  readonly seq: number;
+  readonly startedAt: number;
+  rows = 0;
+  #done = false;
+
+  constructor(session: LiveSession, text: string, seq: number, startedAt: number) {
+    this.#session = session;
+    this.text = text;
+    this.seq = seq;
+    this.startedAt = startedAt;
+  }
+
+  finish(end: StatementEnd): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#session.record(this, end);
+  }
+}

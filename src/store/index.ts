@@ -1,0 +1,13 @@
+export { openStore, StoreConflictError } from './store.ts';
+export type {
+  Store,
+  StoreKind,
+  GrantRecord,
+  NewGrant,
+  SessionRecord,
+  NewSession,
+  SessionQuery,
+  StatementRecord,
+  NewStatement,
+  StatementOutcome,
+} from './store.ts';

@@ -1,0 +1,69 @@
+/**
+ * The store's migrations, in code, in order. Each runs once per store (Kysely's Migrator
+ * records them); the same DDL serves SQLite and PostgreSQL. Never edit a migration that
+ * has shipped: add the next one.
+ */
+
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+export const MIGRATION_TABLE = 'drawbridge_migration';
+export const MIGRATION_LOCK_TABLE = 'drawbridge_migration_lock';
+
+const migrations: Record<string, Migration> = {
+  '0001_grants_sessions_statements': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('grants')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('principal', 'text', (c) => c.notNull())
+        .addColumn('connection', 'text', (c) => c.notNull())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('scram_salt', 'text', (c) => c.notNull())
+        .addColumn('scram_iterations', 'integer', (c) => c.notNull())
+        .addColumn('scram_stored_key', 'text', (c) => c.notNull())
+        .addColumn('scram_server_key', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('granted_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('grants_principal_connection').on('grants').columns(['principal', 'connection', 'expires_at']).execute();
+
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('protocol', 'text', (c) => c.notNull())
+        .addColumn('principal', 'text', (c) => c.notNull())
+        .addColumn('connection', 'text', (c) => c.notNull())
+        .addColumn('grant_id', 'text', (c) => c.notNull())
+        .addColumn('client_address', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('ended_at', 'bigint')
+        .addColumn('end_reason', 'text')
+        .execute();
+      await db.schema.createIndex('sessions_started').on('sessions').columns(['started_at', 'id']).execute();
+      await db.schema.createIndex('sessions_principal').on('sessions').columns(['principal', 'started_at']).execute();
+      await db.schema.createIndex('sessions_connection').on('sessions').columns(['connection', 'started_at']).execute();
+      await db.schema.createIndex('sessions_grant').on('sessions').column('grant_id').execute();
+
+      await db.schema
+        .createTable('statements')
+        .addColumn('session_id', 'text', (c) => c.notNull().references('sessions.id').onDelete('cascade'))
+        .addColumn('seq', 'integer', (c) => c.notNull())
+        .addColumn('text', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('duration_ms', 'double precision', (c) => c.notNull())
+        .addColumn('rows', 'bigint')
+        .addColumn('outcome', 'text', (c) => c.notNull().check(sql`outcome in ('ok', 'error', 'denied', 'cancelled')`))
+        .addColumn('error_code', 'text')
+        .addColumn('error_message', 'text')
+        .addPrimaryKeyConstraint('statements_pkey', ['session_id', 'seq'])
+        .execute();
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

@@ -1,0 +1,112 @@
+/**
+ * The embedded backend: SQLite through `node:sqlite`, adapted to Kysely's SqliteDialect.
+ *
+ * Guarantees: the database folder is created private (0700) and the file 0600, because it
+ * holds grant verifiers and session records; WAL with synchronous=NORMAL (a crash may lose
+ * the last commits, never corrupt the file); a busy timeout so that an administrative
+ * command writing to the same file waits instead of failing.
+ *
+ * Limits: one connection per store; Kysely serializes queries on it. Processes sharing the
+ * file (the gateway and an administrative command) wait for each other's write
+ * transactions; two stores on one file inside one process would block each other, since
+ * node:sqlite waits synchronously — open one store per process.
+ */
+
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import type { Database, StatementRow } from './schema.ts';
+
+export const SQLITE_BUSY_TIMEOUT_MS = 5000;
+
+export interface SqliteBackend {
+  readonly db: Kysely<Database>;
+  /** The same connection, for the few hot writes that go around the query builder. */
+  readonly raw: DatabaseSync;
+}
+
+/** `path` is a file path or `:memory:`. */
+export function openSqlite(path: string): SqliteBackend {
+  const raw = openDatabase(path);
+  return { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: kyselyAdapter(raw) }) }), raw };
+}
+
+function openDatabase(path: string): DatabaseSync {
+  if (path !== ':memory:') {
+    const full = resolve(path);
+    mkdirSync(dirname(full), { recursive: true, mode: 0o700 });
+    // Create the file ourselves so that it is born private; SQLite gives -wal and -shm the same mode.
+    closeSync(openSync(full, 'a', 0o600));
+  }
+  const db = new DatabaseSync(path);
+  db.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+  if (path !== ':memory:') db.exec('PRAGMA journal_mode = WAL');
+  db.exec('PRAGMA synchronous = NORMAL');
+  db.exec('PRAGMA foreign_keys = ON');
+  return db;
+}
+
+function kyselyAdapter(db: DatabaseSync): SqliteDatabase {
+  return {
+    close: () => db.close(),
+    prepare(sql: string): SqliteStatement {
+      // Kysely opens transactions with a deferred BEGIN. A deferred transaction that reads
+      // and then writes fails at once with SQLITE_BUSY when another process wrote meanwhile
+      // (busy_timeout cannot help an upgrade); BEGIN IMMEDIATE takes the write lock up front
+      // and waits for it. Every transaction in the store writes, so nothing is lost.
+      const statement = db.prepare(sql === 'begin' ? 'begin immediate' : sql);
+      const args = (parameters: ReadonlyArray<unknown>): SQLInputValue[] => parameters.map(toSqlite);
+      return {
+        // Anything that returns columns (SELECT, … RETURNING) is read with all().
+        reader: statement.columns().length > 0,
+        all: (parameters) => statement.all(...args(parameters)),
+        run: (parameters) => statement.run(...args(parameters)),
+        iterate: (parameters) => statement.iterate(...args(parameters)),
+      };
+    },
+  };
+}
+
+function toSqlite(value: unknown): SQLInputValue {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string') return value;
+  if (value instanceof Uint8Array) return value;
+  throw new TypeError(`cannot bind a ${typeof value} to a SQLite parameter`);
+}
+
+/**
+ * Statement batches are the store's hottest write (one row per statement of every session), so
+ * they skip the query builder: one prepared INSERT, run per row in one transaction, while
+ * holding Kysely's single connection so that no other transaction interleaves.
+ */
+export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly StatementRow[]) => Promise<void> {
+  let insert: StatementSync | undefined;
+  return (rows) =>
+    backend.db.connection().execute(async () => {
+      insert ??= backend.raw.prepare(
+        'insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      backend.raw.exec('begin immediate');
+      try {
+        for (const r of rows) {
+          insert.run(
+            r.session_id,
+            r.seq,
+            r.text,
+            r.started_at,
+            r.duration_ms,
+            r.rows ?? null,
+            r.outcome,
+            r.error_code ?? null,
+            r.error_message ?? null,
+          );
+        }
+        backend.raw.exec('commit');
+      } catch (error) {
+        backend.raw.exec('rollback');
+        throw error;
+      }
+    });
+}

@@ -1,0 +1,348 @@
+/**
+ * One conformance suite for every store backend: SQLite in a temporary folder, and
+ * PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) in a fresh database that is
+ * dropped afterwards. When PostgreSQL is not reachable its cases are skipped, saying so.
+ */
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { openStore, StoreConflictError, type NewGrant, type NewStatement, type Store } from './index.ts';
+
+const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+interface Backend {
+  readonly name: 'sqlite' | 'postgres';
+  /** Why the backend cannot run here, or undefined when it can. */
+  available(): Promise<string | undefined>;
+  /** A URL to a new, empty store, and how to throw it away. */
+  create(): Promise<{ url: string; drop(): Promise<void> }>;
+}
+
+const sqlite: Backend = {
+  name: 'sqlite',
+  available: async () => undefined,
+  async create() {
+    const dir = await mkdtemp(join(tmpdir(), 'drawbridge-store-'));
+    return { url: `sqlite:${join(dir, 'nested', 'state.db')}`, drop: () => rm(dir, { recursive: true, force: true }) };
+  },
+};
+
+const postgres: Backend = {
+  name: 'postgres',
+  async available() {
+    const client = new pg.Client({ connectionString: ADMIN_URL, connectionTimeoutMillis: 2000 });
+    try {
+      await client.connect();
+      await client.query('select 1');
+      return undefined;
+    } catch (err) {
+      return `PostgreSQL is not reachable at ${ADMIN_URL} (${(err as Error).message})`;
+    } finally {
+      await client.end().catch(() => {});
+    }
+  },
+  async create() {
+    const name = `drawbridge_test_${randomBytes(6).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: ADMIN_URL });
+    await admin.connect();
+    await admin.query(`create database ${name}`);
+    await admin.end();
+    return {
+      url: `postgres://postgres@127.0.0.1:5432/${name}`,
+      async drop() {
+        const c = new pg.Client({ connectionString: ADMIN_URL });
+        await c.connect();
+        await c.query(`drop database if exists ${name} with (force)`);
+        await c.end();
+      },
+    };
+  },
+};
+
+const HOUR = 3_600_000;
+const T0 = Date.UTC(2025, 0, 1);
+
+let counter = 0;
+function grant(overrides: Partial<NewGrant> = {}): NewGrant {
+  counter += 1;
+  return {
+    principal: 'alice',
+    connection: 'orders-db',
+    tokenHash: createHash('sha256').update(`dbr_token_${counter}_${Math.random()}`).digest('hex'),
+    scramSalt: randomBytes(16).toString('base64'),
+    scramIterations: 4096,
+    scramStoredKey: randomBytes(32).toString('base64'),
+    scramServerKey: randomBytes(32).toString('base64'),
+    reason: 'incident 42',
+    grantedBy: 'policy:oncall',
+    createdAt: T0,
+    expiresAt: T0 + HOUR,
+    ...overrides,
+  };
+}
+
+/** Opens the same store from `n` separate processes at once; resolves when all have migrated and closed. */
+async function openFromProcesses(url: string, n: number): Promise<void> {
+  const script = `
+    import { openStore } from ${JSON.stringify(new URL('./index.ts', import.meta.url).href)};
+    const store = await openStore(process.argv[1]);
+    await store.listSessions({ limit: 1 });
+    await store.close();
+  `;
+  const run = promisify(execFile);
+  await Promise.all(
+    Array.from({ length: n }, () => run(process.execPath, ['--input-type=module', '-e', script, url], { timeout: 60_000 })),
+  );
+}
+
+for (const backend of [sqlite, postgres]) {
+  describe(`store conformance: ${backend.name}`, async () => {
+    const skip = await backend.available();
+    let url = '';
+    let drop = async (): Promise<void> => {};
+    let store: Store;
+
+    before(async () => {
+      if (skip !== undefined) return;
+      ({ url, drop } = await backend.create());
+      store = await openStore(url);
+    });
+    after(async () => {
+      if (skip !== undefined) return;
+      await store.close();
+      await drop();
+    });
+
+    test('reports its kind', { skip }, () => {
+      assert.equal(store.kind, backend.name);
+    });
+
+    test('migrations are idempotent: opening twice keeps the data', { skip }, async () => {
+      const g = await store.insertGrant(grant());
+      const again = await openStore(url);
+      try {
+        assert.deepEqual(await again.getGrant(g.id), g);
+      } finally {
+        await again.close();
+      }
+    });
+
+    test('several gateways opening a new store at once all succeed', { skip }, async () => {
+      const fresh = await backend.create();
+      try {
+        if (backend.name === 'postgres') {
+          // In one process: the migration lock is what keeps these apart.
+          const stores = await Promise.all([openStore(fresh.url), openStore(fresh.url), openStore(fresh.url)]);
+          await Promise.all(stores.map((s) => s.close()));
+        }
+        // node:sqlite waits synchronously, so SQLite is exercised across processes (as deployed).
+        await openFromProcesses(fresh.url, 3);
+        const s = await openStore(fresh.url);
+        await s.close();
+      } finally {
+        await fresh.drop();
+      }
+    });
+
+    test('grants: insert, get, find by token hash', { skip }, async () => {
+      const input = grant({ reason: undefined });
+      const g = await store.insertGrant(input);
+      assert.match(g.id, /^grt_[0-9a-f]{32}$/);
+      assert.equal(g.reason, undefined);
+      assert.equal(g.revokedAt, undefined);
+      assert.deepEqual(await store.getGrant(g.id), g);
+      assert.deepEqual(await store.findGrantByTokenHash(input.tokenHash), g);
+      assert.equal(await store.findGrantByTokenHash('0'.repeat(64)), undefined);
+      assert.equal(await store.getGrant('grt_missing'), undefined);
+      const withId = await store.insertGrant(grant({ id: 'grt_chosen' }));
+      assert.equal(withId.id, 'grt_chosen');
+      assert.equal((await store.getGrant('grt_chosen'))?.reason, 'incident 42');
+    });
+
+    test('grants: a second grant with the same token hash is refused', { skip }, async () => {
+      const g = grant();
+      await store.insertGrant(g);
+      await assert.rejects(store.insertGrant({ ...g, principal: 'mallory' }), StoreConflictError);
+      const found = await store.findGrantByTokenHash(g.tokenHash);
+      assert.equal(found?.principal, 'alice');
+    });
+
+    test('grants: live list honours principal, connection, expiry boundary and revocation', { skip }, async () => {
+      const principal = `bob-${randomBytes(3).toString('hex')}`;
+      const a = await store.insertGrant(grant({ principal, createdAt: T0, expiresAt: T0 + HOUR }));
+      const b = await store.insertGrant(grant({ principal, createdAt: T0 + 1, expiresAt: T0 + 2 * HOUR }));
+      await store.insertGrant(grant({ principal, connection: 'other-db' }));
+      await store.insertGrant(grant({ principal: `${principal}-x` }));
+
+      const ids = async (now: number) => (await store.listLiveGrants(principal, 'orders-db', now)).map((g) => g.id);
+      assert.deepEqual(await ids(T0), [a.id, b.id]);
+      assert.deepEqual(await ids(T0 + HOUR - 1), [a.id, b.id]);
+      // expires_at is exclusive: at the instant of expiry the grant is no longer live.
+      assert.deepEqual(await ids(T0 + HOUR), [b.id]);
+      assert.deepEqual(await ids(T0 + 2 * HOUR), []);
+
+      assert.equal(await store.revokeGrant(b.id, T0 + 10), true);
+      assert.equal(await store.revokeGrant(b.id, T0 + 20), false, 'already revoked');
+      assert.equal(await store.revokeGrant('grt_missing', T0), false);
+      assert.equal((await store.getGrant(b.id))?.revokedAt, T0 + 10);
+      assert.deepEqual(await ids(T0), [a.id]);
+    });
+
+    test('sessions: start, get, end once, nullable fields', { skip }, async () => {
+      const s = await store.startSession({
+        protocol: 'postgres',
+        principal: 'alice',
+        connection: 'orders-db',
+        grantId: 'grt_x',
+        clientAddress: '127.0.0.1:50000',
+        startedAt: T0,
+      });
+      assert.match(s.id, /^ses_[0-9a-f]{32}$/);
+      assert.equal(s.endedAt, undefined);
+      assert.equal(s.endReason, undefined);
+      assert.deepEqual(await store.getSession(s.id), s);
+      assert.equal(await store.endSession(s.id, T0 + 5000, 'client closed'), true);
+      assert.equal(await store.endSession(s.id, T0 + 9000, 'again'), false);
+      assert.deepEqual(await store.getSession(s.id), { ...s, endedAt: T0 + 5000, endReason: 'client closed' });
+      assert.equal(await store.getSession('ses_missing'), undefined);
+      assert.equal(await store.endSession('ses_missing', T0, 'x'), false);
+    });
+
+    test('sessions: list filters by principal and connection, newest first, limited', { skip }, async () => {
+      const tag = randomBytes(3).toString('hex');
+      const made = [];
+      for (let i = 0; i < 6; i++) {
+        made.push(
+          await store.startSession({
+            protocol: 'postgres',
+            principal: i % 2 === 0 ? `p-${tag}` : `q-${tag}`,
+            connection: i < 3 ? `c-${tag}` : `d-${tag}`,
+            grantId: 'grt_x',
+            clientAddress: '[::1]:1',
+            startedAt: T0 + 1000 * 365 * 24 * HOUR + i * 1000,
+          }),
+        );
+      }
+      const ids = (xs: { id: string }[]) => xs.map((x) => x.id);
+      const m = made.map((s) => s.id);
+      assert.deepEqual(ids(await store.listSessions({ principal: `p-${tag}`, limit: 10 })), [m[4], m[2], m[0]]);
+      assert.deepEqual(ids(await store.listSessions({ connection: `d-${tag}`, limit: 10 })), [m[5], m[4], m[3]]);
+      assert.deepEqual(ids(await store.listSessions({ principal: `q-${tag}`, connection: `c-${tag}`, limit: 10 })), [m[1]]);
+      // These are the newest sessions in the store, so an unfiltered list starts with them.
+      assert.deepEqual(ids(await store.listSessions({ limit: 2 })), [m[5], m[4]]);
+      assert.deepEqual(await store.listSessions({ principal: 'nobody', limit: 10 }), []);
+    });
+
+    test('statements: a 1000-row batch round-trips in seq order with nullable fields', { skip }, async (t) => {
+      const s = await store.startSession({
+        protocol: 'postgres',
+        principal: 'alice',
+        connection: 'orders-db',
+        grantId: 'grt_x',
+        clientAddress: '127.0.0.1:1',
+        startedAt: T0,
+      });
+      const outcomes = ['ok', 'error', 'denied', 'cancelled'] as const;
+      const rows: NewStatement[] = Array.from({ length: 1000 }, (_, i) => ({
+        sessionId: s.id,
+        seq: i + 1,
+        text: `select ${i} /* 'quoted' ünïcode */`,
+        startedAt: T0 + i,
+        durationMs: i + 0.25,
+        rows: i % 3 === 0 ? undefined : i,
+        outcome: outcomes[i % 4] ?? 'ok',
+        errorCode: i % 4 === 1 ? '42P01' : undefined,
+        errorMessage: i % 4 === 1 ? `relation "t${i}" does not exist` : undefined,
+      }));
+      // Inserted shuffled: order comes from seq, not from insertion.
+      const shuffled = [...rows].sort((x, y) => ((x.seq * 7919) % 1000) - ((y.seq * 7919) % 1000));
+      const startedAt = performance.now();
+      await store.insertStatements(shuffled);
+      const elapsed = performance.now() - startedAt;
+      t.diagnostic(`${backend.name}: 1000-statement batch inserted in ${elapsed.toFixed(1)} ms`);
+
+      const back = await store.listStatements(s.id);
+      assert.equal(back.length, 1000);
+      back.forEach((r, i) => {
+        const want = rows[i];
+        assert.ok(want);
+        assert.deepEqual(r, {
+          sessionId: s.id,
+          seq: want.seq,
+          text: want.text,
+          startedAt: want.startedAt,
+          durationMs: want.durationMs,
+          rows: want.rows,
+          outcome: want.outcome,
+          errorCode: want.errorCode,
+          errorMessage: want.errorMessage,
+        });
+      });
+      assert.deepEqual(await store.listStatements('ses_missing'), []);
+      await store.insertStatements([]);
+    });
+
+    test('statements: a batch is one transaction (a conflict stores none of it)', { skip }, async () => {
+      const s = await store.startSession({
+        protocol: 'postgres',
+        principal: 'alice',
+        connection: 'orders-db',
+        grantId: 'grt_x',
+        clientAddress: '127.0.0.1:1',
+        startedAt: T0,
+      });
+      const row = (seq: number): NewStatement => ({
+        sessionId: s.id,
+        seq,
+        text: 'select 1',
+        startedAt: T0,
+        durationMs: 1,
+        outcome: 'ok',
+      });
+      await store.insertStatements([row(1)]);
+      const batch = Array.from({ length: 700 }, (_, i) => row(i + 2));
+      batch.push(row(1)); // duplicate seq, in the second chunk
+      await assert.rejects(store.insertStatements(batch), StoreConflictError);
+      assert.deepEqual(
+        (await store.listStatements(s.id)).map((r) => r.seq),
+        [1],
+      );
+    });
+  });
+}
+
+test('sqlite: the database folder is created private', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'drawbridge-store-'));
+  try {
+    const store = await openStore(`sqlite:${join(dir, 'a', 'b', 'state.db')}`);
+    await store.close();
+    assert.equal((await stat(join(dir, 'a', 'b'))).mode & 0o777, 0o700);
+    assert.equal((await stat(join(dir, 'a', 'b', 'state.db'))).mode & 0o777, 0o600);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('sqlite::memory: opens an empty store', async () => {
+  const store = await openStore('sqlite::memory:');
+  try {
+    assert.equal(store.kind, 'sqlite');
+    assert.deepEqual(await store.listSessions({ limit: 5 }), []);
+  } finally {
+    await store.close();
+  }
+});
+
+test('an unsupported store URL is refused without echoing it', async () => {
+  await assert.rejects(openStore('mysql://root:hunter2@db/x'), (err: Error) => {
+    assert.equal(err.message, 'unsupported store URL scheme mysql:; expected sqlite:<path> or postgres://…');
+    return true;
+  });
+});

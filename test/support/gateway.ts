@@ -1,0 +1,103 @@
+/**
+ * Starts a gateway in this process for an integration test: its own temp folder, SQLite store
+ * and free ports, in front of the given connections (by default the machine's PostgreSQL).
+ */
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { parseConfig, type Config } from '../../src/config/index.ts';
+import type { PostgresConnection } from '../../src/core/index.ts';
+import { startGateway, type Gateway } from '../../src/main.ts';
+
+export interface TestGatewayOptions {
+  readonly connections?: readonly Partial<PostgresConnection>[];
+  readonly tls?: { readonly cert: string; readonly key: string };
+  readonly auth?: 'scram-sha-256' | 'password';
+  readonly maxMessageLength?: number;
+  /** Extra YAML appended to the generated config. */
+  readonly store?: string;
+}
+
+export interface TestGateway {
+  readonly host: string;
+  readonly pgPort: number;
+  readonly apiPort: number;
+  readonly gateway: Gateway;
+  readonly config: Config;
+  readonly dir: string;
+  mint(principal: string, connection: string, ttlMs?: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+export const LOCAL_POSTGRES: PostgresConnection = {
+  name: 'local',
+  type: 'postgres',
+  host: '127.0.0.1',
+  port: 5432,
+  database: 'postgres',
+  user: 'postgres',
+  password: undefined,
+  tls: 'disable',
+  ca: undefined,
+};
+
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const dir = await mkdtemp(join(tmpdir(), 'drawbridge-test-'));
+  const connections = (options.connections ?? [{}]).map((partial) => ({ ...LOCAL_POSTGRES, ...partial }));
+  const files: string[] = [];
+  const yaml = [
+    `store: ${options.store ?? `sqlite:${join(dir, 'state.db')}`}`,
+    'listen:',
+    '  api: 127.0.0.1:0',
+    '  postgres: 127.0.0.1:0',
+    'log:',
+    `  level: ${process.env.DRAWBRIDGE_TEST_LOG ?? 'silent'}`,
+    'postgres:',
+    `  auth: ${options.auth ?? 'scram-sha-256'}`,
+    ...(options.maxMessageLength ? [`  max_message_length: ${options.maxMessageLength}`] : []),
+  ];
+  if (options.tls) {
+    await writeFile(join(dir, 'tls.crt'), options.tls.cert);
+    await writeFile(join(dir, 'tls.key'), options.tls.key);
+    yaml.push('tls:', '  cert: tls.crt', '  key: tls.key');
+  }
+  yaml.push('connections:');
+  for (const [index, connection] of connections.entries()) {
+    yaml.push(
+      `  - name: ${connection.name}`,
+      '    type: postgres',
+      `    host: "${connection.host}"`,
+      `    port: ${connection.port}`,
+      `    database: ${connection.database}`,
+      `    user: ${connection.user}`,
+      `    tls: ${connection.tls}`,
+    );
+    if (connection.password !== undefined) yaml.push(`    password: "${connection.password}"`);
+    if (connection.ca !== undefined) {
+      const file = join(dir, `ca-${index}.pem`);
+      files.push(file);
+      await writeFile(file, connection.ca);
+      yaml.push(`    ca: ${file}`);
+    }
+  }
+  const config = parseConfig(yaml.join('\n'), join(dir, 'drawbridge.yaml'), {});
+  const gateway = await startGateway(config, { log: pino({ level: config.log.level }) });
+  return {
+    host: '127.0.0.1',
+    pgPort: gateway.addresses.postgres!.port,
+    apiPort: gateway.addresses.api.port,
+    gateway,
+    config,
+    dir,
+    async mint(principal, connection, ttlMs = 600_000) {
+      const minted = await gateway.credentials.mint({ principal, connection, ttlMs, grantedBy: 'test' });
+      return minted.credential;
+    },
+    async close() {
+      await gateway.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
