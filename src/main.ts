@@ -11,6 +11,7 @@ import { buildApi } from './api/server.ts';
 import type { Config } from './config/index.ts';
 import { systemClock, type Clock } from './core/index.ts';
 import { Credentials } from './identity/credentials.ts';
+import { BufferPool } from './net/pooled-reads.ts';
 import { CancelKeys } from './protocols/pg/cancel-keys.ts';
 import { servePgClient } from './protocols/pg/frontend.ts';
 import { StoreRecorder } from './recording/recorder.ts';
@@ -59,6 +60,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       connection: (name: string) => connections.get(name),
       pipeline,
       cancelKeys: new CancelKeys(),
+      // 64 KiB reads, the most a socket read gives; 64 of them kept for reuse (4 MiB).
+      readBuffers: new BufferPool(64 * 1024, 64),
       log: log.child({ protocol: 'postgres' }),
     };
     pgServer = createServer({ noDelay: true }, (socket) => {

@@ -12,7 +12,6 @@
 import { randomUUID } from 'node:crypto';
 import { Migrator, type Kysely, type Selectable } from 'kysely';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
-import { openPostgres, postgresStatementWriter, withAdvisoryLock } from './postgres.ts';
 import type { Database, GrantsTable, SessionsTable, StatementRow, StatementsTable } from './schema.ts';
 import { openSqlite, sqliteStatementWriter } from './sqlite.ts';
 
@@ -158,6 +157,8 @@ export async function openStore(url: string): Promise<Store> {
     return new KyselyStore('sqlite', backend.db, sqliteStatementWriter(backend));
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    // Loaded on demand: the embedded default has no use for the PostgreSQL driver.
+    const { openPostgres, postgresStatementWriter, withAdvisoryLock } = await import('./postgres.ts');
     const { db, pool } = openPostgres(url);
     try {
       await withAdvisoryLock(pool, MIGRATION_LOCK_KEY, () => migrate(db));

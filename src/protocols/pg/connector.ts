@@ -18,8 +18,8 @@ import {
   encodeStartup,
   errorFieldsToObject,
   Framer,
-  type Frame,
 } from '../../wire/pg/index.ts';
+import { connectPooled, type BufferPool, type PooledReadHandler } from '../../net/pooled-reads.ts';
 import { FrameReader, PeerClosed, readSingleByte } from './frame-reader.ts';
 
 const SSL_ACCEPTED = 0x53; // 'S'
@@ -27,12 +27,13 @@ const SSL_REFUSED = 0x4e; // 'N'
 
 export interface TargetLogin {
   readonly socket: Socket;
-  readonly framer: Framer;
+  /** For plain TCP: hands the socket's reads, in pooled buffers, to the relay. */
+  readonly takeOver: ((handler: PooledReadHandler) => void) | undefined;
   /** ParameterStatus messages the target sent at login, as on the wire. */
   readonly parameterStatus: readonly Buffer[];
   readonly backendKey: { readonly processId: number; readonly secretKey: Buffer } | undefined;
-  /** Frames that arrived after ReadyForQuery (none from a well-behaved server). */
-  readonly pending: readonly Frame[];
+  /** Whole messages that arrived after ReadyForQuery (none from a well-behaved server). */
+  readonly pending: Buffer;
 }
 
 export interface ConnectOptions {
@@ -40,12 +41,14 @@ export interface ConnectOptions {
   readonly timeoutMs: number;
   /** Session parameters of the client to pass on (application_name, DateStyle, ...). */
   readonly parameters: Readonly<Record<string, string>>;
+  /** Where reads of plain TCP connections land. */
+  readonly readBuffers?: BufferPool;
 }
 
 export async function connectTarget(target: PostgresConnection, options: ConnectOptions): Promise<TargetLogin> {
-  const socket = await openSocket(target, options.timeoutMs);
+  const { socket, takeOver } = await openSocket(target, options.timeoutMs, options.readBuffers);
   try {
-    return await login(socket, target, options);
+    return { ...(await login(socket, target, options)), takeOver };
   } catch (error) {
     socket.destroy();
     throw error;
@@ -53,9 +56,14 @@ export async function connectTarget(target: PostgresConnection, options: Connect
 }
 
 /** Opens a socket to the target, TLS-negotiated as configured. */
-export async function openSocket(target: PostgresConnection, timeoutMs: number): Promise<Socket> {
+export async function openSocket(
+  target: PostgresConnection,
+  timeoutMs: number,
+  readBuffers?: BufferPool,
+): Promise<{ socket: Socket; takeOver: TargetLogin['takeOver'] }> {
+  const pooled = readBuffers && target.tls === 'disable' ? connectPooled(target, readBuffers) : undefined;
   const raw = await new Promise<Socket>((resolve, reject) => {
-    const socket = netConnect({ host: target.host, port: target.port, noDelay: true });
+    const socket = pooled?.socket ?? netConnect({ host: target.host, port: target.port, noDelay: true });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new GatewayError('target.unavailable', `could not connect to target "${target.name}": timed out`));
@@ -67,7 +75,7 @@ export async function openSocket(target: PostgresConnection, timeoutMs: number):
     };
     socket.once('error', onError);
   });
-  if (target.tls === 'disable') return raw;
+  if (target.tls === 'disable') return { socket: raw, takeOver: pooled?.takeOver };
   try {
     raw.write(encodeStartup({ type: 'SSLRequest' }));
     const answer = await readSingleByte(raw, timeoutMs).catch((error: unknown) => {
@@ -79,7 +87,7 @@ export async function openSocket(target: PostgresConnection, timeoutMs: number):
       throw new GatewayError('target.unavailable', `target "${target.name}" does not accept TLS, and its tls mode is ${target.tls}`);
     if (answer !== SSL_ACCEPTED)
       throw new GatewayError('target.unavailable', `target "${target.name}" answered the TLS request with 0x${answer.toString(16)}`);
-    return await upgrade(raw, target, timeoutMs);
+    return { socket: await upgrade(raw, target, timeoutMs), takeOver: undefined };
   } catch (error) {
     raw.destroy();
     throw error;
@@ -115,7 +123,7 @@ function upgrade(raw: Socket, target: PostgresConnection, timeoutMs: number): Pr
   });
 }
 
-async function login(socket: Socket, target: PostgresConnection, options: ConnectOptions): Promise<TargetLogin> {
+async function login(socket: Socket, target: PostgresConnection, options: ConnectOptions): Promise<Omit<TargetLogin, 'takeOver'>> {
   const framer = new Framer({ maxMessageLength: options.maxMessageLength });
   const reader = new FrameReader(socket, framer);
   const authFailed = (reason: string, cause?: unknown) =>
@@ -186,8 +194,12 @@ async function login(socket: Socket, target: PostgresConnection, options: Connec
             ? authFailed(reason)
             : new GatewayError('target.unavailable', `target "${target.name}" refused the connection: ${reason}`);
         }
-        case 'ReadyForQuery':
-          return { socket, framer, parameterStatus, backendKey, pending: reader.detach() };
+        case 'ReadyForQuery': {
+          const pending = Buffer.concat(reader.detach().map((early) => early.raw));
+          // Fail closed: half a message here would put the relay out of step with the target.
+          if (framer.buffered > 0) throw new GatewayError('target.lost', `target "${target.name}" sent a partial message after login`);
+          return { socket, parameterStatus, backendKey, pending };
+        }
         default:
           // Kerberos, GSS, SSPI: the gateway holds no such credentials.
           throw authFailed(`unsupported authentication request ${message.type}`);
@@ -213,7 +225,7 @@ export async function cancelOnTarget(
   key: { processId: number; secretKey: Buffer },
   timeoutMs: number,
 ): Promise<void> {
-  const socket = await openSocket(target, timeoutMs);
+  const { socket } = await openSocket(target, timeoutMs);
   await new Promise<void>((resolve) => {
     socket.once('close', () => resolve());
     socket.once('error', () => resolve());

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { GatewayError, type AccessGrant, type PostgresConnection } from '../../core/index.ts';
 import type { CredentialCheck } from '../../identity/credentials.ts';
 import { ScramError, ScramServerExchange, tlsServerEndPoint } from '../../identity/scram.ts';
+import type { BufferPool } from '../../net/pooled-reads.ts';
 import type { Pipeline } from '../../session/pipeline.ts';
 import {
   decodePassword,
@@ -48,6 +49,7 @@ export interface PgFrontendDeps {
   readonly connection: (name: string) => PostgresConnection | undefined;
   readonly pipeline: Pipeline;
   readonly cancelKeys: CancelKeys;
+  readonly readBuffers: BufferPool;
   readonly log: Logger;
 }
 
@@ -242,6 +244,7 @@ class PgLogin {
       maxMessageLength: this.#deps.options.maxMessageLength,
       timeoutMs: this.#deps.options.targetTimeoutMs,
       parameters,
+      readBuffers: this.#deps.readBuffers,
     });
     let session;
     try {
@@ -265,7 +268,13 @@ class PgLogin {
     const log = this.#log.child({ session: session.info.id, principal: grant.principal.name, connection: connection.name });
     log.info('session started');
     const proxy = new PgProxy(
-      { client: this.#socket, clientFramer: this.#framer, target: target.socket, targetFramer: target.framer },
+      {
+        client: this.#socket,
+        clientFramer: this.#framer,
+        target: target.socket,
+        takeOverTarget: target.takeOver,
+        maxMessageLength: this.#deps.options.maxMessageLength,
+      },
       session,
       log,
     );

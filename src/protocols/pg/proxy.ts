@@ -17,11 +17,13 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { GatewayError, type Verdict } from '../../core/index.ts';
+import type { PooledReadHandler } from '../../net/pooled-reads.ts';
 import type { LiveSession, StatementTrace } from '../../session/pipeline.ts';
 import {
-  decodeBackend,
+  decodeErrorFields,
   decodeFrontend,
   errorFieldsToObject,
+  FrameScanner,
   FramingError,
   ProtocolError,
   readyForQuery,
@@ -33,7 +35,8 @@ import { functionCallCommand, prepareCommand, queryCommand, rowsOfTag } from './
 import { framingError } from './frame-reader.ts';
 import { renderError, renderFatal } from './render.ts';
 
-const enum_ = {
+/** The target's messages the proxy follows; the scanner hands over the bodies of those it reads. */
+const BackendType = {
   DataRow: 0x44, // D
   CommandComplete: 0x43, // C
   EmptyQueryResponse: 0x49, // I
@@ -41,6 +44,8 @@ const enum_ = {
   ErrorResponse: 0x45, // E
   ReadyForQuery: 0x5a, // Z
 } as const;
+const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+const KEPT = [BackendType.CommandComplete, BackendType.ErrorResponse, BackendType.ReadyForQuery];
 
 type Expected =
   | {
@@ -57,14 +62,17 @@ export interface ProxySides {
   readonly client: Socket;
   readonly clientFramer: Framer;
   readonly target: Socket;
-  readonly targetFramer: Framer;
+  /** Plain TCP targets hand their reads over in pooled buffers. */
+  readonly takeOverTarget: ((handler: PooledReadHandler) => void) | undefined;
+  readonly maxMessageLength: number;
 }
 
 export class PgProxy {
   readonly #client: Socket;
   readonly #target: Socket;
   readonly #clientFramer: Framer;
-  readonly #targetFramer: Framer;
+  readonly #targetScanner: FrameScanner;
+  readonly #takeOverTarget: ProxySides['takeOverTarget'];
   readonly #session: LiveSession;
   readonly #log: Logger;
   readonly #expected: Expected[] = [];
@@ -81,21 +89,23 @@ export class PgProxy {
     this.#client = sides.client;
     this.#target = sides.target;
     this.#clientFramer = sides.clientFramer;
-    this.#targetFramer = sides.targetFramer;
+    this.#targetScanner = new FrameScanner({ maxMessageLength: sides.maxMessageLength, keep: KEPT });
+    this.#takeOverTarget = sides.takeOverTarget;
     this.#session = session;
     this.#log = log;
   }
 
-  /** Starts relaying; `pending` are frames either side sent before the relay began. */
-  start(pending: { client: readonly Frame[]; target: readonly Frame[] }, onClosed: (reason: string) => void): void {
+  /** Starts relaying; `pending` is what either side sent before the relay began. */
+  start(pending: { client: readonly Frame[]; target: Buffer }, onClosed: (reason: string) => void): void {
     this.#onClosed = onClosed;
     this.#client.on('data', (chunk: Buffer) => this.#fromClient(chunk));
-    this.#target.on('data', (chunk: Buffer) => this.#fromTarget(chunk));
+    if (this.#takeOverTarget) this.#takeOverTarget((chunk, release) => this.#fromTarget(chunk, release));
+    else this.#target.on('data', (chunk: Buffer) => this.#fromTarget(chunk, undefined));
     this.#client.on('close', () => this.#end('client disconnected'));
     this.#client.on('error', (error) => this.#log.debug({ err: error }, 'client socket error'));
     this.#target.on('close', () => this.#targetGone());
     this.#target.on('error', (error) => this.#log.warn({ err: error }, 'target socket error'));
-    if (pending.target.length > 0) this.#relayTarget(pending.target);
+    if (pending.target.length > 0) this.#fromTarget(pending.target, undefined);
     this.#clientQueue.push(...pending.client);
     this.#pump();
     this.#client.resume();
@@ -105,8 +115,8 @@ export class PgProxy {
   /** Ends the session with a FATAL error the client can read (expiry, revocation, shutdown). */
   terminate(error: GatewayError): void {
     if (this.#closed) return;
-    this.#client.end(renderFatal(error));
-    this.#target.end(Buffer.from([0x58, 0, 0, 0, 4])); // Terminate
+    this.#sayFatal(error);
+    this.#target.end(TERMINATE);
     this.#end(error.message);
   }
 
@@ -247,54 +257,68 @@ export class PgProxy {
     }
   }
 
-  #fromTarget(chunk: Buffer): void {
-    let frames: Frame[];
+  /** `release` gives a pooled read buffer back once the bytes it holds have gone out. */
+  #fromTarget(chunk: Buffer, release: (() => void) | undefined): void {
+    const parts: Buffer[] = [];
+    let forwarded = 0;
     try {
-      frames = this.#targetFramer.push(chunk);
+      this.#targetScanner.scan(chunk, (type, end, body) => {
+        this.#observe(type, body);
+        if (this.#expected[0]?.kind !== 'inject') return;
+        // Gateway-made messages go in at this message boundary, in the target's place.
+        parts.push(chunk.subarray(forwarded, end));
+        forwarded = end;
+        while (this.#expected[0]?.kind === 'inject') parts.push((this.#expected.shift() as { bytes: Buffer }).bytes);
+      });
     } catch (error) {
+      release?.();
       this.#log.error({ err: error }, 'target sent a malformed message');
       this.terminate(new GatewayError('target.lost', 'the target sent a malformed message'));
       return;
     }
-    this.#relayTarget(frames);
-  }
-
-  #relayTarget(frames: readonly Frame[]): void {
-    const out = new Spans();
-    for (const frame of frames) {
-      out.add(frame.raw);
-      const head = this.#expected[0];
-      switch (frame.type) {
-        case enum_.DataRow:
-          if (head && head.kind !== 'sync' && head.kind !== 'inject') head.trace.rows++;
-          break;
-        case enum_.CommandComplete: {
-          const message = decodeBackend(frame);
-          const rows = message.type === 'CommandComplete' ? rowsOfTag(message.tag) : undefined;
-          if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: rows ?? head.trace.rows });
-          else if (head?.kind === 'query' && rows !== undefined) head.rows = (head.rows ?? 0) + rows;
-          break;
-        }
-        case enum_.EmptyQueryResponse:
-          if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: 0 });
-          break;
-        case enum_.PortalSuspended:
-          if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: head.trace.rows });
-          break;
-        case enum_.ErrorResponse:
-          this.#targetError(frame, head);
-          break;
-        case enum_.ReadyForQuery:
-          this.#transactionStatus = frame.body[0] ?? 0x49;
-          this.#readyForQuery();
-          break;
-      }
-      while (this.#expected[0]?.kind === 'inject') out.add((this.#expected.shift() as { bytes: Buffer }).bytes);
+    // The rest goes on at once, even the start of a message whose end is still to come.
+    parts.push(forwarded === 0 ? chunk : chunk.subarray(forwarded));
+    const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (bytes !== chunk) {
+      release?.();
+      release = undefined;
     }
-    const bytes = out.take();
-    if (bytes && !this.#client.write(bytes)) {
+    if (this.#closed) {
+      release?.();
+      return;
+    }
+    if (!this.#client.write(bytes, release)) {
       this.#target.pause();
       this.#client.once('drain', () => this.#target.resume());
+    }
+  }
+
+  /** Follows the target's answers to close the statements they belong to. */
+  #observe(type: number, body: Buffer | undefined): void {
+    const head = this.#expected[0];
+    switch (type) {
+      case BackendType.DataRow:
+        if (head?.kind === 'query' || head?.kind === 'execute') head.trace.rows++;
+        break;
+      case BackendType.CommandComplete: {
+        const rows = rowsOfTag(body!.toString('utf8', 0, body!.length - 1));
+        if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: rows ?? head.trace.rows });
+        else if (head?.kind === 'query' && rows !== undefined) head.rows = (head.rows ?? 0) + rows;
+        break;
+      }
+      case BackendType.EmptyQueryResponse:
+        if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: 0 });
+        break;
+      case BackendType.PortalSuspended:
+        if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: head.trace.rows });
+        break;
+      case BackendType.ErrorResponse:
+        this.#targetError(body!, head);
+        break;
+      case BackendType.ReadyForQuery:
+        this.#transactionStatus = body![0] ?? 0x49;
+        this.#readyForQuery();
+        break;
     }
   }
 
@@ -303,9 +327,8 @@ export class PgProxy {
     if (head?.kind === 'execute' || head?.kind === 'query') head.trace.finish(end);
   }
 
-  #targetError(frame: Frame, head: Expected | undefined): void {
-    const message = decodeBackend(frame);
-    const fields = message.type === 'ErrorResponse' ? errorFieldsToObject(message.fields) : {};
+  #targetError(body: Buffer, head: Expected | undefined): void {
+    const fields = errorFieldsToObject(decodeErrorFields(body));
     const error = { code: fields.code ?? '', message: fields.message ?? '' };
     if (head?.kind === 'query') {
       head.error = error;
@@ -347,8 +370,14 @@ export class PgProxy {
   #targetGone(): void {
     if (this.#closed) return;
     // A target that sent its own FATAL has already told the client why; otherwise we say it.
-    this.#client.end(renderFatal(new GatewayError('target.lost', `lost the connection to target "${this.#session.info.connection.name}"`)));
+    this.#sayFatal(new GatewayError('target.lost', `lost the connection to target "${this.#session.info.connection.name}"`));
     this.#end('target disconnected');
+  }
+
+  /** Ends the client connection with a FATAL error, unless it would land inside a message of the target's. */
+  #sayFatal(error: GatewayError): void {
+    if (this.#targetScanner.midMessage) this.#client.destroy();
+    else this.#client.end(renderFatal(error));
   }
 
   #end(reason: string): void {
@@ -357,7 +386,7 @@ export class PgProxy {
     for (const expected of this.#expected.splice(0)) {
       if (expected.kind === 'query' || expected.kind === 'execute') expected.trace.finish({ outcome: 'cancelled', errorMessage: reason });
     }
-    if (!this.#target.destroyed) this.#target.end();
+    if (!this.#target.writableEnded) this.#target.end(TERMINATE);
     this.#onClosed?.(reason);
   }
 }

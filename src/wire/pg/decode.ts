@@ -557,6 +557,11 @@ const FIELD_NAMES: Readonly<Record<string, keyof ErrorFields>> = Object.assign(O
  * Names the fields of an ErrorResponse / NoticeResponse. Unknown codes are
  * ignored (as the protocol asks); a repeated code keeps its last value, as libpq does.
  */
+/** The fields of an ErrorResponse or NoticeResponse body, for callers that hold only the body. */
+export function decodeErrorFields(body: Buffer): ErrorField[] {
+  return errorFields(body, 'ErrorResponse');
+}
+
 export function errorFieldsToObject(fields: readonly ErrorField[]): ErrorFields {
   const out: ErrorFields = {};
   for (const [code, value] of fields) {

@@ -4,6 +4,8 @@
 
 export { Framer, FramingError, DEFAULT_MAX_STARTUP_LENGTH } from './framer.ts';
 export type { Frame, FramerOptions, FramingErrorCode } from './framer.ts';
+export { FrameScanner } from './scanner.ts';
+export type { MessageEnd, ScannerOptions } from './scanner.ts';
 export {
   ProtocolError,
   MAX_SECRET_KEY_LENGTH,
@@ -13,6 +15,7 @@ export {
   decodePassword,
   decodeSASLInitialResponse,
   decodeSASLResponse,
+  decodeErrorFields,
   errorFieldsToObject,
 } from './decode.ts';
 export {
