@@ -69,11 +69,18 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       socket.once('close', () => sockets.delete(socket));
       servePgClient(socket, deps);
     });
-    await listen(pgServer, config.listen.postgres);
   }
 
   const api = buildApi({ version: VERSION });
-  await api.listen({ host: config.listen.api.host, port: config.listen.api.port });
+  try {
+    if (pgServer) await listen(pgServer, config.listen.postgres!, 'PostgreSQL clients');
+    await api.ready();
+    await listen(api.server, config.listen.api, 'the API');
+  } catch (error) {
+    pgServer?.close();
+    await store.close();
+    throw error;
+  }
   const apiAddress = api.server.address() as AddressInfo;
   const pgAddress = pgServer?.address() as AddressInfo | undefined;
   log.info(
@@ -99,9 +106,18 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   };
 }
 
-function listen(server: Server, address: { host: string; port: number }): Promise<void> {
+/** The gateway cannot start as configured (a port taken, a store that cannot be opened). */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+function listen(server: Server, address: { host: string; port: number }, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => (server.off('error', reject), resolve()));
+    const fail = (error: NodeJS.ErrnoException) => {
+      const reason = error.code === 'EADDRINUSE' ? 'the address is already in use' : error.code === 'EACCES' ? 'permission denied' : error.message;
+      reject(new StartupError(`cannot listen for ${what} on ${address.host}:${address.port}: ${reason}`, { cause: error }));
+    };
+    server.once('error', fail);
+    server.listen(address.port, address.host, () => (server.off('error', fail), resolve()));
   });
 }

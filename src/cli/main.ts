@@ -6,7 +6,7 @@
 
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.ts';
-import { startGateway } from '../main.ts';
+import { startGateway, StartupError } from '../main.ts';
 import { Credentials } from '../identity/credentials.ts';
 import { openStore } from '../store/index.ts';
 import { systemClock } from '../core/index.ts';
@@ -50,6 +50,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (error) {
+    if (error instanceof StartupError) {
+      process.stderr.write(`drawbridge: ${error.message}\n`);
+      return 1;
+    }
     if (error instanceof UsageError || error instanceof ConfigError || error instanceof RangeError) {
       process.stderr.write(`drawbridge: ${error.message}\n${error instanceof UsageError ? `\n${USAGE}` : ''}`);
       return 2;

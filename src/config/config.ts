@@ -261,6 +261,9 @@ function checkConnections(data: unknown, at: (path: Path, reason: string) => voi
     if (entry.ca !== undefined && entry.ca !== null && tls !== 'verify-full') {
       at(['connections', i, 'ca'], `is only used with tls: verify-full (tls is ${describe(tls)})`);
     }
+    if (typeof entry.host === 'string' && entry.host.startsWith('/') && tls !== 'disable') {
+      at(['connections', i, 'tls'], `must be "disable" for a Unix socket (PostgreSQL has no TLS on Unix sockets)`);
+    }
   });
 }
 
@@ -304,7 +307,7 @@ function checkInsecure(config: Omit<Config, 'warnings'>, warn: (path: Path, reas
 
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (h === 'localhost' || h.endsWith('.localhost') || h.startsWith('/')) return true;
   if (isIP(h) === 4) return h.startsWith('127.');
   if (isIP(h) === 6) return h === '::1' || /^::ffff:127\./.test(h) || h === '0:0:0:0:0:0:0:1';
   return false;

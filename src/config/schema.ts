@@ -77,7 +77,9 @@ function toInteger(v: unknown): number | undefined {
 
 const text = leaf('a non-empty string', (v) => (typeof v === 'string' && v !== '' ? v : undefined));
 
-const hostName = leaf('a host name or IP address', (v) => (typeof v === 'string' && v !== '' && !/[\s/]/.test(v) ? v : undefined));
+const hostName = leaf('a host name, an IP address or the absolute path of a Unix socket directory', (v) =>
+  typeof v === 'string' && v !== '' && (v.startsWith('/') ? !/\s/.test(v) : !/[\s/]/.test(v)) ? v : undefined,
+);
 
 const port = leaf('an integer from 1 to 65535', (v) => {
   const n = toInteger(v);

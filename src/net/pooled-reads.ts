@@ -43,11 +43,12 @@ export interface PooledConnection {
   takeOver(handler: PooledReadHandler): void;
 }
 
-export function connectPooled(options: { host: string; port: number }, pool: BufferPool): PooledConnection {
+export type Address = { readonly host: string; readonly port: number } | { readonly path: string };
+
+export function connectPooled(address: Address, pool: BufferPool): PooledConnection {
   let handler: PooledReadHandler | undefined;
   const socket: Socket = connect({
-    host: options.host,
-    port: options.port,
+    ...address,
     noDelay: true,
     onread: {
       buffer: () => pool.take(),

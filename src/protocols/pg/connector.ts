@@ -19,7 +19,7 @@ import {
   errorFieldsToObject,
   Framer,
 } from '../../wire/pg/index.ts';
-import { connectPooled, type BufferPool, type PooledReadHandler } from '../../net/pooled-reads.ts';
+import { connectPooled, type Address, type BufferPool, type PooledReadHandler } from '../../net/pooled-reads.ts';
 import { FrameReader, PeerClosed, readSingleByte } from './frame-reader.ts';
 
 const SSL_ACCEPTED = 0x53; // 'S'
@@ -61,9 +61,10 @@ export async function openSocket(
   timeoutMs: number,
   readBuffers?: BufferPool,
 ): Promise<{ socket: Socket; takeOver: TargetLogin['takeOver'] }> {
-  const pooled = readBuffers && target.tls === 'disable' ? connectPooled(target, readBuffers) : undefined;
+  const address = addressOf(target);
+  const pooled = readBuffers && target.tls === 'disable' ? connectPooled(address, readBuffers) : undefined;
   const raw = await new Promise<Socket>((resolve, reject) => {
-    const socket = pooled?.socket ?? netConnect({ host: target.host, port: target.port, noDelay: true });
+    const socket = pooled?.socket ?? netConnect({ ...address, noDelay: true });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new GatewayError('target.unavailable', `could not connect to target "${target.name}": timed out`));
@@ -92,6 +93,11 @@ export async function openSocket(
     raw.destroy();
     throw error;
   }
+}
+
+/** A host that is an absolute path names a Unix socket directory, as in libpq. */
+function addressOf(target: PostgresConnection): Address {
+  return target.host.startsWith('/') ? { path: `${target.host}/.s.PGSQL.${target.port}` } : { host: target.host, port: target.port };
 }
 
 function upgrade(raw: Socket, target: PostgresConnection, timeoutMs: number): Promise<TLSSocket> {

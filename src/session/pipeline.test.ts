@@ -1,0 +1,213 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { GatewayError, verifiedGrant, verifiedPrincipal, type Clock, type PostgresConnection } from '../core/index.ts';
+import type { Recorder } from '../recording/recorder.ts';
+import type { NewSession, NewStatement } from '../store/index.ts';
+import { allowAllGuard, Pipeline, type Guard } from './pipeline.ts';
+
+const T0 = Date.UTC(2025, 0, 1);
+
+class FrozenClock implements Clock {
+  at = T0;
+  now(): number {
+    return this.at;
+  }
+}
+
+class FakeRecorder implements Recorder {
+  readonly sessions: NewSession[] = [];
+  readonly statements: NewStatement[] = [];
+  readonly ends: { id: string; at: number; reason: string }[] = [];
+  async startSession(session: NewSession): Promise<string> {
+    this.sessions.push(session);
+    return `ses_${this.sessions.length}`;
+  }
+  statement(statement: NewStatement): void {
+    this.statements.push(statement);
+  }
+  endSession(id: string, at: number, reason: string): void {
+    this.ends.push({ id, at, reason });
+  }
+  async flush(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+const connection: PostgresConnection = {
+  name: 'shop',
+  type: 'postgres',
+  host: '127.0.0.1',
+  port: 5432,
+  database: 'shop',
+  user: 'app',
+  password: undefined,
+  tls: 'disable',
+  ca: undefined,
+};
+
+function grantExpiringAt(expiresAt: number) {
+  return verifiedGrant({ id: 'grt_1', principal: verifiedPrincipal('alice', 'user'), connection: 'shop', expiresAt });
+}
+
+function setup(options: { expiresAt?: number; clock?: Clock; guard?: Guard } = {}) {
+  const clock = options.clock ?? new FrozenClock();
+  const recorder = new FakeRecorder();
+  const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock });
+  const open = () =>
+    pipeline.open({
+      protocol: 'postgres',
+      grant: grantExpiringAt(options.expiresAt ?? clock.now() + 60_000),
+      connection,
+      clientAddress: '127.0.0.1:50000',
+    });
+  return { clock, recorder, open };
+}
+
+describe('Pipeline', () => {
+  it('open() starts a recorded session with who, where, from where and when', async () => {
+    const { recorder, open } = setup();
+    const session = await open();
+    assert.deepEqual(recorder.sessions, [
+      { protocol: 'postgres', principal: 'alice', connection: 'shop', grantId: 'grt_1', clientAddress: '127.0.0.1:50000', startedAt: T0 },
+    ]);
+    assert.equal(session.info.id, 'ses_1');
+    assert.equal(session.info.startedAt, T0);
+    assert.equal(session.info.grant.principal.name, 'alice');
+    assert.equal(session.info.connection, connection);
+  });
+
+  it('begin/finish records the statement with its timing, rows and outcome', async () => {
+    const { clock, recorder, open } = setup();
+    const session = await open();
+    clock.at += 5;
+    const first = session.begin('select * from orders');
+    clock.at += 40;
+    first.finish({ outcome: 'ok', rows: 12 });
+    const second = session.begin('select 1/0');
+    clock.at += 2;
+    second.finish({ outcome: 'error', errorCode: '22012', errorMessage: 'division by zero' });
+    assert.deepEqual(recorder.statements, [
+      {
+        sessionId: 'ses_1',
+        seq: 1,
+        text: 'select * from orders',
+        startedAt: T0 + 5,
+        durationMs: 40,
+        rows: 12,
+        outcome: 'ok',
+        errorCode: undefined,
+        errorMessage: undefined,
+      },
+      {
+        sessionId: 'ses_1',
+        seq: 2,
+        text: 'select 1/0',
+        startedAt: T0 + 45,
+        durationMs: 2,
+        rows: undefined,
+        outcome: 'error',
+        errorCode: '22012',
+        errorMessage: 'division by zero',
+      },
+    ]);
+  });
+
+  it('finish() records a statement once, however often it is called', async () => {
+    const { recorder, open } = setup();
+    const session = await open();
+    const trace = session.begin('select 1');
+    trace.finish({ outcome: 'ok', rows: 1 });
+    trace.finish({ outcome: 'error' });
+    assert.equal(recorder.statements.length, 1);
+    assert.equal(recorder.statements[0]!.outcome, 'ok');
+  });
+
+  it('overlapping statements keep the order in which they began', async () => {
+    const { recorder, open } = setup();
+    const session = await open();
+    const a = session.begin('a');
+    const b = session.begin('b');
+    b.finish({ outcome: 'ok' });
+    a.finish({ outcome: 'cancelled' });
+    assert.deepEqual(
+      recorder.statements.map((s) => [s.text, s.seq, s.outcome]),
+      [
+        ['b', 2, 'ok'],
+        ['a', 1, 'cancelled'],
+      ],
+    );
+  });
+
+  it("refuse() records a statement that never ran as 'denied'", async () => {
+    const { recorder, open } = setup();
+    const session = await open();
+    session.refuse('drop table orders', 'dropping tables is not allowed');
+    assert.deepEqual(recorder.statements, [
+      {
+        sessionId: 'ses_1',
+        seq: 1,
+        text: 'drop table orders',
+        startedAt: T0,
+        durationMs: 0,
+        rows: undefined,
+        outcome: 'denied',
+        errorCode: 'command.denied',
+        errorMessage: 'dropping tables is not allowed',
+      },
+    ]);
+  });
+
+  it('decide() asks the guard with the session and the command', async () => {
+    const seen: unknown[] = [];
+    const guard: Guard = {
+      decide: (info, command) => {
+        seen.push([info.id, command.text]);
+        return { outcome: 'deny', reason: 'no' };
+      },
+    };
+    const { open } = setup({ guard });
+    const session = await open();
+    assert.deepEqual(await session.decide({ kind: 'query', text: 'select 1' }), { outcome: 'deny', reason: 'no' });
+    assert.deepEqual(seen, [['ses_1', 'select 1']]);
+    assert.deepEqual(await allowAllGuard.decide(session.info, { kind: 'query', text: 'x' }), { outcome: 'allow' });
+  });
+
+  it('close() ends the session once, with the time and reason', async () => {
+    const { clock, recorder, open } = setup();
+    const session = await open();
+    clock.at += 1000;
+    session.close('client disconnected');
+    session.close('again');
+    assert.deepEqual(recorder.ends, [{ id: 'ses_1', at: T0 + 1000, reason: 'client disconnected' }]);
+  });
+
+  it('onTerminate fires when the grant expires, with session.terminated', async () => {
+    // The expiry is a real timer: the grant expires 30 ms from now on the system clock.
+    const clock: Clock = { now: () => Date.now() };
+    const { open } = setup({ clock, expiresAt: Date.now() + 30 });
+    const session = await open();
+    const error = await new Promise<GatewayError>((resolve) => session.onTerminate(resolve));
+    assert.ok(error instanceof GatewayError);
+    assert.equal(error.code, 'session.terminated');
+    assert.match(error.message, /grt_1 expired/);
+    session.close('terminated');
+  });
+
+  it('onTerminate fires at once for a grant that has already expired', async () => {
+    const clock: Clock = { now: () => Date.now() };
+    const { open } = setup({ clock, expiresAt: Date.now() - 1000 });
+    const session = await open();
+    const error = await new Promise<GatewayError>((resolve) => session.onTerminate(resolve));
+    assert.equal(error.code, 'session.terminated');
+  });
+
+  it('onTerminate does not fire after close()', async () => {
+    const clock: Clock = { now: () => Date.now() };
+    const { open } = setup({ clock, expiresAt: Date.now() + 30 });
+    const session = await open();
+    let fired = false;
+    session.onTerminate(() => (fired = true));
+    session.close('client disconnected');
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.equal(fired, false);
+  });
+});
