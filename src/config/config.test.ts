@@ -294,6 +294,14 @@ describe('errors name the file, line:column, path and reason', () => {
     assert.deepEqual(errorsOf(['- a', '- b']), [`${F}:1:1: expected a mapping, got a list`]);
   });
 
+  test('a Unix socket directory as host, which cannot use TLS', () => {
+    const lines = (tls: string) => ['connections:', '  - name: local', '    type: postgres', '    host: /var/run/postgresql', '    database: app', '    user: app', `    tls: ${tls}`];
+    assert.equal(parse(lines('disable')).connections[0]?.host, '/var/run/postgresql');
+    assert.deepEqual(errorsOf(lines('require')), [
+      `${F}:7:10: connections[0].tls: must be "disable" for a Unix socket (PostgreSQL has no TLS on Unix sockets)`,
+    ]);
+  });
+
   test('duplicate connection names (case-insensitive)', () => {
     assert.deepEqual(errorsOf([...CONNECTION, ...CONNECTION.slice(1).map((l) => l.replace('orders-db', 'Orders-DB'))]), [
       `${F}:7:11: connections[1].name: duplicate connection name "Orders-DB" (also connections[0].name)`,
