@@ -15,7 +15,7 @@ import { BufferPool } from './net/pooled-reads.ts';
 import { CancelKeys } from './protocols/pg/cancel-keys.ts';
 import { servePgClient } from './protocols/pg/frontend.ts';
 import { StoreRecorder } from './recording/recorder.ts';
-import { allowAllGuard, Pipeline } from './session/pipeline.ts';
+import { allowAllGuard, Pipeline, type Guard } from './session/pipeline.ts';
 import { openStore, type Store } from './store/index.ts';
 import { VERSION } from './version.ts';
 
@@ -29,6 +29,8 @@ export interface Gateway {
 export interface GatewayOptions {
   readonly log?: Logger;
   readonly clock?: Clock;
+  /** Decides on every command; allows everything until policy arrives. */
+  readonly guard?: Guard;
 }
 
 export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
@@ -38,7 +40,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const store = await openStore(config.store);
   const credentials = new Credentials(store, clock);
   const recorder = new StoreRecorder(store, log);
-  const pipeline = new Pipeline({ guard: allowAllGuard, recorder, clock });
+  const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock });
   const connections = new Map(config.connections.map((connection) => [connection.name, connection]));
   const sockets = new Set<Socket>();
 

@@ -10,14 +10,15 @@ import { pino } from 'pino';
 import { parseConfig, type Config } from '../../src/config/index.ts';
 import type { PostgresConnection } from '../../src/core/index.ts';
 import { startGateway, type Gateway } from '../../src/main.ts';
+import type { Guard } from '../../src/session/pipeline.ts';
 
 export interface TestGatewayOptions {
   readonly connections?: readonly Partial<PostgresConnection>[];
   readonly tls?: { readonly cert: string; readonly key: string };
   readonly auth?: 'scram-sha-256' | 'password';
   readonly maxMessageLength?: number;
-  /** Extra YAML appended to the generated config. */
   readonly store?: string;
+  readonly guard?: Guard;
 }
 
 export interface TestGateway {
@@ -83,7 +84,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     }
   }
   const config = parseConfig(yaml.join('\n'), join(dir, 'drawbridge.yaml'), {});
-  const gateway = await startGateway(config, { log: pino({ level: config.log.level }) });
+  const gateway = await startGateway(config, { log: pino({ level: config.log.level }), ...(options.guard ? { guard: options.guard } : {}) });
   return {
     host: '127.0.0.1',
     pgPort: gateway.addresses.postgres!.port,

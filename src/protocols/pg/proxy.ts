@@ -43,6 +43,11 @@ const BackendType = {
   PortalSuspended: 0x73, // s
   ErrorResponse: 0x45, // E
   ReadyForQuery: 0x5a, // Z
+  ParseComplete: 0x31, // 1
+  BindComplete: 0x32, // 2
+  CloseComplete: 0x33, // 3
+  RowDescription: 0x54, // T
+  NoData: 0x6e, // n
 } as const;
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 const KEPT = [BackendType.CommandComplete, BackendType.ErrorResponse, BackendType.ReadyForQuery];
@@ -55,8 +60,15 @@ type Expected =
       error: { code: string; message: string } | undefined;
     }
   | { readonly kind: 'execute'; readonly trace: StatementTrace }
+  /** Parse, Bind and Close end with their own completion message; Describe with RowDescription or NoData. */
+  | { readonly kind: 'reply'; readonly endsWith: readonly number[] }
   | { readonly kind: 'sync' }
   | { readonly kind: 'inject'; readonly bytes: Buffer };
+
+const PARSE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.ParseComplete] };
+const BIND_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.BindComplete] };
+const CLOSE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.CloseComplete] };
+const DESCRIBE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.RowDescription, BackendType.NoData] };
 
 export interface ProxySides {
   readonly client: Socket;
@@ -155,6 +167,7 @@ export class PgProxy {
         decided.then(
           (verdict) => {
             this.#deciding = false;
+            if (this.#closed) return;
             this.#apply(message, frame, verdict, out);
             this.#send(out);
             this.#client.resume();
@@ -201,15 +214,21 @@ export class PgProxy {
         break;
       case 'Parse':
         this.#statements.set(message.name, message.sql);
+        this.#expected.push(PARSE_REPLY);
         break;
       case 'Bind':
         this.#portals.set(message.portal, this.#statements.get(message.statement) ?? '');
+        this.#expected.push(BIND_REPLY);
+        break;
+      case 'Describe':
+        this.#expected.push(DESCRIBE_REPLY);
         break;
       case 'Execute':
         this.#expected.push({ kind: 'execute', trace: this.#session.begin(this.#portals.get(message.portal) ?? '') });
         break;
       case 'Close':
         (message.target === 'S' ? this.#statements : this.#portals).delete(message.name);
+        this.#expected.push(CLOSE_REPLY);
         break;
       case 'Sync':
         this.#skipUntilSync = false;
@@ -300,6 +319,13 @@ export class PgProxy {
       case BackendType.DataRow:
         if (head?.kind === 'query' || head?.kind === 'execute') head.trace.rows++;
         break;
+      case BackendType.ParseComplete:
+      case BackendType.BindComplete:
+      case BackendType.CloseComplete:
+      case BackendType.RowDescription:
+      case BackendType.NoData:
+        if (head?.kind === 'reply' && head.endsWith.includes(type)) this.#expected.shift();
+        break;
       case BackendType.CommandComplete: {
         const rows = rowsOfTag(body!.toString('utf8', 0, body!.length - 1));
         if (head?.kind === 'execute') this.#complete({ outcome: 'ok', rows: rows ?? head.trace.rows });
@@ -332,11 +358,19 @@ export class PgProxy {
     const error = { code: fields.code ?? '', message: fields.message ?? '' };
     if (head?.kind === 'query') {
       head.error = error;
-    } else if (head?.kind === 'execute') {
+      return;
+    }
+    if (head?.kind === 'execute') {
       this.#complete({ outcome: 'error', rows: head.trace.rows, errorCode: error.code, errorMessage: error.message });
-      // The target skips to the next Sync: so do the executes still expected before it.
-      while (this.#expected[0]?.kind === 'execute')
-        this.#complete({
+    } else if (head?.kind === 'reply') {
+      this.#expected.shift();
+    }
+    // The target skips to the next Sync, and so does what we expect of it (a refusal of ours
+    // in that stretch included: the target would not have got that far either).
+    for (let next = this.#expected[0]; next && next.kind !== 'sync'; next = this.#expected[0]) {
+      this.#expected.shift();
+      if (next.kind === 'execute')
+        next.trace.finish({
           outcome: 'error',
           errorCode: error.code,
           errorMessage: 'not executed: an earlier message of the pipeline failed',
@@ -358,7 +392,7 @@ export class PgProxy {
         return;
       }
       if (head.kind === 'sync') return;
-      head.trace.finish({ outcome: 'error', errorMessage: 'no result before Sync' });
+      if (head.kind === 'execute') head.trace.finish({ outcome: 'error', errorMessage: 'no result before Sync' });
     }
   }
 
