@@ -95,6 +95,8 @@ export class PgProxy {
   #skipUntilSync = false;
   #transactionStatus = 0x49; // 'I'
   #closed = false;
+  /** The client said goodbye: the target still answers what came before, for the record. */
+  #terminating = false;
   #onClosed: ((reason: string) => void) | undefined;
 
   constructor(sides: ProxySides, session: LiveSession, log: Logger) {
@@ -113,7 +115,7 @@ export class PgProxy {
     this.#client.on('data', (chunk: Buffer) => this.#fromClient(chunk));
     if (this.#takeOverTarget) this.#takeOverTarget((chunk, release) => this.#fromTarget(chunk, release));
     else this.#target.on('data', (chunk: Buffer) => this.#fromTarget(chunk, undefined));
-    this.#client.on('close', () => this.#end('client disconnected'));
+    this.#client.on('close', () => this.#terminating || this.#end('client disconnected'));
     this.#client.on('error', (error) => this.#log.debug({ err: error }, 'client socket error'));
     this.#target.on('close', () => this.#targetGone());
     this.#target.on('error', (error) => this.#log.warn({ err: error }, 'target socket error'));
@@ -235,11 +237,12 @@ export class PgProxy {
         this.#expected.push({ kind: 'sync' });
         break;
       case 'Terminate':
+        // The target answers everything before Terminate, then closes; the session ends then.
         out.add(frame.raw);
         this.#send(out);
+        this.#terminating = true;
         this.#target.end();
         this.#client.end();
-        this.#end('client terminated');
         return;
     }
     out.add(frame.raw);
@@ -302,7 +305,7 @@ export class PgProxy {
       release?.();
       release = undefined;
     }
-    if (this.#closed) {
+    if (this.#closed || this.#client.writableEnded) {
       release?.();
       return;
     }
@@ -403,6 +406,10 @@ export class PgProxy {
 
   #targetGone(): void {
     if (this.#closed) return;
+    if (this.#terminating) {
+      this.#end('client terminated');
+      return;
+    }
     // A target that sent its own FATAL has already told the client why; otherwise we say it.
     this.#sayFatal(new GatewayError('target.lost', `lost the connection to target "${this.#session.info.connection.name}"`));
     this.#end('target disconnected');
