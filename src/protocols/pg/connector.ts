@@ -105,6 +105,8 @@ function upgrade(raw: Socket, target: PostgresConnection, timeoutMs: number): Pr
     const verify = target.tls === 'verify-full';
     const socket = tlsConnect({
       socket: raw,
+      // The certificate is checked against `host`; SNI (`servername`) may only carry a name.
+      host: target.host,
       ...(isIP(target.host) ? {} : { servername: target.host }),
       ...(target.ca ? { ca: target.ca } : {}),
       // 'require' encrypts without checking whom it talks to, as libpq's sslmode=require does.
@@ -123,7 +125,10 @@ function upgrade(raw: Socket, target: PostgresConnection, timeoutMs: number): Pr
     });
     const onError = (error: Error) => {
       clearTimeout(timer);
-      reject(new GatewayError('target.unavailable', `TLS with target "${target.name}" failed: ${error.message}`, { cause: error }));
+      // Node's messages end with advice about its own flags, which is no help to a database client.
+      const reason = error.message.split('; if the root CA')[0];
+      const what = verify ? `could not verify target "${target.name}" (its TLS certificate)` : `TLS with target "${target.name}" failed`;
+      reject(new GatewayError('target.unavailable', `the gateway ${what}: ${reason}`, { cause: error }));
     };
     socket.once('error', onError);
   });

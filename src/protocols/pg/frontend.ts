@@ -139,17 +139,19 @@ class PgLogin {
     this.#reader.detach();
     this.#socket.write(SSL_ACCEPTED);
     const secure = new TLSSocket(this.#socket, { isServer: true, secureContext: tls.context });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new GatewayError('protocol.malformed', 'TLS handshake timed out')),
-        this.#deps.options.loginTimeoutMs,
-      );
-      secure.once('secure', () => (clearTimeout(timer), resolve()));
-      secure.once(
-        'error',
-        (error) => (clearTimeout(timer), reject(new GatewayError('protocol.malformed', `TLS handshake failed: ${error.message}`))),
-      );
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('timed out')), this.#deps.options.loginTimeoutMs);
+        secure.once('secure', () => (clearTimeout(timer), resolve()));
+        secure.once('error', (error) => (clearTimeout(timer), reject(error)));
+        secure.once('close', () => (clearTimeout(timer), reject(new Error('the client closed the connection'))));
+      });
+    } catch (error) {
+      // Nothing can be said to a client whose TLS handshake failed: a plaintext error would be noise to it.
+      this.#log.info({ reason: (error as Error).message }, 'TLS handshake with a client failed');
+      secure.destroy();
+      throw new PeerClosed();
+    }
     this.#socket = secure;
     this.#tls = true;
     this.#framer = new Framer({ maxMessageLength: this.#deps.options.maxMessageLength, startup: true });

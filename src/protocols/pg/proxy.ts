@@ -97,6 +97,8 @@ export class PgProxy {
   #closed = false;
   /** The client said goodbye: the target still answers what came before, for the record. */
   #terminating = false;
+  /** The target sent a FATAL error of its own, which tells the client why the session ends. */
+  #targetSaidFatal = false;
   #onClosed: ((reason: string) => void) | undefined;
 
   constructor(sides: ProxySides, session: LiveSession, log: Logger) {
@@ -358,6 +360,7 @@ export class PgProxy {
 
   #targetError(body: Buffer, head: Expected | undefined): void {
     const fields = errorFieldsToObject(decodeErrorFields(body));
+    if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.#targetSaidFatal = true;
     const error = { code: fields.code ?? '', message: fields.message ?? '' };
     if (head?.kind === 'query') {
       head.error = error;
@@ -411,7 +414,8 @@ export class PgProxy {
       return;
     }
     // A target that sent its own FATAL has already told the client why; otherwise we say it.
-    this.#sayFatal(new GatewayError('target.lost', `lost the connection to target "${this.#session.info.connection.name}"`));
+    if (this.#targetSaidFatal) this.#client.end();
+    else this.#sayFatal(new GatewayError('target.lost', `lost the connection to target "${this.#session.info.connection.name}"`));
     this.#end('target disconnected');
   }
 
@@ -424,10 +428,14 @@ export class PgProxy {
   #end(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    const busy = this.#expected.length > 0;
     for (const expected of this.#expected.splice(0)) {
       if (expected.kind === 'query' || expected.kind === 'execute') expected.trace.finish({ outcome: 'cancelled', errorMessage: reason });
     }
-    if (!this.#target.writableEnded) this.#target.end(TERMINATE);
+    // An idle target is told goodbye; a busy one would go on producing (or block writing) a
+    // result nobody reads, so its connection is cut and the server ends the backend.
+    if (busy) this.#target.destroy();
+    else if (!this.#target.writableEnded) this.#target.end(TERMINATE);
     this.#onClosed?.(reason);
   }
 }
