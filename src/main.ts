@@ -96,9 +96,14 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {
       pgServer?.close();
-      const closed = [...sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve)));
-      for (const socket of sockets) socket.destroy();
-      await Promise.all(closed);
+      const closed = Promise.all([...sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve))));
+      // Live sessions are told why they end; a client that does not hang up in a second is cut.
+      pipeline.shutdown();
+      const grace = setTimeout(() => {
+        for (const socket of sockets) socket.destroy();
+      }, 1000);
+      await closed;
+      clearTimeout(grace);
       // Sessions record their end once their sockets close: let those handlers run first.
       await new Promise((resolve) => setImmediate(resolve));
       await api.close();
@@ -116,7 +121,8 @@ export class StartupError extends Error {
 function listen(server: Server, address: { host: string; port: number }, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const fail = (error: NodeJS.ErrnoException) => {
-      const reason = error.code === 'EADDRINUSE' ? 'the address is already in use' : error.code === 'EACCES' ? 'permission denied' : error.message;
+      const reason =
+        error.code === 'EADDRINUSE' ? 'the address is already in use' : error.code === 'EACCES' ? 'permission denied' : error.message;
       reject(new StartupError(`cannot listen for ${what} on ${address.host}:${address.port}: ${reason}`, { cause: error }));
     };
     server.once('error', fail);

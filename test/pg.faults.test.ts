@@ -237,3 +237,64 @@ describe('the target stops mid-query', () => {
     await assertServing('local');
   });
 });
+
+test('a client that leaves while its statement runs: the statement is cancelled on the target', async () => {
+  const applicationName = unique('sleeper');
+  const c = await connect('local', applicationName);
+  c.query('select pg_sleep(30)').catch(() => {});
+  for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(50)) {
+    const active = await admin((a) =>
+      a.query(
+        "select count(*)::int as n from pg_stat_activity where application_name = $1 and query like 'select pg_sleep%' and state = 'active'",
+        [applicationName],
+      ),
+    );
+    if (active.rows[0].n === 1) break;
+  }
+  (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+  let left = 1;
+  for (const deadline = Date.now() + 5000; Date.now() < deadline && left > 0; await sleep(100)) left = await backendsOf(applicationName);
+  assert.equal(left, 0, 'the sleeping statement must not outlive its client');
+});
+
+test('a target message above max_message_length ends the session with a message that names the limit', async () => {
+  const small = await startTestGateway({ maxMessageLength: 64 * 1024 });
+  try {
+    const principal = unique('big');
+    const c = new pg.Client({
+      host: small.host,
+      port: small.pgPort,
+      user: principal,
+      database: 'local',
+      password: await small.mint(principal, 'local'),
+    });
+    c.on('error', () => {});
+    await c.connect();
+    await assert.rejects(c.query("select repeat('x', 100000)"), (error: Error & { code?: string }) => {
+      assert.equal(error.code, '08006');
+      assert.match(error.message, /above this gateway's max_message_length/);
+      return true;
+    });
+    await c.end().catch(() => {});
+  } finally {
+    await small.close();
+  }
+});
+
+test('a gateway that shuts down tells its clients why: FATAL 57P01', async () => {
+  const stopping = await startTestGateway();
+  const principal = unique('shutdown');
+  const c = new pg.Client({
+    host: stopping.host,
+    port: stopping.pgPort,
+    user: principal,
+    database: 'local',
+    password: await stopping.mint(principal, 'local'),
+  });
+  const fatal = new Promise<Error & { code?: string }>((resolve) => c.on('error', resolve));
+  await c.connect();
+  await stopping.close();
+  const error = await fatal;
+  assert.equal(error.code, '57P01');
+  assert.match(error.message, /gateway shutdown/);
+});

@@ -4,6 +4,7 @@
  * change. Output is for people on a terminal, or JSON with `--json`.
  */
 
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.ts';
 import { startGateway, StartupError } from '../main.ts';
@@ -137,4 +138,8 @@ async function grant(args: readonly string[]): Promise<number> {
   return 0;
 }
 
-export const hostOf = (host: string): string => (host.includes(':') ? `[${host}]` : host);
+/** A host a client can dial: a wildcard listener is reached through this machine's name. */
+export function hostOf(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return hostname();
+  return host.includes(':') ? `[${host}]` : host;
+}

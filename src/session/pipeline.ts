@@ -40,9 +40,16 @@ export interface PipelineDeps {
 
 export class Pipeline {
   readonly #deps: PipelineDeps;
+  readonly #live = new Set<LiveSession>();
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
+  }
+
+  /** Ends every live session with an error its client can read, for a gateway that stops. */
+  shutdown(): void {
+    for (const session of this.#live)
+      session.terminate(new GatewayError('session.terminated', 'terminating connection due to gateway shutdown'));
   }
 
   async open(fields: Omit<SessionInfo, 'id' | 'startedAt'>): Promise<LiveSession> {
@@ -55,20 +62,25 @@ export class Pipeline {
       clientAddress: fields.clientAddress,
       startedAt,
     });
-    return new LiveSession({ ...fields, id, startedAt }, this.#deps);
+    const session = new LiveSession({ ...fields, id, startedAt }, this.#deps, () => this.#live.delete(session));
+    this.#live.add(session);
+    return session;
   }
 }
 
 export class LiveSession {
   readonly info: SessionInfo;
   readonly #deps: PipelineDeps;
+  readonly #onClose: () => void;
   #seq = 0;
   #closed = false;
+  #terminate: ((error: GatewayError) => void) | undefined;
   #expiry: NodeJS.Timeout | undefined;
 
-  constructor(info: SessionInfo, deps: PipelineDeps) {
+  constructor(info: SessionInfo, deps: PipelineDeps, onClose: () => void = () => {}) {
     this.info = info;
     this.#deps = deps;
+    this.#onClose = onClose;
   }
 
   /**
@@ -76,13 +88,23 @@ export class LiveSession {
    * its grant expires, wherever the client is in its work.
    */
   onTerminate(terminate: (error: GatewayError) => void): void {
+    this.#terminate = terminate;
+    this.#armExpiry();
+  }
+
+  /** Ends the session from the gateway's side, through the protocol's verb. */
+  terminate(error: GatewayError): void {
+    if (!this.#closed) this.#terminate?.(error);
+  }
+
+  #armExpiry(): void {
     const remaining = Math.max(0, this.info.grant.expiresAt - this.#deps.clock.now());
-    this.#expiry = setTimeout(
-      () => {
-        terminate(new GatewayError('session.terminated', `terminating connection: access grant ${this.info.grant.id} expired`));
-      },
-      Math.min(remaining, 2 ** 31 - 1),
-    );
+    // Timers hold at most 2^31-1 ms (about 24.8 days): a longer grant is checked again then.
+    const wait = Math.min(remaining, 2 ** 31 - 1);
+    this.#expiry = setTimeout(() => {
+      if (wait < remaining) this.#armExpiry();
+      else this.terminate(new GatewayError('session.terminated', `terminating connection: access grant ${this.info.grant.id} expired`));
+    }, wait);
     this.#expiry.unref();
   }
 
@@ -119,6 +141,7 @@ export class LiveSession {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#expiry);
+    this.#onClose();
     this.#deps.recorder.endSession(this.info.id, this.#deps.clock.now(), reason);
   }
 }

@@ -127,7 +127,9 @@ function upgrade(raw: Socket, target: PostgresConnection, timeoutMs: number): Pr
       clearTimeout(timer);
       // Node's messages end with advice about its own flags, which is no help to a database client.
       const reason = error.message.split('; if the root CA')[0];
-      const what = verify ? `could not verify target "${target.name}" (its TLS certificate)` : `TLS with target "${target.name}" failed`;
+      const what = verify
+        ? `could not verify target "${target.name}" (its TLS certificate)`
+        : `could not set up TLS with target "${target.name}"`;
       reject(new GatewayError('target.unavailable', `the gateway ${what}: ${reason}`, { cause: error }));
     };
     socket.once('error', onError);

@@ -109,7 +109,7 @@ export function readSingleByte(socket: Socket, timeoutMs: number): Promise<numbe
       cleanup();
       socket.pause();
       // Bytes after the answer would be read as if they came over TLS: refuse (CVE-2021-23222).
-      if (chunk.length !== 1) reject(new GatewayError('protocol.malformed', 'unexpected data after the TLS answer'));
+      if (chunk.length !== 1) reject(new GatewayError('target.unavailable', 'the target sent unexpected data after its TLS answer'));
       else resolve(chunk[0]!);
     };
     const onClose = () => (cleanup(), reject(new PeerClosed()));

@@ -165,8 +165,12 @@ class PgLogin {
       this.#log.warn({ processId }, 'cancel request with an unknown key ignored');
       return;
     }
-    await cancelOnTarget(target.connection, target.key, this.#deps.options.targetTimeoutMs).catch((error: unknown) => {
-      this.#log.warn({ err: error }, 'could not forward a cancel request');
+    await this.#cancelOnTarget(target.connection, target.key);
+  }
+
+  #cancelOnTarget(connection: PostgresConnection, key: { processId: number; secretKey: Buffer }): Promise<void> {
+    return cancelOnTarget(connection, key, this.#deps.options.targetTimeoutMs).catch((error: unknown) => {
+      this.#log.warn({ err: error }, 'could not send a cancel request to the target');
     });
   }
 
@@ -207,6 +211,8 @@ class PgLogin {
     }
     const channelBinding = this.#tls ? tlsServerEndPoint(this.#deps.options.tls!.certificateDer) : undefined;
     const candidates = this.#deps.credentials.scramCandidates(user, connection);
+    // Looked up while the client answers; a failure is taken up where it is awaited, if ever.
+    candidates.catch(() => {});
     this.#socket.write(
       encodeBackend({
         type: 'AuthenticationSASL',
@@ -255,7 +261,8 @@ class PgLogin {
       target.socket.destroy();
       throw error;
     }
-    const key = target.backendKey ? this.#deps.cancelKeys.register({ connection, key: target.backendKey }) : undefined;
+    const backendKey = target.backendKey;
+    const key = backendKey ? this.#deps.cancelKeys.register({ connection, key: backendKey }) : undefined;
     const pendingClient = this.#reader.detach();
     this.#socket.pause();
     target.socket.pause();
@@ -275,6 +282,7 @@ class PgLogin {
         clientFramer: this.#framer,
         target: target.socket,
         takeOverTarget: target.takeOver,
+        cancelTarget: backendKey && (() => void this.#cancelOnTarget(connection, backendKey)),
         maxMessageLength: this.#deps.options.maxMessageLength,
       },
       session,
@@ -304,6 +312,12 @@ class PgLogin {
 }
 
 function decodeStartupOrFail(frame: Parameters<typeof decodeStartup>[0]): StartupRequest {
+  const code = frame.body.length >= 4 ? frame.body.readUInt32BE(0) : 0;
+  const major = code >>> 16;
+  // 1234 is the major of the special requests (SSL, GSS encryption, cancel); anything else not 3 is another protocol.
+  if (major !== 3 && major !== 1234) {
+    throw new GatewayError('protocol.unsupported', `unsupported frontend protocol ${major}.${code & 0xffff}: server supports 3.0 to 3.0`);
+  }
   try {
     return decodeStartup(frame);
   } catch (error) {

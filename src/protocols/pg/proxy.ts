@@ -76,6 +76,8 @@ export interface ProxySides {
   readonly target: Socket;
   /** Plain TCP targets hand their reads over in pooled buffers. */
   readonly takeOverTarget: ((handler: PooledReadHandler) => void) | undefined;
+  /** Cancels whatever the target is running, with the target's own key. */
+  readonly cancelTarget: (() => void) | undefined;
   readonly maxMessageLength: number;
 }
 
@@ -85,6 +87,7 @@ export class PgProxy {
   readonly #clientFramer: Framer;
   readonly #targetScanner: FrameScanner;
   readonly #takeOverTarget: ProxySides['takeOverTarget'];
+  readonly #cancelTarget: ProxySides['cancelTarget'];
   readonly #session: LiveSession;
   readonly #log: Logger;
   readonly #expected: Expected[] = [];
@@ -107,6 +110,7 @@ export class PgProxy {
     this.#clientFramer = sides.clientFramer;
     this.#targetScanner = new FrameScanner({ maxMessageLength: sides.maxMessageLength, keep: KEPT });
     this.#takeOverTarget = sides.takeOverTarget;
+    this.#cancelTarget = sides.cancelTarget;
     this.#session = session;
     this.#log = log;
   }
@@ -283,6 +287,10 @@ export class PgProxy {
 
   /** `release` gives a pooled read buffer back once the bytes it holds have gone out. */
   #fromTarget(chunk: Buffer, release: (() => void) | undefined): void {
+    if (this.#closed) {
+      release?.();
+      return;
+    }
     const parts: Buffer[] = [];
     let forwarded = 0;
     try {
@@ -296,8 +304,16 @@ export class PgProxy {
       });
     } catch (error) {
       release?.();
-      this.#log.error({ err: error }, 'target sent a malformed message');
-      this.terminate(new GatewayError('target.lost', 'the target sent a malformed message'));
+      this.#log.error({ err: error }, 'target sent a message the gateway cannot relay');
+      const tooLarge = error instanceof FramingError && error.code === 'message-too-large';
+      this.terminate(
+        new GatewayError(
+          'target.lost',
+          tooLarge
+            ? `the target sent a message of ${error.length} bytes, above this gateway's max_message_length`
+            : 'the target sent a malformed message',
+        ),
+      );
       return;
     }
     // The rest goes on at once, even the start of a message whose end is still to come.
@@ -432,10 +448,12 @@ export class PgProxy {
     for (const expected of this.#expected.splice(0)) {
       if (expected.kind === 'query' || expected.kind === 'execute') expected.trace.finish({ outcome: 'cancelled', errorMessage: reason });
     }
-    // An idle target is told goodbye; a busy one would go on producing (or block writing) a
-    // result nobody reads, so its connection is cut and the server ends the backend.
-    if (busy) this.#target.destroy();
-    else if (!this.#target.writableEnded) this.#target.end(TERMINATE);
+    // An idle target is told goodbye. A busy one would go on running a statement nobody waits
+    // for (or block writing its result): the statement is cancelled and the connection cut.
+    if (busy) {
+      this.#cancelTarget?.();
+      this.#target.destroy();
+    } else if (!this.#target.writableEnded) this.#target.end(TERMINATE);
     this.#onClosed?.(reason);
   }
 }
