@@ -105,7 +105,7 @@ async function grant(args: readonly string[]): Promise<number> {
   if (!values.principal) throw new UsageError('grant needs --principal NAME');
   if (!values.connection) throw new UsageError('grant needs --connection NAME');
   const ttlMs = parseDuration(values.ttl ?? '15m');
-  const config = await loadConfig(values.config);
+  const config = await loadConfig(values.config, process.env, { withoutTargetSecrets: true });
   const connection = config.connections.find((candidate) => candidate.name === values.connection);
   if (!connection) throw new UsageError(`connection "${values.connection}" is not in ${values.config}`);
   const store = await openStore(config.store);

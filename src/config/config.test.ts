@@ -219,6 +219,23 @@ describe('secrets by reference', () => {
     );
   });
 
+  test("administrative commands may go without the targets' passwords, and only those", () => {
+    const lines = [
+      'store: ${env:STORE_URL}',
+      'connections:',
+      '  - name: orders-db',
+      '    type: postgres',
+      '    host: 127.0.0.1',
+      '    database: orders',
+      '    user: app_owner',
+      '    password: ${env:ORDERS_DB_PASSWORD}',
+    ];
+    const config = parseConfig(lines.join('\n'), file, { STORE_URL: 'sqlite::memory:' }, { withoutTargetSecrets: true });
+    assert.equal(config.connections[0]?.password, undefined);
+    assert.throws(() => parseConfig(lines.join('\n'), file, {}, { withoutTargetSecrets: true }), /STORE_URL/);
+    assert.throws(() => parseConfig(lines.join('\n'), file, { STORE_URL: 'sqlite::memory:' }), /ORDERS_DB_PASSWORD/);
+  });
+
   test('a value that came from a reference is not echoed in errors', () => {
     assert.deepEqual(errorsOf([...CONNECTION, '    port: ${env:PORT}'], { PORT: 'hunter2' }), [
       '<dir>/drawbridge.yaml:7:11: connections[0].port: expected an integer from 1 to 65535, got the value of "${env:PORT}"',
@@ -295,7 +312,15 @@ describe('errors name the file, line:column, path and reason', () => {
   });
 
   test('a Unix socket directory as host, which cannot use TLS', () => {
-    const lines = (tls: string) => ['connections:', '  - name: local', '    type: postgres', '    host: /var/run/postgresql', '    database: app', '    user: app', `    tls: ${tls}`];
+    const lines = (tls: string) => [
+      'connections:',
+      '  - name: local',
+      '    type: postgres',
+      '    host: /var/run/postgresql',
+      '    database: app',
+      '    user: app',
+      `    tls: ${tls}`,
+    ];
     assert.equal(parse(lines('disable')).connections[0]?.host, '/var/run/postgresql');
     assert.deepEqual(errorsOf(lines('require')), [
       `${F}:7:10: connections[0].tls: must be "disable" for a Unix socket (PostgreSQL has no TLS on Unix sockets)`,

@@ -72,14 +72,22 @@ export class ConfigError extends Error {
   }
 }
 
-export async function loadConfig(path: string, env: Env = process.env): Promise<Config> {
+export interface ParseOptions {
+  /**
+   * Leave the targets' passwords out where their references cannot be resolved: for the
+   * administrative commands, which act on the store and never log in to a target.
+   */
+  readonly withoutTargetSecrets?: boolean;
+}
+
+export async function loadConfig(path: string, env: Env = process.env, options: ParseOptions = {}): Promise<Config> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
     throw new ConfigError([`${path}: cannot read the config file (${errorCode(err)})`]);
   }
-  return parseConfig(text, path, env);
+  return parseConfig(text, path, env, options);
 }
 
 type Path = readonly (string | number)[];
@@ -90,7 +98,7 @@ interface Problem {
 }
 
 /** `file` names the file in messages and anchors relative paths (its folder). */
-export function parseConfig(text: string, file: string, env: Env = process.env): Config {
+export function parseConfig(text: string, file: string, env: Env = process.env, options: ParseOptions = {}): Config {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   const where = (offset: number | undefined): string => {
@@ -129,6 +137,8 @@ export function parseConfig(text: string, file: string, env: Env = process.env):
   const substitute = (value: unknown, path: Path): unknown => {
     if (typeof value === 'string') {
       const r = resolveReferences(value, env, dir);
+      const targetSecret = path.length === 3 && path[0] === 'connections' && path[2] === 'password';
+      if (!r.ok && targetSecret && options.withoutTargetSecrets) return undefined;
       if (!r.ok) {
         at(path, r.reason);
         failedReferences.add(formatPath(path));

@@ -12,4 +12,4 @@ export {
   DEFAULT_LOG_LEVEL,
   DEFAULT_TARGET_PORT,
 } from './config.ts';
-export type { Config, Env, HostPort, LogLevel, PostgresAuth } from './config.ts';
+export type { Config, Env, HostPort, LogLevel, ParseOptions, PostgresAuth } from './config.ts';
