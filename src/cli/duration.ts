@@ -13,5 +13,6 @@ export function parseDuration(text: string): number {
   if (end === 0 || end !== text.trim().length || total <= 0) {
     throw new RangeError(`"${text}" is not a duration (examples: 90s, 15m, 1h30m, 7d)`);
   }
+  if (!Number.isSafeInteger(total)) throw new RangeError(`"${text}" is not a duration a clock can count to`);
   return total;
 }

@@ -277,7 +277,7 @@ describe('errors name the file, line:column, path and reason', () => {
         '  - orders',
       ]),
       [
-        `${F}:1:8: store: expected sqlite:<path>, sqlite::memory: or postgres://user:password@host:port/database, got "mysql://x"`,
+        `${F}:1:8: store: expected sqlite:<path>, "sqlite::memory:" (quoted) or postgres://user:password@host:port/database, got "mysql://x"`,
         `${F}:3:8: listen.api: expected host:port with a port from 0 to 65535 (quote IPv6 as "[::1]:7070"), got "127.0.0.1:99999"`,
         `${F}:4:13: listen.postgres: expected host:port with a port from 0 to 65535 (quote IPv6 as "[::1]:7070"), got a list`,
         `${F}:6:9: postgres.auth: expected one of scram-sha-256, password, got "md5"`,

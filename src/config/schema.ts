@@ -121,7 +121,7 @@ const messageLength = leaf('a size from 1KiB to 1GiB (an integer number of bytes
   return n !== undefined && n >= MIN_MESSAGE_LENGTH && n <= MAX_MESSAGE_LENGTH ? n : undefined;
 });
 
-const storeUrl = leaf('sqlite:<path>, sqlite::memory: or postgres://user:password@host:port/database', (v) => {
+const storeUrl = leaf('sqlite:<path>, "sqlite::memory:" (quoted) or postgres://user:password@host:port/database', (v) => {
   if (typeof v !== 'string') return undefined;
   if (/^sqlite:.+/.test(v)) return v;
   if (/^postgres(ql)?:\/\/.+/.test(v)) return v;

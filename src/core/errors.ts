@@ -21,7 +21,7 @@ export type GatewayErrorCode =
 
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode;
-  /** Protocol-specific detail the renderer may use (for PostgreSQL: a SQLSTATE override). */
+  /** Advice for the person at the client (PostgreSQL: the HINT field). */
   readonly hint: string | undefined;
 
   constructor(code: GatewayErrorCode, message: string, options?: { cause?: unknown; hint?: string }) {

@@ -132,7 +132,15 @@ describe('Credentials', () => {
     it('refuses strings that are not credentials, and near misses', async () => {
       const minted = await mint();
       const hash = createHash('sha256').update(minted.credential).digest('hex');
-      for (const password of ['', 'dbr_', 'postgres', hash, minted.credential.slice(4), `${minted.credential}x`, minted.credential.toUpperCase()]) {
+      for (const password of [
+        '',
+        'dbr_',
+        'postgres',
+        hash,
+        minted.credential.slice(4),
+        `${minted.credential}x`,
+        minted.credential.toUpperCase(),
+      ]) {
         assert.equal(await credentials.checkPassword('alice', 'shop', password), undefined, password);
       }
     });

@@ -12,6 +12,9 @@ import { deterministicSalt, SCRAM_ITERATIONS, scramVerifier, type ScramVerifier 
 
 export const CREDENTIAL_PREFIX = 'dbr_';
 
+/** The longest a credential may live. Short is the point; a year is the outer bound. */
+export const MAX_CREDENTIAL_TTL_MS = 366 * 86_400_000;
+
 export interface MintRequest {
   readonly principal: string;
   readonly connection: string;
@@ -55,6 +58,7 @@ export class Credentials implements CredentialCheck {
 
   async mint(request: MintRequest): Promise<MintedCredential> {
     if (!(request.ttlMs > 0)) throw new RangeError('a credential needs a positive lifetime');
+    if (request.ttlMs > MAX_CREDENTIAL_TTL_MS) throw new RangeError('a credential lives at most 366 days');
     const credential = CREDENTIAL_PREFIX + randomBytes(32).toString('base64url');
     const verifier = scramVerifier(credential, deterministicSalt(request.principal, request.connection));
     const now = this.#clock.now();

@@ -275,9 +275,9 @@ describe('SCRAM with untrusted input', () => {
   const scramish = fc.oneof(
     fc.string(),
     fc.string({ unit: fc.constantFrom('n', 'y', 'p', 'r', 'c', 's', 'i', 'v', 'e', '=', ',', 'a', 'm', '-', 'x') }),
-    fc.array(fc.tuple(fc.constantFrom('r', 'c', 'p', 'm', 'n', 'a', 's', 'i'), fc.string()), { maxLength: 6 }).map((attrs) =>
-      attrs.map(([k, v]) => `${k}=${v}`).join(','),
-    ),
+    fc
+      .array(fc.tuple(fc.constantFrom('r', 'c', 'p', 'm', 'n', 'a', 's', 'i'), fc.string()), { maxLength: 6 })
+      .map((attrs) => attrs.map(([k, v]) => `${k}=${v}`).join(',')),
   );
 
   const onlyScramErrors = (fn: () => unknown) => {

@@ -1,4 +1,4 @@
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { GatewayError, verifiedGrant, verifiedPrincipal, type Clock, type PostgresConnection } from '../core/index.ts';
 import type { Recorder } from '../recording/recorder.ts';
@@ -48,8 +48,8 @@ function grantExpiringAt(expiresAt: number) {
   return verifiedGrant({ id: 'grt_1', principal: verifiedPrincipal('alice', 'user'), connection: 'shop', expiresAt });
 }
 
-function setup(options: { expiresAt?: number; clock?: Clock; guard?: Guard } = {}) {
-  const clock = options.clock ?? new FrozenClock();
+function setup<C extends Clock = FrozenClock>(options: { expiresAt?: number; clock?: C; guard?: Guard } = {}) {
+  const clock = (options.clock ?? new FrozenClock()) as C;
   const recorder = new FakeRecorder();
   const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock });
   const open = () =>
@@ -209,5 +209,23 @@ describe('Pipeline', () => {
     session.close('client disconnected');
     await new Promise((resolve) => setTimeout(resolve, 60));
     assert.equal(fired, false);
+  });
+
+  it('onTerminate does not fire before a grant that outlives the longest timer (24.8 days) expires', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const clock = new FrozenClock();
+      const day = 86_400_000;
+      const { open } = setup({ clock, expiresAt: T0 + 30 * day });
+      const session = await open();
+      let fired = false;
+      session.onTerminate(() => (fired = true));
+      clock.at += 2 ** 31 - 1;
+      mock.timers.tick(2 ** 31 - 1);
+      assert.equal(fired, false, 'terminated with more than five days of the grant left');
+      session.close('test over');
+    } finally {
+      mock.timers.reset();
+    }
   });
 });

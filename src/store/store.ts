@@ -149,7 +149,7 @@ export async function openStore(url: string): Promise<Store> {
     if (path === '') throw new Error('store URL sqlite: needs a path, e.g. sqlite:./.drawbridge/state.db');
     const backend = openSqlite(path);
     try {
-      await migrate(backend.db);
+      await migrateSqlite(backend.db);
     } catch (err) {
       await backend.db.destroy();
       throw err;
@@ -171,6 +171,22 @@ export async function openStore(url: string): Promise<Store> {
   // Never echo the URL: it may carry a password.
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0] ?? '(none)';
   throw new Error(`unsupported store URL scheme ${scheme}; expected sqlite:<path> or postgres://…`);
+}
+
+/**
+ * Two processes opening a new SQLite store at once (the gateway and an administrative command)
+ * may both try to create the tables; the loser's transaction rolls back, and on a second look
+ * it finds the winner's migration done.
+ */
+async function migrateSqlite(db: Kysely<Database>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await migrate(db);
+    } catch (error) {
+      if (attempt >= 5 || !/already exists/.test(String((error as Error).message))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    }
+  }
 }
 
 async function migrate(db: Kysely<Database>): Promise<void> {
