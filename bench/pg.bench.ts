@@ -1,8 +1,9 @@
 /**
  * PostgreSQL through the gateway vs direct, in one run, on this machine.
  *
- * Measures, for the same work against 127.0.0.1:5432 directly and through a gateway that
- * this script starts as a child process:
+ * Measures, for the same work against 127.0.0.1:5432 directly, through a bare TCP relay (a
+ * child process that copies bytes and does nothing else: the floor any proxy hop costs on
+ * this machine) and through a gateway that this script starts as a child process:
  *  - pgbench select-only (-S), simple and extended query protocol, 1 and 8 clients:
  *    transactions per second and average latency;
  *  - a streaming read of 2,000,000 rows of about 100 bytes with psql (a cursor-backed
@@ -41,7 +42,7 @@ const JSON_OUTPUT = process.argv.includes('--json');
 class BenchError extends Error {}
 
 interface Endpoint {
-  readonly label: 'direct' | 'gateway';
+  readonly label: 'direct' | 'relay' | 'gateway';
   readonly host: string;
   readonly port: number;
   readonly user: string;
@@ -64,9 +65,12 @@ interface Row {
   readonly workload: string;
   readonly kind: 'pgbench' | 'stream';
   readonly direct: PgbenchFigures | StreamFigures;
+  readonly relay: PgbenchFigures | StreamFigures;
   readonly gateway: PgbenchFigures | StreamFigures;
   /** gateway / direct, throughput. */
   readonly ratio: number;
+  /** bare relay / direct, throughput. */
+  readonly relayRatio: number;
   readonly gatewayPeakRssBytes?: number;
 }
 
@@ -261,7 +265,7 @@ function rate(n: number): string {
   return int.format(n);
 }
 
-function figures(row: Row, side: 'direct' | 'gateway'): string {
+function figures(row: Row, side: 'direct' | 'relay' | 'gateway'): string {
   const f = row[side];
   return 'tps' in f ? `${int.format(f.tps)} tps ${f.latencyMs.toFixed(3)}ms` : `${rate(f.rowsPerSecond)} rows/s`;
 }
@@ -269,13 +273,15 @@ function figures(row: Row, side: 'direct' | 'gateway'): string {
 function table(rows: readonly Row[], memory: { peakRssBytes: number; hwmBytes: number; idleRssBytes: number }): string {
   const mb = (b: number): string => `${int.format(b / (1024 * 1024))} MB`;
   const lines = [
-    `${'workload'.padEnd(40)}${'direct'.padEnd(22)}${'gateway'.padEnd(22)}ratio`,
+    `${'workload'.padEnd(38)}${'direct'.padEnd(22)}${'bare relay'.padEnd(22)}${'gateway'.padEnd(22)}gateway/direct  relay/direct`,
     ...rows.map((r) => {
-      const ratio = `${int.format(r.ratio * 100)}%`.padStart(5);
+      const ratio = `${int.format(r.ratio * 100)}%`.padStart(14);
+      const relayRatio = `${int.format(r.relayRatio * 100)}%`.padStart(14);
       const extra = r.gatewayPeakRssBytes === undefined ? '' : `   gateway peak RSS ${mb(r.gatewayPeakRssBytes)}`;
-      return `${r.workload.padEnd(40)}${figures(r, 'direct').padEnd(22)}${figures(r, 'gateway').padEnd(22)}${ratio}${extra}`;
+      return `${r.workload.padEnd(38)}${figures(r, 'direct').padEnd(22)}${figures(r, 'relay').padEnd(22)}${figures(r, 'gateway').padEnd(22)}${ratio}${relayRatio}${extra}`;
     }),
     '',
+    'bare relay: a child process that copies bytes between client and PostgreSQL and does nothing else.',
     `gateway memory: RSS ${mb(memory.idleRssBytes)} after start; over the whole run peak RSS ${mb(memory.peakRssBytes)} (sampled every 100 ms), VmHWM ${mb(memory.hwmBytes)}`,
     `${SECONDS} s per pgbench run, scale ${SCALE}; ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}); node ${process.version}; client, gateway and server on one machine`,
   ];
@@ -294,6 +300,7 @@ const direct: Endpoint = { label: 'direct', ...PG, database: DB, env: {} };
 
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
+    relay?.kill();
     await gateway?.stop().catch(() => undefined);
     if (databaseCreated) {
       await exec('psql', psqlArgs({ ...direct, database: 'postgres' }, '-c', `DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`)).catch(
@@ -323,6 +330,31 @@ async function preflight(): Promise<void> {
   if (!existsSync(CLI)) {
     throw new BenchError(`the gateway CLI ${CLI} does not exist yet: the bench needs 'drawbridge start' and 'drawbridge grant'`);
   }
+}
+
+const RELAY_SOURCE = `
+const net = require('node:net');
+const [port, targetPort] = process.argv.slice(1).map(Number);
+net.createServer({ noDelay: true }, (client) => {
+  const target = net.connect({ host: '127.0.0.1', port: targetPort, noDelay: true });
+  client.pipe(target).on('error', () => {});
+  target.pipe(client).on('error', () => {});
+  client.on('error', () => target.destroy());
+  target.on('error', () => client.destroy());
+}).listen(port, '127.0.0.1');
+`;
+
+let relay: ChildProcess | undefined;
+
+/** The reference: what a hop through a process that only copies bytes costs on this machine. */
+async function startRelay(): Promise<Endpoint> {
+  const port = await freePort();
+  relay = spawn(NODE, ['-e', RELAY_SOURCE, String(port), String(PG.port)], { stdio: 'ignore' });
+  for (const deadline = Date.now() + 10_000; !(await canConnect('127.0.0.1', port));) {
+    if (Date.now() > deadline) throw new BenchError('the bare relay did not start');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { label: 'relay', host: '127.0.0.1', port, user: PG.user, database: DB, env: {} };
 }
 
 async function startGateway(dir: string): Promise<Endpoint> {
@@ -393,6 +425,7 @@ async function main(): Promise<void> {
   databaseCreated = true;
   await exec('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', PG.host, '-p', String(PG.port), '-U', PG.user, DB], { timeoutMs: 600_000 });
 
+  const relayed = await startRelay();
   const through = await startGateway(tmp);
   const gw = gateway as GatewayProcess;
   const idleRssBytes = gw.memory().rssBytes;
@@ -401,21 +434,32 @@ async function main(): Promise<void> {
   for (const mode of ['simple', 'extended'] as const) {
     for (const clients of [1, 8]) {
       const workload = `pgbench -S ${mode}, ${clients} client${clients > 1 ? 's' : ''}`;
-      log(`${workload}: direct, then gateway (${SECONDS} s each)`);
+      log(`${workload}: direct, bare relay, gateway (${SECONDS} s each)`);
       const d = await pgbench(direct, mode, clients);
+      const r = await pgbench(relayed, mode, clients);
       const g = await pgbench(through, mode, clients);
-      rows.push({ workload, kind: 'pgbench', direct: d, gateway: g, ratio: g.tps / d.tps });
+      rows.push({ workload, kind: 'pgbench', direct: d, relay: r, gateway: g, ratio: g.tps / d.tps, relayRatio: r.tps / d.tps });
     }
   }
 
   for (const how of ['select', 'copy'] as const) {
     const workload = how === 'select' ? `stream ${int.format(ROWS)} rows (FETCH_COUNT)` : `COPY ${int.format(ROWS)} rows TO STDOUT`;
-    log(`${workload}: direct, then gateway`);
+    log(`${workload}: direct, bare relay, gateway`);
     const d = await stream(direct, how);
+    const r = await stream(relayed, how);
     gw.resetPhase();
     const g = await stream(through, how);
     const peak = gw.resetPhase();
-    rows.push({ workload, kind: 'stream', direct: d, gateway: g, ratio: g.rowsPerSecond / d.rowsPerSecond, gatewayPeakRssBytes: peak });
+    rows.push({
+      workload,
+      kind: 'stream',
+      direct: d,
+      relay: r,
+      gateway: g,
+      ratio: g.rowsPerSecond / d.rowsPerSecond,
+      relayRatio: r.rowsPerSecond / d.rowsPerSecond,
+      gatewayPeakRssBytes: peak,
+    });
   }
 
   if (gw.exitReason !== undefined) throw new BenchError(`the gateway ${gw.exitReason} during the run; its log:\n${await gw.logTail()}`);

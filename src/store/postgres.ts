@@ -8,7 +8,8 @@
 
 import pg from 'pg';
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import type { Database, StatementRow } from './schema.ts';
+import type { Database } from './schema.ts';
+import type { NewStatement } from './store.ts';
 
 const INT8_OID = 20;
 
@@ -56,12 +57,12 @@ export async function withAdvisoryLock<T>(pool: pg.Pool, key: number, fn: () => 
 }
 
 /** Statement batches as one INSERT of column arrays: one fixed statement whatever the batch size. */
-export function postgresStatementWriter(db: Kysely<Database>): (rows: readonly StatementRow[]) => Promise<void> {
+export function postgresStatementWriter(db: Kysely<Database>): (rows: readonly NewStatement[]) => Promise<void> {
   return async (rows) => {
-    const column = <K extends keyof StatementRow>(key: K) => rows.map((r) => r[key]);
+    const column = <K extends keyof NewStatement>(key: K) => rows.map((r) => r[key] ?? null);
     await sql`insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message)
-      select * from unnest(${column('session_id')}::text[], ${column('seq')}::int[], ${column('text')}::text[],
-        ${column('started_at')}::bigint[], ${column('duration_ms')}::float8[], ${column('rows')}::bigint[],
-        ${column('outcome')}::text[], ${column('error_code')}::text[], ${column('error_message')}::text[])`.execute(db);
+      select * from unnest(${column('sessionId')}::text[], ${column('seq')}::int[], ${column('text')}::text[],
+        ${column('startedAt')}::bigint[], ${column('durationMs')}::float8[], ${column('rows')}::bigint[],
+        ${column('outcome')}::text[], ${column('errorCode')}::text[], ${column('errorMessage')}::text[])`.execute(db);
   };
 }

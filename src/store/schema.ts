@@ -4,7 +4,7 @@
  * PostgreSQL, INTEGER in SQLite), so that both backends compare and sort them the same way.
  */
 
-import type { ColumnType, Insertable } from 'kysely';
+import type { ColumnType } from 'kysely';
 
 /** Written as a number, read as a number (PostgreSQL's BIGINT is parsed by the store's own pool). */
 type Millis = ColumnType<number, number, number>;
@@ -49,9 +49,6 @@ export interface StatementsTable {
   error_code: string | null;
   error_message: string | null;
 }
-
-/** A statements row as written. */
-export type StatementRow = Insertable<StatementsTable>;
 
 export interface Database {
   grants: GrantsTable;

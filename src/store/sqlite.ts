@@ -16,7 +16,8 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
-import type { Database, StatementRow } from './schema.ts';
+import type { Database } from './schema.ts';
+import type { NewStatement } from './store.ts';
 
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
 
@@ -81,7 +82,7 @@ function toSqlite(value: unknown): SQLInputValue {
  * they skip the query builder: one prepared INSERT, run per row in one transaction, while
  * holding Kysely's single connection so that no other transaction interleaves.
  */
-export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly StatementRow[]) => Promise<void> {
+export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly NewStatement[]) => Promise<void> {
   let insert: StatementSync | undefined;
   return (rows) =>
     backend.db.connection().execute(async () => {
@@ -92,15 +93,15 @@ export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly S
       try {
         for (const r of rows) {
           insert.run(
-            r.session_id,
+            r.sessionId,
             r.seq,
             r.text,
-            r.started_at,
-            r.duration_ms,
+            r.startedAt,
+            r.durationMs,
             r.rows ?? null,
             r.outcome,
-            r.error_code ?? null,
-            r.error_message ?? null,
+            r.errorCode ?? null,
+            r.errorMessage ?? null,
           );
         }
         backend.raw.exec('commit');

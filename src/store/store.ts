@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { Migrator, type Kysely, type Selectable } from 'kysely';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
-import type { Database, GrantsTable, SessionsTable, StatementRow, StatementsTable } from './schema.ts';
+import type { Database, GrantsTable, SessionsTable, StatementsTable } from './schema.ts';
 import { openSqlite, sqliteStatementWriter } from './sqlite.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -277,9 +277,9 @@ function toStatement(r: Selectable<StatementsTable>): StatementRecord {
 class KyselyStore implements Store {
   readonly kind: StoreKind;
   readonly #db: Kysely<Database>;
-  readonly #writeStatements: (rows: readonly StatementRow[]) => Promise<void>;
+  readonly #writeStatements: (rows: readonly NewStatement[]) => Promise<void>;
 
-  constructor(kind: StoreKind, db: Kysely<Database>, writeStatements: (rows: readonly StatementRow[]) => Promise<void>) {
+  constructor(kind: StoreKind, db: Kysely<Database>, writeStatements: (rows: readonly NewStatement[]) => Promise<void>) {
     this.kind = kind;
     this.#db = db;
     this.#writeStatements = writeStatements;
@@ -384,18 +384,7 @@ class KyselyStore implements Store {
 
   async insertStatements(rows: readonly NewStatement[]): Promise<void> {
     if (rows.length === 0) return;
-    const values = rows.map((s) => ({
-      session_id: s.sessionId,
-      seq: s.seq,
-      text: s.text,
-      started_at: s.startedAt,
-      duration_ms: s.durationMs,
-      rows: s.rows ?? null,
-      outcome: s.outcome,
-      error_code: s.errorCode ?? null,
-      error_message: s.errorMessage ?? null,
-    }));
-    await conflicts('a statement with this session seq already exists', () => this.#writeStatements(values));
+    await conflicts('a statement with this session seq already exists', () => this.#writeStatements(rows));
   }
 
   async listStatements(sessionId: string): Promise<StatementRecord[]> {
