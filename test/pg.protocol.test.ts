@@ -26,6 +26,7 @@ import {
   type ThrowawayDatabase,
 } from './support/pg-db.ts';
 import { dataRow, errorFields, msg, summarize, WireClient, type WireMessage } from './support/pg-wire.ts';
+import { RawPg } from './support/raw-pg.ts';
 
 const CONNECTION = 'proto';
 
@@ -953,3 +954,53 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
     }),
   ]);
 }
+
+describe('client encodings other than UTF-8', () => {
+  test("a LATIN1 session gets the target's error in LATIN1, and goes on", async () => {
+    const client = await connect();
+    await client.query("SET client_encoding = 'LATIN1'");
+    await assert.rejects(client.query("DO $$ BEGIN RAISE EXCEPTION 'caf%', chr(233); END $$"), { code: 'P0001' });
+    assert.deepEqual((await client.query('select 1 as one')).rows, [{ one: 1 }]);
+  });
+
+  test('a statement that is not UTF-8 is refused with 22021, alone, and the session goes on', async () => {
+    const raw = await RawPg.connect({ port: gw.pgPort });
+    try {
+      assert.ok((await raw.login('alice', CONNECTION, await gw.mint('alice', CONNECTION))).ok);
+      const latin1 = (sql: string) => Buffer.from(sql, 'latin1');
+      const message = (type: string, body: Buffer) => {
+        const head = Buffer.alloc(5);
+        head.write(type, 0, 'latin1');
+        head.writeUInt32BE(body.length + 4, 1);
+        return Buffer.concat([head, body]);
+      };
+      raw.send(message('Q', Buffer.concat([latin1("select 'caf\u00e9'"), Buffer.from([0])])));
+      const refused = await raw.until(['ReadyForQuery'], 5000, false);
+      assert.deepEqual(
+        refused.map((m) => m.type),
+        ['ErrorResponse', 'ReadyForQuery'],
+      );
+      // A batch of the extended protocol: the unreadable Parse fails it up to Sync.
+      raw.send(
+        Buffer.concat([
+          message('P', Buffer.concat([Buffer.from([0]), latin1("select 'caf\u00e9'"), Buffer.from([0, 0, 0])])),
+          message('B', Buffer.from([0, 0, 0, 0, 0, 0, 0, 0])),
+          message('E', Buffer.from([0, 0, 0, 0, 0])),
+          message('S', Buffer.alloc(0)),
+        ]),
+      );
+      const batch = await raw.until(['ReadyForQuery'], 5000, false);
+      assert.deepEqual(
+        batch.map((m) => m.type),
+        ['ErrorResponse', 'ReadyForQuery'],
+      );
+      const error = batch[0];
+      assert.ok(error?.type === 'ErrorResponse');
+      assert.equal(error.fields.find(([code]) => code === 'C')?.[1], '22021');
+      const after = await raw.query('select 1');
+      assert.deepEqual(after.rows, [['1']]);
+    } finally {
+      raw.destroy();
+    }
+  });
+});

@@ -16,6 +16,7 @@ export type GatewayErrorCode =
   | 'target.auth-failed'
   | 'target.lost'
   | 'command.denied'
+  | 'command.unreadable'
   | 'session.terminated'
   | 'internal';
 

@@ -118,8 +118,8 @@ export class LiveSession {
   }
 
   /** Records a statement that never reached the target. */
-  refuse(text: string, reason: string): void {
-    this.begin(text).finish({ outcome: 'denied', errorCode: 'command.denied', errorMessage: reason });
+  refuse(text: string, reason: string, code: 'command.denied' | 'command.unreadable' = 'command.denied'): void {
+    this.begin(text).finish({ outcome: 'denied', errorCode: code, errorMessage: reason });
   }
 
   record(trace: StatementTrace, end: StatementEnd): void {

@@ -24,6 +24,7 @@ import {
   decodeFrontend,
   errorFieldsToObject,
   FrameScanner,
+  NotUtf8Error,
   FramingError,
   ProtocolError,
   readyForQuery,
@@ -162,6 +163,11 @@ export class PgProxy {
       try {
         message = decodeFrontend(frame);
       } catch (error) {
+        if (error instanceof NotUtf8Error) {
+          // Fail closed on text the gateway cannot read, but only this message: the stream is in step.
+          if (!this.#skipUntilSync) this.#refuseUnreadable(frame, error.message, out);
+          continue;
+        }
         this.#clientFault(error instanceof ProtocolError ? new GatewayError('protocol.malformed', error.message) : error);
         return;
       }
@@ -257,11 +263,21 @@ export class PgProxy {
   #refuse(message: FrontendMessage, reason: string, out: Spans): void {
     const text = message.type === 'Query' || message.type === 'Parse' ? message.sql : message.type;
     this.#session.refuse(text, reason);
-    const error = renderError(new GatewayError('command.denied', reason));
-    if (message.type === 'Query' || message.type === 'FunctionCall') {
-      this.#inject(Buffer.concat([error, readyForQuery(statusName(this.#transactionStatus))]), out);
+    this.#answerRefusal(message.type === 'Query' || message.type === 'FunctionCall', new GatewayError('command.denied', reason), out);
+  }
+
+  #refuseUnreadable(frame: Frame, problem: string, out: Spans): void {
+    const reason = `${problem}: Drawbridge reads statements as UTF-8; set client_encoding to UTF8`;
+    this.#session.refuse(`(unreadable ${String.fromCharCode(frame.type)} message)`, reason, 'command.unreadable');
+    this.#answerRefusal(frame.type === 0x51 || frame.type === 0x46, new GatewayError('command.unreadable', reason), out);
+  }
+
+  /** A refused simple query or function call is answered at once; a refused message of the extended protocol fails its batch. */
+  #answerRefusal(standalone: boolean, error: GatewayError, out: Spans): void {
+    if (standalone) {
+      this.#inject(Buffer.concat([renderError(error), readyForQuery(statusName(this.#transactionStatus))]), out);
     } else {
-      this.#inject(error, out);
+      this.#inject(renderError(error), out);
       this.#skipUntilSync = true;
     }
   }
@@ -375,7 +391,7 @@ export class PgProxy {
   }
 
   #targetError(body: Buffer, head: Expected | undefined): void {
-    const fields = errorFieldsToObject(decodeErrorFields(body));
+    const fields = readErrorFields(body);
     if (fields.severity === 'FATAL' || fields.severity === 'PANIC') this.#targetSaidFatal = true;
     const error = { code: fields.code ?? '', message: fields.message ?? '' };
     if (head?.kind === 'query') {
@@ -455,6 +471,19 @@ export class PgProxy {
       this.#target.destroy();
     } else if (!this.#target.writableEnded) this.#target.end(TERMINATE);
     this.#onClosed?.(reason);
+  }
+}
+
+/**
+ * The fields of a target's error, for the record. The error itself goes on to the client as it
+ * came; one the codec refuses (text in an encoding other than UTF-8) is recorded without them.
+ */
+function readErrorFields(body: Buffer): ReturnType<typeof errorFieldsToObject> {
+  try {
+    return errorFieldsToObject(decodeErrorFields(body));
+  } catch (error) {
+    if (error instanceof ProtocolError) return {};
+    throw error;
   }
 }
 

@@ -17,6 +17,7 @@ const EXPECTED = {
   'target.auth-failed': '08001',
   'target.lost': '08006',
   'command.denied': '42501',
+  'command.unreadable': '22021',
   'session.terminated': '57P01',
   internal: 'XX000',
 } satisfies Record<GatewayErrorCode, string>;

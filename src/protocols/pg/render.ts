@@ -18,6 +18,7 @@ const SQLSTATE: Record<GatewayErrorCode, string> = {
   'target.auth-failed': '08001',
   'target.lost': '08006', // connection_failure
   'command.denied': '42501', // insufficient_privilege
+  'command.unreadable': '22021', // character_not_in_repertoire
   'session.terminated': '57P01', // admin_shutdown
   internal: 'XX000', // internal_error
 };

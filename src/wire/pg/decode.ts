@@ -34,6 +34,17 @@ export class ProtocolError extends Error {
   }
 }
 
+/**
+ * A well-framed message whose text is not UTF-8. The stream is still in step, so a caller may
+ * refuse this one message and go on.
+ */
+export class NotUtf8Error extends ProtocolError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotUtf8Error';
+  }
+}
+
 /** Largest secret key accepted (protocol 3.2). */
 export const MAX_SECRET_KEY_LENGTH = 256;
 const MIN_SECRET_KEY_LENGTH = 4;
@@ -162,7 +173,7 @@ class Reader {
 
 function utf8(buf: Buffer, start: number, end: number, r: Reader, field: string): string {
   // Pure-ASCII fast path is inside isUtf8 (simdutf); the check runs on a view, no copy.
-  if (!isUtf8(buf.subarray(start, end))) r.fail(`${field} is not valid UTF-8`);
+  if (!isUtf8(buf.subarray(start, end))) throw new NotUtf8Error(`${r.what}: ${field} is not valid UTF-8`);
   return buf.toString('utf8', start, end);
 }
 

@@ -7,6 +7,7 @@ export type { Frame, FramerOptions, FramingErrorCode } from './framer.ts';
 export { FrameScanner } from './scanner.ts';
 export type { MessageEnd, ScannerOptions } from './scanner.ts';
 export {
+  NotUtf8Error,
   ProtocolError,
   MAX_SECRET_KEY_LENGTH,
   decodeStartup,

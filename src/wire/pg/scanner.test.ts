@@ -54,7 +54,11 @@ describe('FrameScanner', () => {
   it('agrees with the Framer on message ends and kept bodies', () => {
     const frames = new Framer({ maxMessageLength: MAX }).push(stream);
     let at = 0;
-    const expected = frames.map((f) => ({ type: f.type, at: (at += f.raw.length), body: keep.includes(f.type) ? f.body.toString('hex') : undefined }));
+    const expected = frames.map((f) => ({
+      type: f.type,
+      at: (at += f.raw.length),
+      body: keep.includes(f.type) ? f.body.toString('hex') : undefined,
+    }));
     assert.deepEqual(whole, expected);
   });
 
@@ -87,13 +91,19 @@ describe('FrameScanner', () => {
   it('refuses a declared length above the maximum from the header alone, and stays refused', () => {
     const scanner = new FrameScanner({ maxMessageLength: 1024, keep });
     const header = Buffer.from([D, 0x7f, 0xff, 0xff, 0xff]);
-    assert.throws(() => scanner.scan(header, () => {}), (e: unknown) => e instanceof FramingError && e.code === 'message-too-large');
+    assert.throws(
+      () => scanner.scan(header, () => {}),
+      (e: unknown) => e instanceof FramingError && e.code === 'message-too-large',
+    );
     assert.throws(() => scanner.scan(stream, () => {}), FramingError);
   });
 
   it('refuses a length below 4', () => {
     const scanner = new FrameScanner({ maxMessageLength: MAX, keep });
-    assert.throws(() => scanner.scan(Buffer.from([Z, 0, 0, 0, 3]), () => {}), (e: unknown) => e instanceof FramingError && e.code === 'malformed-length');
+    assert.throws(
+      () => scanner.scan(Buffer.from([Z, 0, 0, 0, 3]), () => {}),
+      (e: unknown) => e instanceof FramingError && e.code === 'malformed-length',
+    );
   });
 
   it('agrees with the Framer on random streams split anywhere', () => {
@@ -105,7 +115,11 @@ describe('FrameScanner', () => {
         const chunks = [0, ...points].map((p, i, all_) => all.subarray(p, all_[i + 1] ?? all.length));
         const framed = new Framer({ maxMessageLength: MAX }).push(all);
         let at = 0;
-        const expected = framed.map((f) => ({ type: f.type, at: (at += f.raw.length), body: keep.includes(f.type) ? f.body.toString('hex') : undefined }));
+        const expected = framed.map((f) => ({
+          type: f.type,
+          at: (at += f.raw.length),
+          body: keep.includes(f.type) ? f.body.toString('hex') : undefined,
+        }));
         assert.deepEqual(scan(new FrameScanner({ maxMessageLength: MAX, keep }), chunks), expected);
       }),
       { numRuns: 200 },

@@ -98,7 +98,11 @@ export class FrameScanner {
     // Fail closed: once the stream is out of step nothing after it can be trusted.
     if (length < 4) this.#failed = new FramingError('malformed-length', length, `message type ${type} declares length ${length} (< 4)`);
     else if (length > this.#maxMessageLength) {
-      this.#failed = new FramingError('message-too-large', length, `message type ${type} declares length ${length}, above the maximum ${this.#maxMessageLength}`);
+      this.#failed = new FramingError(
+        'message-too-large',
+        length,
+        `message type ${type} declares length ${length}, above the maximum ${this.#maxMessageLength}`,
+      );
     }
     if (this.#failed !== null) throw this.#failed;
   }
