@@ -15,13 +15,17 @@ import { BufferPool } from './net/pooled-reads.ts';
 import { CancelKeys } from './protocols/pg/cancel-keys.ts';
 import { servePgClient } from './protocols/pg/frontend.ts';
 import { StoreRecorder } from './recording/recorder.ts';
+import { StoreAuditLog } from './audit/audit-log.ts';
 import { allowAllGuard, Pipeline, type Guard } from './session/pipeline.ts';
+import { RevocationWatch, type RevocationWatchOptions } from './session/revocations.ts';
 import { openStore, type Store } from './store/index.ts';
 import { VERSION } from './version.ts';
 
 export interface Gateway {
   readonly store: Store;
   readonly credentials: Credentials;
+  /** Looks for revoked grants now, instead of at the next interval. */
+  pollRevocations(): Promise<void>;
   readonly addresses: { readonly api: AddressInfo; readonly postgres: AddressInfo | undefined };
   close(): Promise<void>;
 }
@@ -31,6 +35,7 @@ export interface GatewayOptions {
   readonly clock?: Clock;
   /** Decides on every command; allows everything until policy arrives. */
   readonly guard?: Guard;
+  readonly revocations?: RevocationWatchOptions;
 }
 
 export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
@@ -38,9 +43,12 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const clock = options.clock ?? systemClock;
   for (const warning of config.warnings) log.warn(warning);
   const store = await openStore(config.store);
-  const credentials = new Credentials(store, clock);
+  const audit = new StoreAuditLog(store, clock, log);
+  const credentials = new Credentials(store, clock, audit);
   const recorder = new StoreRecorder(store, log);
-  const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock });
+  const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock, audit });
+  const revocations = new RevocationWatch((since) => store.listRevokedSince(since), pipeline, clock, log, options.revocations);
+  revocations.start();
   const connections = new Map(config.connections.map((connection) => [connection.name, connection]));
   const sockets = new Set<Socket>();
 
@@ -80,6 +88,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     await listen(api.server, config.listen.api, 'the API');
   } catch (error) {
     pgServer?.close();
+    await revocations.stop();
     await store.close();
     throw error;
   }
@@ -93,8 +102,10 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   return {
     store,
     credentials,
+    pollRevocations: () => revocations.poll(),
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {
+      await revocations.stop();
       pgServer?.close();
       const closed = Promise.all([...sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve))));
       // Live sessions are told why they end; a client that does not hang up in a second is cut.

@@ -5,13 +5,14 @@
  */
 
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/index.ts';
 import { startGateway, StartupError } from '../main.ts';
+import { StoreAuditLog } from '../audit/audit-log.ts';
 import { Credentials } from '../identity/credentials.ts';
-import { openStore } from '../store/index.ts';
 import { systemClock } from '../core/index.ts';
 import { VERSION } from '../version.ts';
+import { runAccess } from './access.ts';
+import { options, UsageError, withLocalStore } from './args.ts';
 import { parseDuration } from './duration.ts';
 
 const USAGE = `drawbridge ${VERSION}: just-in-time, inspected, recorded access to databases
@@ -21,10 +22,12 @@ Usage:
   drawbridge demo                                run the gateway in front of a demo database
   drawbridge grant --config FILE --principal NAME --connection NAME [--ttl 15m] [--reason TEXT] [--json]
                                                  mint a short-lived credential (printed alone on the first line)
+  drawbridge access list --config FILE [--principal NAME] [--connection NAME] [--all] [--json]
+                                                 grants, live ones unless --all
+  drawbridge access revoke GRANT_ID | --principal NAME --config FILE [--reason TEXT] [--json]
+                                                 end grants now; their live sessions end within seconds
   drawbridge version
 `;
-
-class UsageError extends Error {}
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -37,6 +40,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import('./demo.ts')).runDemo(rest);
       case 'grant':
         return await grant(rest);
+      case 'access':
+        return await runAccess(rest);
       case 'version':
       case '--version':
         process.stdout.write(`${VERSION}\n`);
@@ -60,14 +65,6 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2;
     }
     throw error;
-  }
-}
-
-function options<T extends Record<string, { type: 'string' | 'boolean' }>>(args: readonly string[], spec: T) {
-  try {
-    return parseArgs({ args: [...args], options: spec, allowPositionals: false, strict: true }).values;
-  } catch (error) {
-    throw new UsageError((error as Error).message);
   }
 }
 
@@ -105,13 +102,12 @@ async function grant(args: readonly string[]): Promise<number> {
   if (!values.principal) throw new UsageError('grant needs --principal NAME');
   if (!values.connection) throw new UsageError('grant needs --connection NAME');
   const ttlMs = parseDuration(values.ttl ?? '15m');
-  const config = await loadConfig(values.config, process.env, { withoutTargetSecrets: true });
-  const connection = config.connections.find((candidate) => candidate.name === values.connection);
-  if (!connection) throw new UsageError(`connection "${values.connection}" is not in ${values.config}`);
-  const store = await openStore(config.store);
-  try {
-    const minted = await new Credentials(store, systemClock).mint({
-      principal: values.principal,
+  const { config: configFile, principal } = values;
+  await withLocalStore(configFile, async (store, config) => {
+    const connection = config.connections.find((candidate) => candidate.name === values.connection);
+    if (!connection) throw new UsageError(`connection "${values.connection}" is not in ${configFile}`);
+    const minted = await new Credentials(store, systemClock, new StoreAuditLog(store, systemClock)).mint({
+      principal,
       connection: connection.name,
       ttlMs,
       grantedBy: 'local-admin',
@@ -120,7 +116,7 @@ async function grant(args: readonly string[]): Promise<number> {
     const listen = config.listen.postgres;
     const uri =
       listen &&
-      `postgresql://${encodeURIComponent(values.principal)}@${hostOf(listen.host)}:${listen.port}/${encodeURIComponent(connection.name)}`;
+      `postgresql://${encodeURIComponent(principal)}@${hostOf(listen.host)}:${listen.port}/${encodeURIComponent(connection.name)}`;
     if (values.json) {
       process.stdout.write(
         `${JSON.stringify({ credential: minted.credential, grant: minted.grantId, expiresAt: new Date(minted.expiresAt).toISOString(), uri })}\n`,
@@ -128,13 +124,11 @@ async function grant(args: readonly string[]): Promise<number> {
     } else {
       process.stdout.write(`${minted.credential}\n`);
       process.stdout.write(
-        `grant ${minted.grantId} for ${values.principal} on ${connection.name}, expires ${new Date(minted.expiresAt).toISOString()}\n`,
+        `grant ${minted.grantId} for ${principal} on ${connection.name}, expires ${new Date(minted.expiresAt).toISOString()}\n`,
       );
       if (uri) process.stdout.write(`psql "${uri}?password=${minted.credential}"\n`);
     }
-  } finally {
-    await store.close();
-  }
+  });
   return 0;
 }
 

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../core/index.ts';
+import { StoreAuditLog } from '../audit/audit-log.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { CREDENTIAL_PREFIX, Credentials } from './credentials.ts';
 import { deterministicSalt, SCRAM_ITERATIONS, ScramClientExchange, ScramServerExchange } from './scram.ts';
@@ -39,7 +40,7 @@ describe('Credentials', () => {
   beforeEach(async () => {
     store = await openStore('sqlite::memory:');
     clock = new FrozenClock();
-    credentials = new Credentials(store, clock);
+    credentials = new Credentials(store, clock, new StoreAuditLog(store, clock));
   });
   afterEach(async () => {
     await store.close();

@@ -7,6 +7,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { verifiedGrant, verifiedPrincipal, type AccessGrant, type Clock } from '../core/index.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import type { GrantRecord, Store } from '../store/index.ts';
 import { deterministicSalt, SCRAM_ITERATIONS, scramVerifier, type ScramVerifier } from './scram.ts';
 
@@ -47,13 +48,21 @@ export interface ScramCandidates {
 
 const tokenHash = (credential: string): string => createHash('sha256').update(credential).digest('hex');
 
+export interface RevokeRequest {
+  /** Who revokes: a principal name or `local-admin`. */
+  readonly by: string;
+  readonly reason?: string | undefined;
+}
+
 export class Credentials implements CredentialCheck {
   readonly #store: Store;
   readonly #clock: Clock;
+  readonly #audit: AuditLog;
 
-  constructor(store: Store, clock: Clock) {
+  constructor(store: Store, clock: Clock, audit: AuditLog) {
     this.#store = store;
     this.#clock = clock;
+    this.#audit = audit;
   }
 
   async mint(request: MintRequest): Promise<MintedCredential> {
@@ -75,7 +84,48 @@ export class Credentials implements CredentialCheck {
       createdAt: now,
       expiresAt: now + request.ttlMs,
     });
+    await this.#audit.append({
+      actor: request.grantedBy,
+      action: 'grant.issued',
+      subject: record.id,
+      outcome: 'success',
+      details: { principal: request.principal, connection: request.connection, expiresAt: record.expiresAt, reason: request.reason ?? null },
+    });
     return { credential, grantId: record.id, expiresAt: record.expiresAt };
+  }
+
+  /**
+   * Ends one grant: new logins with its credential fail at once, and running gateways end the
+   * sessions that use it when they next look (within seconds). False when there was nothing
+   * left to revoke (unknown, already revoked, or expired).
+   */
+  async revoke(grantId: string, request: RevokeRequest): Promise<boolean> {
+    const now = this.#clock.now();
+    const grant = await this.#store.getGrant(grantId);
+    if (!grant || grant.revokedAt !== undefined || grant.expiresAt <= now) return false;
+    const revoked = await this.#store.revokeGrant(grantId, now, request);
+    if (revoked) await this.#revoked(grant, request);
+    return revoked;
+  }
+
+  /** Ends every live grant of a principal; returns their ids. */
+  async revokePrincipal(principal: string, request: RevokeRequest): Promise<string[]> {
+    const ids = await this.#store.revokeGrantsOf(principal, this.#clock.now(), request);
+    for (const id of ids) {
+      const grant = await this.#store.getGrant(id);
+      if (grant) await this.#revoked(grant, request);
+    }
+    return ids;
+  }
+
+  #revoked(grant: GrantRecord, request: RevokeRequest): Promise<void> {
+    return this.#audit.append({
+      actor: request.by,
+      action: 'grant.revoked',
+      subject: grant.id,
+      outcome: 'success',
+      details: { principal: grant.principal, connection: grant.connection, reason: request.reason ?? null },
+    });
   }
 
   async checkPassword(principal: string, connection: string, password: string): Promise<AccessGrant | undefined> {

@@ -1,6 +1,7 @@
 import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { GatewayError, verifiedGrant, verifiedPrincipal, type Clock, type PostgresConnection } from '../core/index.ts';
+import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import type { Recorder } from '../recording/recorder.ts';
 import type { NewSession, NewStatement } from '../store/index.ts';
 import { allowAllGuard, Pipeline, type Guard } from './pipeline.ts';
@@ -11,6 +12,16 @@ class FrozenClock implements Clock {
   at = T0;
   now(): number {
     return this.at;
+  }
+}
+
+class FakeAudit implements AuditLog {
+  readonly events: AuditEvent[] = [];
+  async append(event: AuditEvent): Promise<void> {
+    this.events.push(event);
+  }
+  note(event: AuditEvent): void {
+    this.events.push(event);
   }
 }
 
@@ -51,7 +62,8 @@ function grantExpiringAt(expiresAt: number) {
 function setup<C extends Clock = FrozenClock>(options: { expiresAt?: number; clock?: C; guard?: Guard } = {}) {
   const clock = (options.clock ?? new FrozenClock()) as C;
   const recorder = new FakeRecorder();
-  const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock });
+  const audit = new FakeAudit();
+  const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock, audit });
   const open = () =>
     pipeline.open({
       protocol: 'postgres',
@@ -59,7 +71,7 @@ function setup<C extends Clock = FrozenClock>(options: { expiresAt?: number; clo
       connection,
       clientAddress: '127.0.0.1:50000',
     });
-  return { clock, recorder, open };
+  return { clock, recorder, open, pipeline, audit };
 }
 
 describe('Pipeline', () => {

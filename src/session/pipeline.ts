@@ -6,6 +6,7 @@
  */
 
 import { GatewayError, type AccessGrant, type Clock, type Command, type Connection, type Verdict } from '../core/index.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import type { Recorder } from '../recording/recorder.ts';
 import type { StatementOutcome } from '../store/index.ts';
 
@@ -36,6 +37,16 @@ export interface PipelineDeps {
   readonly guard: Guard;
   readonly recorder: Recorder;
   readonly clock: Clock;
+  readonly audit: AuditLog;
+}
+
+export interface LoginFailure {
+  readonly protocol: SessionInfo['protocol'];
+  readonly user: string;
+  readonly connection: string;
+  readonly clientAddress: string;
+  readonly code: string;
+  readonly reason: string;
 }
 
 export class Pipeline {
@@ -52,6 +63,28 @@ export class Pipeline {
       session.terminate(new GatewayError('session.terminated', 'terminating connection due to gateway shutdown'));
   }
 
+  /** Ends the live sessions that use a grant; returns how many there were. */
+  terminateGrant(grantId: string, why: string): number {
+    let ended = 0;
+    for (const session of this.#live) {
+      if (session.info.grant.id !== grantId) continue;
+      session.terminate(new GatewayError('session.terminated', `terminating connection: ${why}`));
+      ended++;
+    }
+    return ended;
+  }
+
+  /** A client that could not log in: on record, with the reason the client was not told. */
+  loginFailed(failure: LoginFailure): void {
+    this.#deps.audit.note({
+      actor: failure.user,
+      action: 'login.failed',
+      subject: failure.connection,
+      outcome: 'failure',
+      details: { protocol: failure.protocol, clientAddress: failure.clientAddress, code: failure.code, reason: failure.reason },
+    });
+  }
+
   async open(fields: Omit<SessionInfo, 'id' | 'startedAt'>): Promise<LiveSession> {
     const startedAt = this.#deps.clock.now();
     const id = await this.#deps.recorder.startSession({
@@ -64,6 +97,13 @@ export class Pipeline {
     });
     const session = new LiveSession({ ...fields, id, startedAt }, this.#deps, () => this.#live.delete(session));
     this.#live.add(session);
+    this.#deps.audit.note({
+      actor: fields.grant.principal.name,
+      action: 'session.started',
+      subject: id,
+      outcome: 'success',
+      details: { protocol: fields.protocol, connection: fields.connection.name, grant: fields.grant.id, clientAddress: fields.clientAddress },
+    });
     return session;
   }
 }
@@ -94,7 +134,15 @@ export class LiveSession {
 
   /** Ends the session from the gateway's side, through the protocol's verb. */
   terminate(error: GatewayError): void {
-    if (!this.#closed) this.#terminate?.(error);
+    if (this.#closed || !this.#terminate) return;
+    this.#deps.audit.note({
+      actor: 'gateway',
+      action: 'session.terminated',
+      subject: this.info.id,
+      outcome: 'success',
+      details: { principal: this.info.grant.principal.name, grant: this.info.grant.id, reason: error.message },
+    });
+    this.#terminate(error);
   }
 
   #armExpiry(): void {
@@ -142,6 +190,13 @@ export class LiveSession {
     this.#closed = true;
     clearTimeout(this.#expiry);
     this.#onClose();
+    this.#deps.audit.note({
+      actor: this.info.grant.principal.name,
+      action: 'session.ended',
+      subject: this.info.id,
+      outcome: 'success',
+      details: { reason },
+    });
     this.#deps.recorder.endSession(this.info.id, this.#deps.clock.now(), reason);
   }
 }

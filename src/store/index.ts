@@ -10,4 +10,10 @@ export type {
   StatementRecord,
   NewStatement,
   StatementOutcome,
+  Revocation,
+  GrantQuery,
+  AuditOutcome,
+  NewAuditEvent,
+  AuditRecord,
+  AuditQuery,
 } from './store.ts';

@@ -64,6 +64,30 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0002_revocation_audit': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema.alterTable('grants').addColumn('revoked_by', 'text').execute();
+      await db.schema.alterTable('grants').addColumn('revoke_reason', 'text').execute();
+      // Running gateways poll for revocations; this keeps the poll an index range scan.
+      await db.schema.createIndex('grants_revoked').on('grants').column('revoked_at').execute();
+      const sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
+      await db.schema
+        .createTable('audit_events')
+        // The order of the log: a gap-free sequence assigned by the store.
+        .addColumn('seq', sqlite ? 'integer' : 'bigserial', (c) => c.primaryKey().notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('outcome', 'text', (c) => c.notNull().check(sql`outcome in ('success', 'failure')`))
+        .addColumn('details', 'text', (c) => c.notNull())
+        // Filled by the tamper-evident log: the hash of the previous record and of this one.
+        .addColumn('prev_hash', 'text')
+        .addColumn('hash', 'text')
+        .execute();
+      await db.schema.createIndex('audit_events_at').on('audit_events').columns(['at', 'seq']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

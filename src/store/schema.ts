@@ -4,7 +4,7 @@
  * PostgreSQL, INTEGER in SQLite), so that both backends compare and sort them the same way.
  */
 
-import type { ColumnType } from 'kysely';
+import type { ColumnType, Generated } from 'kysely';
 
 /** Written as a number, read as a number (PostgreSQL's BIGINT is parsed by the store's own pool). */
 type Millis = ColumnType<number, number, number>;
@@ -24,6 +24,21 @@ export interface GrantsTable {
   created_at: Millis;
   expires_at: Millis;
   revoked_at: Millis | null;
+  revoked_by: string | null;
+  revoke_reason: string | null;
+}
+
+export interface AuditEventsTable {
+  seq: Generated<number>;
+  at: Millis;
+  actor: string;
+  action: string;
+  subject: string;
+  outcome: 'success' | 'failure';
+  /** JSON object. */
+  details: string;
+  prev_hash: string | null;
+  hash: string | null;
 }
 
 export interface SessionsTable {
@@ -54,4 +69,5 @@ export interface Database {
   grants: GrantsTable;
   sessions: SessionsTable;
   statements: StatementsTable;
+  audit_events: AuditEventsTable;
 }

@@ -195,6 +195,68 @@ for (const backend of [sqlite, postgres]) {
       assert.deepEqual(await ids(T0), [a.id]);
     });
 
+    test('grants: revocation records who and why; revoking a principal takes every live grant', { skip }, async () => {
+      const principal = `carol-${randomBytes(3).toString('hex')}`;
+      const live1 = await store.insertGrant(grant({ principal, createdAt: T0, expiresAt: T0 + HOUR }));
+      const live2 = await store.insertGrant(grant({ principal, connection: 'other-db', createdAt: T0 + 1, expiresAt: T0 + HOUR }));
+      const expired = await store.insertGrant(grant({ principal, createdAt: T0, expiresAt: T0 + 5 }));
+      const other = await store.insertGrant(grant({ principal: `${principal}-x`, createdAt: T0, expiresAt: T0 + HOUR }));
+
+      assert.equal(await store.revokeGrant(live1.id, T0 + 10, { by: 'admin', reason: 'left the team' }), true);
+      const one = await store.getGrant(live1.id);
+      assert.equal(one?.revokedBy, 'admin');
+      assert.equal(one?.revokeReason, 'left the team');
+
+      const revoked = await store.revokeGrantsOf(principal, T0 + 20, { by: 'admin' });
+      assert.deepEqual(revoked, [live2.id], 'only what was live and not yet revoked');
+      assert.equal((await store.getGrant(expired.id))?.revokedAt, undefined);
+      assert.equal((await store.getGrant(other.id))?.revokedAt, undefined);
+
+      const since = (await store.listRevokedSince(T0 + 10)).filter((g) => g.principal === principal).map((g) => g.id);
+      assert.deepEqual(since, [live1.id, live2.id]);
+      assert.deepEqual(
+        (await store.listRevokedSince(T0 + 11)).filter((g) => g.principal === principal).map((g) => g.id),
+        [live2.id],
+      );
+    });
+
+    test('grants: list by principal and connection, live only, newest first', { skip }, async () => {
+      const principal = `dave-${randomBytes(3).toString('hex')}`;
+      const a = await store.insertGrant(grant({ principal, createdAt: T0, expiresAt: T0 + HOUR }));
+      const b = await store.insertGrant(grant({ principal, createdAt: T0 + 1, expiresAt: T0 + 2 * HOUR }));
+      const c = await store.insertGrant(grant({ principal, connection: 'other-db', createdAt: T0 + 2, expiresAt: T0 + HOUR }));
+      const ids = async (q: Parameters<Store['listGrants']>[0]) => (await store.listGrants({ principal, ...q })).map((g) => g.id);
+      assert.deepEqual(await ids({}), [c.id, b.id, a.id]);
+      assert.deepEqual(await ids({ connection: 'orders-db' }), [b.id, a.id]);
+      assert.deepEqual(await ids({ liveAt: T0 + HOUR }), [b.id]);
+      assert.deepEqual(await ids({ limit: 1 }), [c.id]);
+    });
+
+    test('audit events: appended in sequence, read back in order and by filter', { skip }, async () => {
+      const subject = `grt_${randomBytes(4).toString('hex')}`;
+      const first = await store.appendAudit({
+        at: T0,
+        actor: 'local-admin',
+        action: 'grant.issued',
+        subject,
+        outcome: 'success',
+        details: { ttlMs: 60000, reason: 'é ✓' },
+      });
+      const second = await store.appendAudit({
+        at: T0 + 1,
+        actor: 'local-admin',
+        action: 'grant.revoked',
+        subject,
+        outcome: 'success',
+        details: {},
+      });
+      assert.ok(second.seq > first.seq);
+      const back = await store.listAudit({ subject });
+      assert.deepEqual(back, [first, second]);
+      assert.deepEqual(await store.listAudit({ subject, action: 'grant.revoked' }), [second]);
+      assert.deepEqual(await store.listAudit({ subject, since: T0 + 1 }), [second]);
+    });
+
     test('sessions: start, get, end once, nullable fields', { skip }, async () => {
       const s = await store.startSession({
         protocol: 'postgres',

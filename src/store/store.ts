@@ -36,6 +36,48 @@ export interface GrantRecord {
   readonly createdAt: number;
   readonly expiresAt: number;
   readonly revokedAt: number | undefined;
+  readonly revokedBy: string | undefined;
+  readonly revokeReason: string | undefined;
+}
+
+export interface Revocation {
+  readonly by: string;
+  readonly reason?: string | undefined;
+}
+
+export interface GrantQuery {
+  readonly principal?: string;
+  readonly connection?: string;
+  /** Only grants neither revoked nor expired at this time. */
+  readonly liveAt?: number;
+  /** Default 100. */
+  readonly limit?: number;
+}
+
+export type AuditOutcome = 'success' | 'failure';
+
+export interface NewAuditEvent {
+  readonly at: number;
+  /** Who acted: a principal name, `local-admin`, `gateway`. */
+  readonly actor: string;
+  /** What happened, as `noun.verb`: `grant.issued`, `grant.revoked`, `login.failed`, ... */
+  readonly action: string;
+  /** What it happened to: a grant id, a principal, a session id. */
+  readonly subject: string;
+  readonly outcome: AuditOutcome;
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
+export interface AuditRecord extends NewAuditEvent {
+  readonly seq: number;
+}
+
+export interface AuditQuery {
+  readonly since?: number;
+  readonly action?: string;
+  readonly subject?: string;
+  /** Default 100. */
+  readonly limit?: number;
 }
 
 export interface NewGrant {
@@ -117,7 +159,16 @@ export interface Store {
   /** Grants of `principal` on `connection` that are not revoked and have `expiresAt > now`. */
   listLiveGrants(principal: string, connection: string, now: number): Promise<GrantRecord[]>;
   /** True when this call revoked it; false when it does not exist or was already revoked. */
-  revokeGrant(id: string, at: number): Promise<boolean>;
+  revokeGrant(id: string, at: number, revocation?: Revocation): Promise<boolean>;
+  /** Revokes every grant of `principal` not yet revoked nor expired; returns their ids. */
+  revokeGrantsOf(principal: string, at: number, revocation: Revocation): Promise<string[]>;
+  /** Grants revoked at `since` or later, oldest revocation first: what running gateways poll for. */
+  listRevokedSince(since: number): Promise<GrantRecord[]>;
+  /** Newest first. */
+  listGrants(q: GrantQuery): Promise<GrantRecord[]>;
+  appendAudit(event: NewAuditEvent): Promise<AuditRecord>;
+  /** Oldest first, by sequence. */
+  listAudit(q: AuditQuery): Promise<AuditRecord[]>;
   startSession(s: NewSession): Promise<SessionRecord>;
   /** True when this call ended it; false when it does not exist or had already ended. */
   endSession(id: string, at: number, reason: string): Promise<boolean>;
@@ -243,6 +294,8 @@ function toGrant(r: Selectable<GrantsTable>): GrantRecord {
     createdAt: Number(r.created_at),
     expiresAt: Number(r.expires_at),
     revokedAt: r.revoked_at === null ? undefined : Number(r.revoked_at),
+    revokedBy: orUndefined(r.revoked_by),
+    revokeReason: orUndefined(r.revoke_reason),
   };
 }
 
@@ -300,6 +353,8 @@ class KyselyStore implements Store {
       created_at: g.createdAt,
       expires_at: g.expiresAt,
       revoked_at: null,
+      revoked_by: null,
+      revoke_reason: null,
     };
     await conflicts('a grant with this id or credential hash already exists', () => this.#db.insertInto('grants').values(row).execute());
     return toGrant(row);
@@ -329,14 +384,88 @@ class KyselyStore implements Store {
     return rows.map(toGrant);
   }
 
-  async revokeGrant(id: string, at: number): Promise<boolean> {
+  async revokeGrant(id: string, at: number, revocation?: Revocation): Promise<boolean> {
     const r = await this.#db
       .updateTable('grants')
-      .set({ revoked_at: at })
+      .set({ revoked_at: at, revoked_by: revocation?.by ?? null, revoke_reason: revocation?.reason ?? null })
       .where('id', '=', id)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
     return r.numUpdatedRows > 0n;
+  }
+
+  async revokeGrantsOf(principal: string, at: number, revocation: Revocation): Promise<string[]> {
+    const rows = await this.#db
+      .updateTable('grants')
+      .set({ revoked_at: at, revoked_by: revocation.by, revoke_reason: revocation.reason ?? null })
+      .where('principal', '=', principal)
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', at)
+      .returning('id')
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  async listRevokedSince(since: number): Promise<GrantRecord[]> {
+    const rows = await this.#db
+      .selectFrom('grants')
+      .selectAll()
+      .where('revoked_at', '>=', since)
+      .orderBy('revoked_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(toGrant);
+  }
+
+  async listGrants(q: GrantQuery): Promise<GrantRecord[]> {
+    let query = this.#db.selectFrom('grants').selectAll();
+    if (q.principal !== undefined) query = query.where('principal', '=', q.principal);
+    if (q.connection !== undefined) query = query.where('connection', '=', q.connection);
+    if (q.liveAt !== undefined) query = query.where('revoked_at', 'is', null).where('expires_at', '>', q.liveAt);
+    const rows = await query
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(Math.max(0, Math.floor(q.limit ?? 100)))
+      .execute();
+    return rows.map(toGrant);
+  }
+
+  async appendAudit(event: NewAuditEvent): Promise<AuditRecord> {
+    const row = await this.#db
+      .insertInto('audit_events')
+      .values({
+        at: event.at,
+        actor: event.actor,
+        action: event.action,
+        subject: event.subject,
+        outcome: event.outcome,
+        details: JSON.stringify(event.details),
+        prev_hash: null,
+        hash: null,
+      })
+      .returning('seq')
+      .executeTakeFirstOrThrow();
+    return { ...event, seq: Number(row.seq) };
+  }
+
+  async listAudit(q: AuditQuery): Promise<AuditRecord[]> {
+    let query = this.#db.selectFrom('audit_events').selectAll();
+    if (q.since !== undefined) query = query.where('at', '>=', q.since);
+    if (q.action !== undefined) query = query.where('action', '=', q.action);
+    if (q.subject !== undefined) query = query.where('subject', '=', q.subject);
+    const rows = await query
+      .orderBy('seq')
+      .limit(Math.max(0, Math.floor(q.limit ?? 100)))
+      .execute();
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      at: Number(r.at),
+      actor: r.actor,
+      action: r.action,
+      subject: r.subject,
+      outcome: r.outcome,
+      details: JSON.parse(r.details) as Record<string, unknown>,
+    }));
   }
 
   async startSession(s: NewSession): Promise<SessionRecord> {

@@ -27,6 +27,7 @@ export interface TestGateway {
   readonly apiPort: number;
   readonly gateway: Gateway;
   readonly config: Config;
+  readonly configFile: string;
   readonly dir: string;
   mint(principal: string, connection: string, ttlMs?: number): Promise<string>;
   close(): Promise<void>;
@@ -83,14 +84,21 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       yaml.push(`    ca: ${file}`);
     }
   }
-  const config = parseConfig(yaml.join('\n'), join(dir, 'drawbridge.yaml'), {});
-  const gateway = await startGateway(config, { log: pino({ level: config.log.level }), ...(options.guard ? { guard: options.guard } : {}) });
+  // On disk too, for tests that run the administrative commands against this gateway's store.
+  const configFile = join(dir, 'drawbridge.yaml');
+  await writeFile(configFile, yaml.join('\n'));
+  const config = parseConfig(yaml.join('\n'), configFile, {});
+  const gateway = await startGateway(config, {
+    log: pino({ level: config.log.level }),
+    ...(options.guard ? { guard: options.guard } : {}),
+  });
   return {
     host: '127.0.0.1',
     pgPort: gateway.addresses.postgres!.port,
     apiPort: gateway.addresses.api.port,
     gateway,
     config,
+    configFile,
     dir,
     async mint(principal, connection, ttlMs = 600_000) {
       const minted = await gateway.credentials.mint({ principal, connection, ttlMs, grantedBy: 'test' });

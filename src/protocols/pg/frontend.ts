@@ -307,6 +307,17 @@ class PgLogin {
     if (gatewayError)
       this.#log.info({ code: gatewayError.code, reason: gatewayError.message, user: startup?.params.user }, 'login refused');
     else this.#log.error({ err: error }, 'login failed');
+    const user = startup?.params.user;
+    if (user) {
+      this.#deps.pipeline.loginFailed({
+        protocol: 'postgres',
+        user,
+        connection: startup.params.database || user,
+        clientAddress: this.#clientAddress,
+        code: gatewayError?.code ?? 'internal',
+        reason: gatewayError?.message ?? 'internal gateway error',
+      });
+    }
     if (!this.#socket.destroyed) this.#socket.end(renderFatal(error));
   }
 }
