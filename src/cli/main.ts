@@ -13,7 +13,7 @@ import { systemClock } from '../core/index.ts';
 import { VERSION } from '../version.ts';
 import { runAccess } from './access.ts';
 import { options, UsageError, withLocalStore } from './args.ts';
-import { parseDuration } from './duration.ts';
+import { parseDuration } from '../core/duration.ts';
 
 const USAGE = `drawbridge ${VERSION}: just-in-time, inspected, recorded access to databases
 

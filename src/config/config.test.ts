@@ -75,11 +75,23 @@ describe('valid configuration', () => {
         '    password: ${env:ORDERS_DB_PASSWORD}',
         '    tls: verify-full',
         '    ca: ca.pem',
+        '    access:',
+        '      max_duration: 30m',
+        '      approval: required',
         '  - name: Reports.replica_2',
         '    type: postgres',
         '    host: localhost',
         '    database: reports',
         '    user: reader',
+        'oidc:',
+        '  issuer: https://idp.example.com/realms/acme',
+        '  audience: drawbridge',
+        '  client_id: drawbridge-cli',
+        '  allowed_client_ids: [etl-agent]',
+        '  groups_claim: realm_access.roles',
+        '  role_groups:',
+        '    admin: [dba-admins]',
+        '    approver: [dbas]',
       ],
       { ORDERS_DB_PASSWORD: 'pw-from-env' },
     );
@@ -101,6 +113,7 @@ describe('valid configuration', () => {
           password: 'pw-from-env',
           tls: 'verify-full',
           ca: CA,
+          access: { maxDurationMs: 30 * 60_000, approval: 'required' },
         },
         {
           name: 'Reports.replica_2',
@@ -112,8 +125,19 @@ describe('valid configuration', () => {
           password: undefined,
           tls: 'disable',
           ca: undefined,
+          access: { maxDurationMs: 3_600_000, approval: 'none' },
         },
       ],
+      oidc: {
+        issuer: 'https://idp.example.com/realms/acme',
+        audience: 'drawbridge',
+        clientId: 'drawbridge-cli',
+        allowedClientIds: ['etl-agent'],
+        groupsClaim: 'realm_access.roles',
+        usernameClaim: undefined,
+        algorithms: undefined,
+        roleGroups: { admin: ['dba-admins'], approver: ['dbas'], auditor: [], user: [] },
+      },
       warnings: [],
     });
   });
@@ -324,6 +348,23 @@ describe('errors name the file, line:column, path and reason', () => {
     assert.equal(parse(lines('disable')).connections[0]?.host, '/var/run/postgresql');
     assert.deepEqual(errorsOf(lines('require')), [
       `${F}:7:10: connections[0].tls: must be "disable" for a Unix socket (PostgreSQL has no TLS on Unix sockets)`,
+    ]);
+  });
+
+  test('access policies: durations and approval modes are checked', () => {
+    const lines = (access: string[]) => [
+      'connections:',
+      '  - name: app',
+      '    type: postgres',
+      '    host: 127.0.0.1',
+      '    database: app',
+      '    user: app',
+      '    access:',
+      ...access,
+    ];
+    assert.deepEqual(errorsOf(lines(['      max_duration: forever', '      approval: maybe'])), [
+      `${F}:8:21: connections[0].access.max_duration: expected a duration such as 15m, 1h or 8h (at most 366d), got "forever"`,
+      `${F}:9:17: connections[0].access.approval: expected one of none, required, got "maybe"`,
     ]);
   });
 

@@ -16,7 +16,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import type { PostgresConnection } from '../core/index.ts';
+import { DEFAULT_ACCESS_POLICY, type PostgresConnection } from '../core/index.ts';
 import { errorCode, resolveReferences, type Env } from './references.ts';
 import { describe, fileSchema, type ConfigFile, type HostPort, type LogLevel, type PostgresAuth } from './schema.ts';
 
@@ -38,8 +38,24 @@ export interface Config {
   readonly postgres: { readonly auth: PostgresAuth; readonly maxMessageLength: number };
   readonly log: { readonly level: LogLevel };
   readonly connections: readonly PostgresConnection[];
+  /** The company's identity provider, when people and agents sign in with it. */
+  readonly oidc: OidcConfig | undefined;
   /** Insecure but valid choices, formatted like errors; print them loudly at start. */
   readonly warnings: readonly string[];
+}
+
+export interface OidcConfig {
+  readonly issuer: string;
+  readonly audience: string;
+  /** The client the CLI and web UI log in as (authorization code with PKCE, device flow). */
+  readonly clientId: string | undefined;
+  /** Clients whose client-credentials tokens (agents, CI) are accepted. */
+  readonly allowedClientIds: readonly string[];
+  readonly groupsClaim: string;
+  readonly usernameClaim: string | undefined;
+  readonly algorithms: readonly string[] | undefined;
+  /** IdP groups that carry each gateway role. */
+  readonly roleGroups: Readonly<Record<'admin' | 'approver' | 'auditor' | 'user', readonly string[]>>;
 }
 
 export const DEFAULT_STORE = 'sqlite:./.drawbridge/state.db';
@@ -59,6 +75,7 @@ export const defaultConfig: Config = deepFreeze({
   postgres: { auth: DEFAULT_POSTGRES_AUTH, maxMessageLength: DEFAULT_MAX_MESSAGE_LENGTH },
   log: { level: DEFAULT_LOG_LEVEL },
   connections: [],
+  oidc: undefined,
   warnings: [],
 });
 
@@ -230,8 +247,28 @@ function build(
       password: c.password,
       tls: tlsMode,
       ca,
+      access: {
+        maxDurationMs: c.access?.max_duration ?? DEFAULT_ACCESS_POLICY.maxDurationMs,
+        approval: c.access?.approval ?? DEFAULT_ACCESS_POLICY.approval,
+      },
     };
   });
+
+  const oidc: Config['oidc'] = f.oidc && {
+    issuer: f.oidc.issuer,
+    audience: f.oidc.audience,
+    clientId: f.oidc.client_id,
+    allowedClientIds: f.oidc.allowed_client_ids ?? [],
+    groupsClaim: f.oidc.groups_claim ?? 'groups',
+    usernameClaim: f.oidc.username_claim,
+    algorithms: f.oidc.algorithms,
+    roleGroups: {
+      admin: f.oidc.role_groups?.admin ?? [],
+      approver: f.oidc.role_groups?.approver ?? [],
+      auditor: f.oidc.role_groups?.auditor ?? [],
+      user: f.oidc.role_groups?.user ?? [],
+    },
+  };
 
   return {
     file,
@@ -247,6 +284,7 @@ function build(
     },
     log: { level: f.log?.level ?? DEFAULT_LOG_LEVEL },
     connections,
+    oidc,
   };
 }
 

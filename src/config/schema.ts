@@ -5,6 +5,7 @@
  * must not silently fall back to a default.
  */
 
+import { parseDuration } from '../core/duration.ts';
 import { z } from 'zod';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -132,6 +133,42 @@ const connectionName = leaf('a name of 1 to 63 letters, digits, ".", "_" or "-",
   typeof v === 'string' && CONNECTION_NAME.test(v) ? v : undefined,
 );
 
+const duration = leaf('a duration such as 15m, 1h or 8h (at most 366d)', (v) => {
+  if (typeof v !== 'string') return undefined;
+  try {
+    const ms = parseDuration(v);
+    return ms <= 366 * 86_400_000 ? ms : undefined;
+  } catch {
+    return undefined;
+  }
+});
+
+export const APPROVAL_MODES = ['none', 'required'] as const;
+export const GATEWAY_ROLES = ['admin', 'approver', 'auditor', 'user'] as const;
+
+const url = leaf('an http(s) URL', (v) => {
+  if (typeof v !== 'string') return undefined;
+  try {
+    const parsed = new URL(v);
+    return parsed.protocol === 'https:' || parsed.protocol === 'http:' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+});
+
+const names = z.array(text);
+
+const oidc = object({
+  issuer: url,
+  audience: text,
+  client_id: optional(text),
+  allowed_client_ids: optional(names),
+  groups_claim: optional(text),
+  username_claim: optional(text),
+  algorithms: optional(names),
+  role_groups: optional(object({ admin: optional(names), approver: optional(names), auditor: optional(names), user: optional(names) })),
+});
+
 const connection = object({
   name: connectionName,
   type: oneOf(['postgres'] as const),
@@ -142,6 +179,7 @@ const connection = object({
   password: optional(leaf('a string', (v) => (typeof v === 'string' ? v : undefined))),
   tls: optional(oneOf(TLS_MODES)),
   ca: optional(text),
+  access: optional(object({ max_duration: optional(duration), approval: optional(oneOf(APPROVAL_MODES)) })),
 });
 
 export const fileSchema = object({
@@ -160,6 +198,7 @@ export const fileSchema = object({
     }),
   ),
   log: optional(object({ level: optional(oneOf(LOG_LEVELS)) })),
+  oidc: optional(oidc),
   connections: optional(
     z.array(connection, {
       error: (iss) => (iss.code === 'invalid_type' ? `expected a list, got ${describe(iss.input)}` : undefined),

@@ -2,6 +2,16 @@
 
 export type TlsMode = 'disable' | 'require' | 'verify-full';
 
+/** How principals get access to a connection. */
+export interface AccessPolicy {
+  /** The longest grant a request may get. */
+  readonly maxDurationMs: number;
+  /** `required`: a request waits for an approver; `none`: it is granted at once. */
+  readonly approval: 'none' | 'required';
+}
+
+export const DEFAULT_ACCESS_POLICY: AccessPolicy = Object.freeze({ maxDurationMs: 3_600_000, approval: 'none' });
+
 export interface PostgresConnection {
   readonly name: string;
   readonly type: 'postgres';
@@ -13,6 +23,7 @@ export interface PostgresConnection {
   readonly tls: TlsMode;
   /** PEM of the CA to verify the target against (verify-full). */
   readonly ca: string | undefined;
+  readonly access: AccessPolicy;
 }
 
 export type Connection = PostgresConnection;

@@ -4,6 +4,7 @@ export { systemClock } from './clock.ts';
 export type { Clock } from './clock.ts';
 export { verifiedPrincipal, verifiedGrant } from './principal.ts';
 export type { Principal, PrincipalKind, AccessGrant } from './principal.ts';
-export type { Connection, PostgresConnection, TlsMode } from './connection.ts';
+export { DEFAULT_ACCESS_POLICY } from './connection.ts';
+export type { AccessPolicy, Connection, PostgresConnection, TlsMode } from './connection.ts';
 export { allow } from './command.ts';
 export type { Command, CommandKind, Verdict } from './command.ts';

@@ -1,6 +1,6 @@
 import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import { GatewayError, verifiedGrant, verifiedPrincipal, type Clock, type PostgresConnection } from '../core/index.ts';
+import { DEFAULT_ACCESS_POLICY, GatewayError, verifiedGrant, verifiedPrincipal, type Clock, type PostgresConnection } from '../core/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import type { Recorder } from '../recording/recorder.ts';
 import type { NewSession, NewStatement } from '../store/index.ts';
@@ -53,6 +53,7 @@ const connection: PostgresConnection = {
   password: undefined,
   tls: 'disable',
   ca: undefined,
+  access: DEFAULT_ACCESS_POLICY,
 };
 
 function grantExpiringAt(expiresAt: number) {

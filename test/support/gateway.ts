@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { parseConfig, type Config } from '../../src/config/index.ts';
-import type { PostgresConnection } from '../../src/core/index.ts';
+import { DEFAULT_ACCESS_POLICY, type PostgresConnection } from '../../src/core/index.ts';
 import { startGateway, type Gateway } from '../../src/main.ts';
 import type { Guard } from '../../src/session/pipeline.ts';
 
@@ -43,6 +43,7 @@ export const LOCAL_POSTGRES: PostgresConnection = {
   password: undefined,
   tls: 'disable',
   ca: undefined,
+  access: DEFAULT_ACCESS_POLICY,
 };
 
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {

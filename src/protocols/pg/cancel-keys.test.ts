@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PostgresConnection } from '../../core/index.ts';
+import { DEFAULT_ACCESS_POLICY, type PostgresConnection } from '../../core/index.ts';
 import { CancelKeys, type CancelTarget } from './cancel-keys.ts';
 
 const connection: PostgresConnection = {
@@ -13,6 +13,7 @@ const connection: PostgresConnection = {
   password: undefined,
   tls: 'disable',
   ca: undefined,
+  access: DEFAULT_ACCESS_POLICY,
 };
 
 const target = (processId: number): CancelTarget => ({ connection, key: { processId, secretKey: Buffer.from([9, 9, 9, 9]) } });
