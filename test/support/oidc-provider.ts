@@ -1,0 +1,357 @@
+/**
+ * A real OpenID Provider (panva's `oidc-provider`) in this process, on 127.0.0.1 and a free port,
+ * for identity tests. Its issuer is `http://127.0.0.1:<port>`: oidc-provider accepts plain http
+ * issuers (it only warns about insecure cookies, which the client-credentials grant never sets).
+ *
+ * What it offers:
+ *  - discovery and `jwks_uri` as any IdP serves them;
+ *  - the client-credentials grant for agents, with RFC 9068 JWT access tokens (resource
+ *    indicators, ES256) whose `aud` is `audience`: `clientCredentialsToken()`;
+ *  - the provider's own signing keys, which the test configured, so that a test can mint a user
+ *    token with them (`signUserToken`): it verifies exactly as one the provider issued would;
+ *  - key rotation: `rotateKeys()` swaps in a provider with a new signing key first (the old ones
+ *    still published unless retired), on the same port and issuer.
+ */
+
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTPayload } from 'jose';
+// @ts-expect-error oidc-provider ships no type declarations; the calls below are few and checked by the tests.
+import Provider, { errors as providerErrors } from 'oidc-provider';
+
+export const TEST_AUDIENCE = 'urn:drawbridge:gateway';
+export const AGENT_CLIENT_ID = 'agent-planner';
+export const AGENT_CLIENT_SECRET = 'agent-planner-secret-for-tests-only';
+/** A second agent that the IdP knows but a verifier may choose not to allow. */
+export const OTHER_AGENT_CLIENT_ID = 'agent-other';
+export const OTHER_AGENT_CLIENT_SECRET = 'agent-other-secret-for-tests-only';
+
+/** A confidential web client that logs users in with the authorization code flow. */
+export const WEB_CLIENT_ID = 'drawbridge-web';
+export const WEB_CLIENT_SECRET = 'drawbridge-web-secret-for-tests-only';
+export const WEB_REDIRECT_URI = 'http://127.0.0.1/callback';
+
+/** The provider's user accounts: subject → claims. */
+export const USERS: Readonly<Record<string, Record<string, unknown>>> = {
+  'user-alice': { preferred_username: 'alice', email: 'alice@example.com', groups: ['dba', 'oncall'] },
+};
+
+export interface UserLogin {
+  /** The ID token (aud = WEB_CLIENT_ID). */
+  readonly idToken: string;
+  /** A JWT access token for TEST_AUDIENCE (client_id = WEB_CLIENT_ID). */
+  readonly accessToken: string;
+}
+
+export interface SigningKey {
+  readonly kid: string;
+  readonly alg: 'ES256' | 'RS256';
+  readonly privateJwk: JWK;
+  readonly publicJwk: JWK;
+}
+
+export interface TestOidcProvider {
+  /** `http://127.0.0.1:<port>` (no trailing slash, as the provider reports it). */
+  readonly issuer: string;
+  readonly port: number;
+  /** The request handler, for a test that serves the same provider on another address. */
+  readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** The keys the provider signs with and publishes, signing key of each algorithm first. */
+  keys(): readonly SigningKey[];
+  /** A JWT access token from the real token endpoint (client_credentials grant). */
+  clientCredentialsToken(clientId?: string, clientSecret?: string): Promise<string>;
+  /**
+   * A real authorization-code login of `subject` (a key of USERS): the provider's login and
+   * consent interaction is answered by this helper instead of a person, then the code is redeemed
+   * at the token endpoint with PKCE.
+   */
+  userLogin(subject: string): Promise<UserLogin>;
+  /** A user token signed with the provider's current key for `alg` (default RS256). */
+  signUserToken(claims: JWTPayload, options?: UserTokenOptions): Promise<string>;
+  /** Publishes a new ES256 and RS256 key first; `retire` drops the previous ones. */
+  rotateKeys(options?: { retire?: boolean }): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface UserTokenOptions {
+  readonly alg?: 'ES256' | 'RS256';
+  /** Seconds since the epoch used for iat/exp defaults; default now. */
+  readonly now?: number;
+  /** Extra or overriding protected-header fields. */
+  readonly header?: Record<string, unknown>;
+}
+
+let keyCounter = 0;
+
+export async function generateSigningKey(alg: 'ES256' | 'RS256'): Promise<SigningKey> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const kid = `${alg.toLowerCase()}-${++keyCounter}-${Math.random().toString(36).slice(2, 8)}`;
+  const privateJwk = { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' };
+  const publicJwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
+  return { kid, alg, privateJwk, publicJwk };
+}
+
+function providerConfiguration(keys: readonly SigningKey[]): Record<string, unknown> {
+  return {
+    clients: [
+      {
+        client_id: AGENT_CLIENT_ID,
+        client_secret: AGENT_CLIENT_SECRET,
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+        scope: 'gateway',
+      },
+      {
+        client_id: WEB_CLIENT_ID,
+        client_secret: WEB_CLIENT_SECRET,
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: [WEB_REDIRECT_URI],
+        id_token_signed_response_alg: 'RS256',
+      },
+      {
+        client_id: OTHER_AGENT_CLIENT_ID,
+        client_secret: OTHER_AGENT_CLIENT_SECRET,
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+        scope: 'gateway',
+      },
+    ],
+    jwks: { keys: keys.map((key) => key.privateJwk) },
+    scopes: ['openid', 'profile', 'gateway'],
+    claims: { openid: ['sub'], profile: ['preferred_username', 'email', 'groups'] },
+    // Put the profile claims in the ID token too (the default keeps them for userinfo).
+    conformIdTokenClaims: false,
+    // User access tokens carry the user's profile and groups, as many IdPs are set up to do.
+    extraTokenClaims: (_ctx: unknown, token: { accountId?: string }) =>
+      token.accountId === undefined ? undefined : USERS[token.accountId],
+    findAccount: (_ctx: unknown, sub: string) => {
+      const claims = USERS[sub];
+      return claims === undefined ? undefined : { accountId: sub, claims: () => ({ sub, ...claims }) };
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => TEST_AUDIENCE,
+        getResourceServerInfo: (_ctx: unknown, indicator: string) => {
+          if (indicator !== TEST_AUDIENCE) throw new providerErrors.InvalidTarget();
+          return {
+            scope: 'gateway',
+            audience: TEST_AUDIENCE,
+            accessTokenTTL: 300,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'ES256' } },
+          };
+        },
+      },
+    },
+    ttl: { ClientCredentials: 300, AccessToken: 300, IdToken: 300, Interaction: 600, Session: 3600, Grant: 3600 },
+    cookies: { keys: ['drawbridge-test-cookie-key'] },
+    adapter: MemoryAdapter,
+  };
+}
+
+/** What a login page would do: the user named by `login_hint` logs in and consents to what was asked. */
+async function answerInteraction(provider: any, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { prompt, params, session } = await provider.interactionDetails(req, res);
+  const accountId: string = session?.accountId ?? params.login_hint;
+  if (prompt.name === 'login') {
+    await provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  const grant = new provider.Grant({ accountId, clientId: params.client_id });
+  grant.addOIDCScope(String(params.scope));
+  if (typeof params.resource === 'string') grant.addResourceScope(params.resource, 'gateway');
+  const grantId: string = await grant.save();
+  await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+
+/** The browser's part of an authorization-code login, with a cookie jar that ignores paths. */
+async function authorizationCodeLogin(issuer: string, subject: string): Promise<UserLogin> {
+  const cookies = new Map<string, string>();
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  let next = new URL(`${issuer}/auth`);
+  for (const [name, value] of Object.entries({
+    client_id: WEB_CLIENT_ID,
+    response_type: 'code',
+    scope: 'openid profile gateway',
+    redirect_uri: WEB_REDIRECT_URI,
+    resource: TEST_AUDIENCE,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+    state: 'test-state',
+    nonce: 'test-nonce',
+    login_hint: subject,
+  })) {
+    next.searchParams.set(name, value);
+  }
+  for (let hops = 0; hops < 10; hops++) {
+    if (next.href.startsWith(WEB_REDIRECT_URI)) {
+      const code = next.searchParams.get('code');
+      if (code === null) throw new Error(`login failed: ${next.searchParams.get('error')} ${next.searchParams.get('error_description')}`);
+      const response = await fetch(`${issuer}/token`, {
+        method: 'POST',
+        headers: { authorization: basic(WEB_CLIENT_ID, WEB_CLIENT_SECRET), 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: WEB_REDIRECT_URI,
+          code_verifier: verifier,
+          resource: TEST_AUDIENCE,
+        }),
+      });
+      const body = (await response.json()) as { id_token?: string; access_token?: string; error?: string };
+      if (typeof body.id_token !== 'string' || typeof body.access_token !== 'string') {
+        throw new Error(`token endpoint: ${response.status} ${body.error ?? ''}`);
+      }
+      return { idToken: body.id_token, accessToken: body.access_token };
+    }
+    const response = await fetch(next, {
+      redirect: 'manual',
+      headers: { cookie: [...cookies].map(([name, value]) => `${name}=${value}`).join('; ') },
+    });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair = ''] = line.split(';');
+      const at = pair.indexOf('=');
+      cookies.set(pair.slice(0, at), pair.slice(at + 1));
+    }
+    const location = response.headers.get('location');
+    if (location === null) throw new Error(`login stopped at ${next.pathname}: HTTP ${response.status} ${await response.text()}`);
+    next = new URL(location, next);
+  }
+  throw new Error('login: too many redirects');
+}
+
+function basic(clientId: string, secret: string): string {
+  return `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+}
+
+/** The provider's storage, in memory (its built-in one works too, but warns on every start). */
+class MemoryAdapter {
+  static readonly #store = new Map<string, Record<string, unknown>>();
+  readonly #name: string;
+
+  constructor(name: string) {
+    this.#name = name;
+  }
+
+  #key(id: string): string {
+    return `${this.#name}:${id}`;
+  }
+
+  async upsert(id: string, payload: Record<string, unknown>): Promise<void> {
+    MemoryAdapter.#store.set(this.#key(id), payload);
+  }
+
+  async find(id: string): Promise<Record<string, unknown> | undefined> {
+    return MemoryAdapter.#store.get(this.#key(id));
+  }
+
+  async findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
+    for (const [key, payload] of MemoryAdapter.#store) if (key.startsWith(`${this.#name}:`) && payload.uid === uid) return payload;
+    return undefined;
+  }
+
+  async findByUserCode(userCode: string): Promise<Record<string, unknown> | undefined> {
+    for (const [key, payload] of MemoryAdapter.#store) {
+      if (key.startsWith(`${this.#name}:`) && payload.userCode === userCode) return payload;
+    }
+    return undefined;
+  }
+
+  async consume(id: string): Promise<void> {
+    const payload = MemoryAdapter.#store.get(this.#key(id));
+    if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id: string): Promise<void> {
+    MemoryAdapter.#store.delete(this.#key(id));
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    for (const [key, payload] of MemoryAdapter.#store) if (payload.grantId === grantId) MemoryAdapter.#store.delete(key);
+  }
+}
+
+export async function startOidcProvider(): Promise<TestOidcProvider> {
+  let keys: SigningKey[] = [await generateSigningKey('ES256'), await generateSigningKey('RS256')];
+  let current: (req: IncomingMessage, res: ServerResponse) => void = () => {};
+  const handler = (req: IncomingMessage, res: ServerResponse): void => current(req, res);
+  const server: Server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const issuer = `http://127.0.0.1:${port}`;
+
+  const install = (): void => {
+    const provider = new Provider(issuer, providerConfiguration(keys));
+    const callback = provider.callback();
+    current = (req, res) => {
+      if (req.url?.startsWith('/interaction/')) {
+        answerInteraction(provider, req, res).catch((error: unknown) => {
+          res.statusCode = 500;
+          res.end(String(error));
+        });
+      } else {
+        callback(req, res);
+      }
+    };
+  };
+  install();
+
+  const signingKey = (alg: 'ES256' | 'RS256'): SigningKey => {
+    const key = keys.find((candidate) => candidate.alg === alg);
+    if (key === undefined) throw new Error(`no ${alg} key`);
+    return key;
+  };
+
+  return {
+    issuer,
+    port,
+    handler,
+    keys: () => keys,
+    async clientCredentialsToken(clientId = AGENT_CLIENT_ID, clientSecret = AGENT_CLIENT_SECRET) {
+      const response = await fetch(`${issuer}/token`, {
+        method: 'POST',
+        headers: {
+          authorization: basic(clientId, clientSecret),
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'gateway', resource: TEST_AUDIENCE }),
+      });
+      const body = (await response.json()) as { access_token?: string; error?: string; error_description?: string };
+      if (response.status !== 200 || typeof body.access_token !== 'string') {
+        throw new Error(`token endpoint: ${response.status} ${body.error ?? ''} ${body.error_description ?? ''}`);
+      }
+      return body.access_token;
+    },
+    userLogin: (subject) => authorizationCodeLogin(issuer, subject),
+    async signUserToken(claims, options = {}) {
+      const alg = options.alg ?? 'RS256';
+      const key = signingKey(alg);
+      const now = options.now ?? Math.floor(Date.now() / 1000);
+      return new SignJWT({ iss: issuer, aud: TEST_AUDIENCE, iat: now, exp: now + 300, ...claims })
+        .setProtectedHeader({ typ: 'JWT', ...options.header, alg, kid: key.kid })
+        .sign(await importPrivate(key));
+    },
+    async rotateKeys({ retire = false } = {}) {
+      const fresh = [await generateSigningKey('ES256'), await generateSigningKey('RS256')];
+      keys = retire ? fresh : [...fresh, ...keys];
+      install();
+    },
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((error) => (error ? reject(error) : resolve()));
+      }),
+  };
+}
+
+async function importPrivate(key: SigningKey): Promise<Awaited<ReturnType<typeof importJWK>>> {
+  return importJWK(key.privateJwk, key.alg);
+}
