@@ -7,7 +7,12 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
+import { identityRoutes } from './api/identity-routes.ts';
 import { buildApi } from './api/server.ts';
+import { AccessRequests } from './identity/access.ts';
+import { Accounts } from './identity/accounts.ts';
+import { BearerAuthenticator, lazyOidcVerifier } from './identity/bearer.ts';
+import { GatewaySessions } from './identity/gateway-sessions.ts';
 import type { Config } from './config/index.ts';
 import { systemClock, type Clock } from './core/index.ts';
 import { Credentials } from './identity/credentials.ts';
@@ -81,7 +86,45 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     });
   }
 
-  const api = buildApi({ version: VERSION });
+  const accounts = new Accounts(store, clock, audit, credentials);
+  const sessions = new GatewaySessions(store, clock, audit, accounts);
+  const bearer = new BearerAuthenticator({
+    sessions,
+    accounts,
+    oidc:
+      config.oidc &&
+      lazyOidcVerifier(
+        {
+          issuer: config.oidc.issuer,
+          audience: config.oidc.audience,
+          allowedClientIds: config.oidc.allowedClientIds,
+          groupsClaim: config.oidc.groupsClaim,
+          ...(config.oidc.usernameClaim ? { usernameClaim: config.oidc.usernameClaim } : {}),
+          ...(config.oidc.algorithms ? { algorithms: config.oidc.algorithms } : {}),
+        },
+        { clock },
+      ),
+    roleGroups: config.oidc?.roleGroups ?? { admin: [], approver: [], auditor: [], user: [] },
+  });
+  const access = new AccessRequests({ credentials, store, connection: (name) => connections.get(name), clock, audit });
+  const api = buildApi({
+    version: VERSION,
+    authenticate: (authorization) => bearer.authenticate(authorization),
+    onError: (error) => log.error({ err: error }, 'API request failed'),
+    routes: identityRoutes({
+      accounts,
+      sessions,
+      credentials,
+      access,
+      store,
+      clock,
+      connections: config.connections,
+      postgres: () => {
+        const bound = pgServer?.address() as AddressInfo | null | undefined;
+        return bound ? { host: bound.address, port: bound.port } : undefined;
+      },
+    }),
+  });
   try {
     if (pgServer) await listen(pgServer, config.listen.postgres!, 'PostgreSQL clients');
     await api.ready();

@@ -52,7 +52,16 @@ describe('buildApi with extra routes', () => {
   it('serves them and documents them next to /healthz', async () => {
     const app = buildApi({
       version: '9.9.9',
-      routes: [{ method: 'GET', path: '/api/things', summary: 'The things.', response: z.array(z.string()), handler: () => ['a', 'b'] }],
+      routes: [
+        {
+          method: 'GET',
+          path: '/api/things',
+          summary: 'The things.',
+          access: 'public',
+          response: z.array(z.string()),
+          handler: () => ['a', 'b'],
+        },
+      ],
     });
     try {
       assert.deepEqual((await app.inject({ method: 'GET', url: '/api/things' })).json(), ['a', 'b']);

@@ -25,7 +25,19 @@ export type AuditAction =
   | 'login.failed'
   | 'session.started'
   | 'session.ended'
-  | 'session.terminated';
+  | 'session.terminated'
+  | 'account.created'
+  | 'account.disabled'
+  | 'account.enabled'
+  | 'account.roles-changed'
+  | 'account.password-set'
+  | 'service-account.key-rotated'
+  | 'session.issued'
+  | 'session.refreshed'
+  | 'session.refresh-reused'
+  | 'session.revoked'
+  | 'logout'
+  | 'access.requested';
 
 export interface AuditLog {
   append(event: AuditEvent): Promise<void>;

@@ -9,18 +9,47 @@ import { systemClock } from '../core/index.ts';
 import { Credentials } from '../identity/credentials.ts';
 import type { GrantRecord } from '../store/index.ts';
 import { options, optionsAndArguments, UsageError, withLocalStore } from './args.ts';
+import { listGrantsRemote, requestAccess, revokeRemote, table } from './identity.ts';
 
 const ADMIN = 'local-admin';
 
+/** Every option any access verb takes: enough to find the positional argument. */
+const ANY_OPTIONS = {
+  gateway: { type: 'string' },
+  config: { type: 'string' },
+  principal: { type: 'string' },
+  connection: { type: 'string' },
+  duration: { type: 'string' },
+  reason: { type: 'string' },
+  all: { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
 export async function runAccess(args: readonly string[]): Promise<number> {
   const [verb, ...rest] = args;
+  // With --config the command acts on the store as the local administrator; without, on a
+  // running gateway's API as the logged-in principal.
+  const local = rest.some((arg) => arg === '--config' || arg.startsWith('--config='));
   switch (verb) {
+    case 'request': {
+      const { positionals } = optionsAndArguments(rest, ANY_OPTIONS);
+      return requestAccess(
+        positionals[0],
+        rest.filter((arg) => arg !== positionals[0]),
+      );
+    }
     case 'list':
-      return list(rest);
-    case 'revoke':
-      return revoke(rest);
+      return local ? list(rest) : listGrantsRemote(rest);
+    case 'revoke': {
+      if (local) return revoke(rest);
+      const { positionals } = optionsAndArguments(rest, ANY_OPTIONS);
+      return revokeRemote(
+        positionals[0],
+        rest.filter((arg) => arg !== positionals[0]),
+      );
+    }
     default:
-      throw new UsageError(verb === undefined ? 'access needs a verb: list or revoke' : `unknown access verb "${verb}"`);
+      throw new UsageError(verb === undefined ? 'access needs a verb: request, list or revoke' : `unknown access verb "${verb}"`);
   }
 }
 
@@ -107,14 +136,4 @@ function describe(g: GrantRecord, now: number) {
       ? { revokedAt: new Date(g.revokedAt).toISOString(), revokedBy: g.revokedBy, revokeReason: g.revokeReason }
       : {}),
   };
-}
-
-function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  return `${[line(head), ...rows.map(line)].join('\n')}\n`;
 }

@@ -7,7 +7,7 @@ import { openStore, type Store } from '../store/index.ts';
 /** A command line that cannot be run: exit status 2, with the usage. */
 export class UsageError extends Error {}
 
-export function options<T extends Record<string, { type: 'string' | 'boolean' }>>(args: readonly string[], spec: T) {
+export function options<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: readonly string[], spec: T) {
   try {
     return parseArgs({ args: [...args], options: spec, allowPositionals: false, strict: true }).values;
   } catch (error) {
@@ -16,7 +16,10 @@ export function options<T extends Record<string, { type: 'string' | 'boolean' }>
 }
 
 /** Options and positional arguments, for commands that name what they act on. */
-export function optionsAndArguments<T extends Record<string, { type: 'string' | 'boolean' }>>(args: readonly string[], spec: T) {
+export function optionsAndArguments<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(
+  args: readonly string[],
+  spec: T,
+) {
   try {
     return parseArgs({ args: [...args], options: spec, allowPositionals: true, strict: true });
   } catch (error) {

@@ -12,6 +12,8 @@ import { Credentials } from '../identity/credentials.ts';
 import { systemClock } from '../core/index.ts';
 import { VERSION } from '../version.ts';
 import { runAccess } from './access.ts';
+import { runServiceAccounts, runUsers } from './accounts.ts';
+import { connections, explainProblem, login, logout, whoami } from './identity.ts';
 import { options, UsageError, withLocalStore } from './args.ts';
 import { parseDuration } from '../core/duration.ts';
 
@@ -22,10 +24,24 @@ Usage:
   drawbridge demo                                run the gateway in front of a demo database
   drawbridge grant --config FILE --principal NAME --connection NAME [--ttl 15m] [--reason TEXT] [--json]
                                                  mint a short-lived credential (printed alone on the first line)
+
+Against a running gateway (--gateway URL, default http://127.0.0.1:7070):
+  drawbridge login --user NAME [--password-stdin]  log in with a local account (session saved, 0600)
+  drawbridge logout | whoami | connections
+  drawbridge access request CONNECTION --reason TEXT [--duration 30m] [--json]
+                                                 a short-lived credential, with psql/JDBC/PG* strings
+  drawbridge access list [--principal NAME] [--all] [--json]
+  drawbridge access revoke GRANT_ID | --principal NAME [--reason TEXT]
+  Agents set DRAWBRIDGE_TOKEN to a service-account key or an OIDC access token instead of logging in.
+
+On the gateway's host, as the local administrator (--config FILE acts on its store):
   drawbridge access list --config FILE [--principal NAME] [--connection NAME] [--all] [--json]
-                                                 grants, live ones unless --all
   drawbridge access revoke GRANT_ID | --principal NAME --config FILE [--reason TEXT] [--json]
                                                  end grants now; their live sessions end within seconds
+  drawbridge users list | create NAME [--role ROLE]... [--group G]... [--password-stdin] | set-password NAME --password-stdin
+                 | roles NAME --role ROLE... | disable NAME [--reason TEXT] | enable NAME   --config FILE
+  drawbridge service-accounts create NAME [--max-duration 1h] [--connection NAME]... | rotate NAME | disable NAME | list
+                                                 --config FILE; a key is printed once, alone on the first line
   drawbridge version
 `;
 
@@ -42,6 +58,18 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await grant(rest);
       case 'access':
         return await runAccess(rest);
+      case 'login':
+        return await login(rest);
+      case 'logout':
+        return await logout(rest);
+      case 'whoami':
+        return await whoami(rest);
+      case 'connections':
+        return await connections(rest);
+      case 'users':
+        return await runUsers(rest);
+      case 'service-accounts':
+        return await runServiceAccounts(rest);
       case 'version':
       case '--version':
         process.stdout.write(`${VERSION}\n`);
@@ -56,6 +84,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (error) {
+    const problem = explainProblem(error);
+    if (problem !== undefined) return problem;
     if (error instanceof StartupError) {
       process.stderr.write(`drawbridge: ${error.message}\n`);
       return 1;

@@ -5,3 +5,17 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => Date.now() };
+
+/** A clock that moves only when told: for tests, and for replaying recorded time. */
+export class FrozenClock implements Clock {
+  at: number;
+  constructor(at = Date.UTC(2026, 0, 1)) {
+    this.at = at;
+  }
+  now(): number {
+    return this.at;
+  }
+  advance(ms: number): void {
+    this.at += ms;
+  }
+}

@@ -1,6 +1,6 @@
 export { GatewayError, toClientError } from './errors.ts';
 export type { GatewayErrorCode } from './errors.ts';
-export { systemClock } from './clock.ts';
+export { FrozenClock, systemClock } from './clock.ts';
 export type { Clock } from './clock.ts';
 export { verifiedPrincipal, verifiedGrant } from './principal.ts';
 export type { Principal, PrincipalKind, AccessGrant } from './principal.ts';

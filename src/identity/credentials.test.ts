@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import type { Clock } from '../core/index.ts';
+import { FrozenClock } from '../core/index.ts';
 import { StoreAuditLog } from '../audit/audit-log.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { CREDENTIAL_PREFIX, Credentials } from './credentials.ts';
@@ -9,16 +9,6 @@ import { deterministicSalt, SCRAM_ITERATIONS, ScramClientExchange, ScramServerEx
 
 const T0 = Date.UTC(2025, 0, 1);
 const MINUTE = 60_000;
-
-class FrozenClock implements Clock {
-  at = T0;
-  now(): number {
-    return this.at;
-  }
-  advance(ms: number): void {
-    this.at += ms;
-  }
-}
 
 /** Logs in over SCRAM with `password`; the grant id it logged in as, or undefined. */
 async function scramLogin(credentials: Credentials, principal: string, connection: string, password: string) {
@@ -39,7 +29,7 @@ describe('Credentials', () => {
 
   beforeEach(async () => {
     store = await openStore('sqlite::memory:');
-    clock = new FrozenClock();
+    clock = new FrozenClock(T0);
     credentials = new Credentials(store, clock, new StoreAuditLog(store, clock));
   });
   afterEach(async () => {

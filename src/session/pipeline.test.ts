@@ -1,19 +1,20 @@
 import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_ACCESS_POLICY, GatewayError, verifiedGrant, verifiedPrincipal, type Clock, type PostgresConnection } from '../core/index.ts';
+import {
+  DEFAULT_ACCESS_POLICY,
+  FrozenClock,
+  GatewayError,
+  verifiedGrant,
+  verifiedPrincipal,
+  type Clock,
+  type PostgresConnection,
+} from '../core/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import type { Recorder } from '../recording/recorder.ts';
 import type { NewSession, NewStatement } from '../store/index.ts';
 import { allowAllGuard, Pipeline, type Guard } from './pipeline.ts';
 
 const T0 = Date.UTC(2025, 0, 1);
-
-class FrozenClock implements Clock {
-  at = T0;
-  now(): number {
-    return this.at;
-  }
-}
 
 class FakeAudit implements AuditLog {
   readonly events: AuditEvent[] = [];
@@ -61,7 +62,7 @@ function grantExpiringAt(expiresAt: number) {
 }
 
 function setup<C extends Clock = FrozenClock>(options: { expiresAt?: number; clock?: C; guard?: Guard } = {}) {
-  const clock = (options.clock ?? new FrozenClock()) as C;
+  const clock = (options.clock ?? new FrozenClock(T0)) as C;
   const recorder = new FakeRecorder();
   const audit = new FakeAudit();
   const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock, audit });
@@ -227,7 +228,7 @@ describe('Pipeline', () => {
   it('onTerminate does not fire before a grant that outlives the longest timer (24.8 days) expires', async () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
-      const clock = new FrozenClock();
+      const clock = new FrozenClock(T0);
       const day = 86_400_000;
       const { open } = setup({ clock, expiresAt: T0 + 30 * day });
       const session = await open();

@@ -88,6 +88,77 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('audit_events_at').on('audit_events').columns(['at', 'seq']).execute();
     },
   },
+  '0003_accounts': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('accounts')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('user', 'service-account')`))
+        .addColumn('password_hash', 'text')
+        .addColumn('roles', 'text', (c) => c.notNull())
+        .addColumn('groups', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('disabled_at', 'bigint')
+        .addColumn('last_used_at', 'bigint')
+        .addColumn('max_grant_ms', 'bigint')
+        .addColumn('connections', 'text')
+        .execute();
+      // Names differing only in case would look like one person in every list and log.
+      await db.schema
+        .createIndex('accounts_name_lower')
+        .on('accounts')
+        .unique()
+        .expression(sql`lower(name)`)
+        .execute();
+
+      await db.schema
+        .createTable('service_account_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('account', 'text', (c) => c.notNull().references('accounts.name').onDelete('cascade'))
+        .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .execute();
+      await db.schema.createIndex('service_account_keys_account').on('service_account_keys').column('account').execute();
+
+      await db.schema
+        .createTable('gateway_sessions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('account', 'text', (c) => c.notNull().references('accounts.name').onDelete('cascade'))
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('refresh_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('family', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('refresh_expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('revoked_at', 'bigint')
+        .addColumn('revoke_reason', 'text')
+        .addColumn('via', 'text', (c) => c.notNull())
+        .addColumn('groups', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('gateway_sessions_account').on('gateway_sessions').columns(['account', 'revoked_at']).execute();
+      await db.schema.createIndex('gateway_sessions_family').on('gateway_sessions').column('family').execute();
+    },
+  },
+  '0004_access_requests': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('access_requests')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('principal', 'text', (c) => c.notNull())
+        .addColumn('connection', 'text', (c) => c.notNull())
+        .addColumn('duration_ms', 'bigint', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('requested_at', 'bigint', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull().check(sql`status in ('pending', 'granted', 'denied', 'expired')`))
+        .addColumn('decided_by', 'text')
+        .addColumn('decided_at', 'bigint')
+        .addColumn('grant_id', 'text')
+        .execute();
+      await db.schema.createIndex('access_requests_status').on('access_requests').columns(['status', 'requested_at']).execute();
+      await db.schema.createIndex('access_requests_principal').on('access_requests').columns(['principal', 'requested_at']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

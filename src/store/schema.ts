@@ -65,7 +65,73 @@ export interface StatementsTable {
   error_message: string | null;
 }
 
+export interface AccountsTable {
+  /** Unique also case-insensitively: `Alice` cannot sit beside `alice`. */
+  name: string;
+  kind: 'user' | 'service-account';
+  /** PHC scrypt string; null for service accounts and for users who log in through OIDC only. */
+  password_hash: string | null;
+  /** JSON array of role names. */
+  roles: string;
+  /** JSON array of group names. */
+  groups: string;
+  created_at: Millis;
+  disabled_at: Millis | null;
+  last_used_at: Millis | null;
+  max_grant_ms: Millis | null;
+  /** JSON array of connection names, or null for any. */
+  connections: string | null;
+}
+
+export interface ServiceAccountKeysTable {
+  id: string;
+  account: string;
+  /** Hex SHA-256 of the key; the key itself is never stored. */
+  key_hash: string;
+  created_at: Millis;
+  revoked_at: Millis | null;
+}
+
+export interface GatewaySessionsTable {
+  id: string;
+  account: string;
+  /** Hex SHA-256 of the session token. */
+  token_hash: string;
+  /** Hex SHA-256 of the refresh token. */
+  refresh_hash: string;
+  /** The id of the first session of a refresh chain; every rotation keeps it. */
+  family: string;
+  created_at: Millis;
+  expires_at: Millis;
+  refresh_expires_at: Millis;
+  revoked_at: Millis | null;
+  /** `rotated`, `logout`, `refresh-reuse`, `account-disabled`, … */
+  revoke_reason: string | null;
+  /** How the login that started the family authenticated. */
+  via: string;
+  /** JSON array of group names, as at login. */
+  groups: string;
+}
+
+export interface AccessRequestsTable {
+  id: string;
+  principal: string;
+  connection: string;
+  duration_ms: number;
+  reason: string;
+  requested_at: Millis;
+  /** pending until an approver decides (a later release); granted requests name their grant. */
+  status: 'pending' | 'granted' | 'denied' | 'expired';
+  decided_by: string | null;
+  decided_at: Millis | null;
+  grant_id: string | null;
+}
+
 export interface Database {
+  access_requests: AccessRequestsTable;
+  accounts: AccountsTable;
+  service_account_keys: ServiceAccountKeysTable;
+  gateway_sessions: GatewaySessionsTable;
   grants: GrantsTable;
   sessions: SessionsTable;
   statements: StatementsTable;

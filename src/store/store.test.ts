@@ -302,6 +302,156 @@ for (const backend of [sqlite, postgres]) {
       assert.deepEqual(await store.listSessions({ principal: 'nobody', limit: 10 }), []);
     });
 
+    test('accounts: insert, get, list by name, update and clear fields', { skip }, async () => {
+      const tag = randomBytes(3).toString('hex');
+      const user = await store.insertAccount({
+        name: `u-${tag}`,
+        kind: 'user',
+        passwordHash: '$scrypt$ln=14,r=1,p=1$c2FsdA$aGFzaA',
+        roles: ['admin', 'user'],
+        groups: ['ops', 'é ✓'],
+        createdAt: T0,
+      });
+      assert.deepEqual(user, {
+        name: `u-${tag}`,
+        kind: 'user',
+        passwordHash: '$scrypt$ln=14,r=1,p=1$c2FsdA$aGFzaA',
+        roles: ['admin', 'user'],
+        groups: ['ops', 'é ✓'],
+        createdAt: T0,
+        disabledAt: undefined,
+        lastUsedAt: undefined,
+        maxGrantMs: undefined,
+        connections: undefined,
+      });
+      assert.deepEqual(await store.getAccount(user.name), user);
+      const bot = await store.insertAccount({
+        name: `a-${tag}`,
+        kind: 'service-account',
+        roles: ['user'],
+        groups: [],
+        createdAt: T0 + 1,
+        maxGrantMs: 10 * 366 * 24 * HOUR,
+        connections: [],
+      });
+      assert.equal(bot.passwordHash, undefined);
+      assert.deepEqual((await store.getAccount(bot.name))?.connections, [], 'an empty list is not "any"');
+      assert.equal((await store.getAccount(bot.name))?.maxGrantMs, 10 * 366 * 24 * HOUR);
+      const names = (await store.listAccounts()).map((a) => a.name).filter((n) => n.endsWith(tag));
+      assert.deepEqual(names, [bot.name, user.name]);
+
+      const changed = await store.updateAccount(user.name, {
+        passwordHash: null,
+        roles: ['auditor'],
+        groups: [],
+        disabledAt: T0 + 5,
+        lastUsedAt: T0 + 6,
+        maxGrantMs: HOUR,
+        connections: ['orders-db'],
+      });
+      assert.deepEqual(changed, {
+        ...user,
+        passwordHash: undefined,
+        roles: ['auditor'],
+        groups: [],
+        disabledAt: T0 + 5,
+        lastUsedAt: T0 + 6,
+        maxGrantMs: HOUR,
+        connections: ['orders-db'],
+      });
+      const cleared = await store.updateAccount(user.name, { disabledAt: null, maxGrantMs: null, connections: null });
+      assert.equal(cleared?.disabledAt, undefined);
+      assert.equal(cleared?.maxGrantMs, undefined);
+      assert.equal(cleared?.connections, undefined);
+      assert.equal(cleared?.lastUsedAt, T0 + 6, 'absent fields are left alone');
+      assert.deepEqual(await store.updateAccount(user.name, {}), cleared);
+      assert.equal(await store.updateAccount('nobody-here', { roles: [] }), undefined);
+      assert.equal(await store.getAccount('nobody-here'), undefined);
+    });
+
+    test('accounts: a name is taken also in another letter case', { skip }, async () => {
+      const tag = randomBytes(3).toString('hex');
+      await store.insertAccount({ name: `Erin-${tag}`, kind: 'user', roles: ['user'], groups: [], createdAt: T0 });
+      for (const name of [`Erin-${tag}`, `erin-${tag}`, `ERIN-${tag}`]) {
+        await assert.rejects(
+          store.insertAccount({ name, kind: 'service-account', roles: [], groups: [], createdAt: T0 }),
+          StoreConflictError,
+          name,
+        );
+      }
+      assert.equal(await store.getAccount(`erin-${tag}`), undefined, 'lookups are exact');
+      assert.equal((await store.getAccount(`Erin-${tag}`))?.kind, 'user');
+    });
+
+    test('service-account keys: replacing revokes the old key in the same step', { skip }, async () => {
+      const account = `bot-${randomBytes(3).toString('hex')}`;
+      await store.insertAccount({ name: account, kind: 'service-account', roles: ['user'], groups: [], createdAt: T0 });
+      const hash = (n: number) => createHash('sha256').update(`dbr_sak_${account}_${n}`).digest('hex');
+      const first = await store.replaceServiceAccountKey({ account, keyHash: hash(1), createdAt: T0 });
+      assert.match(first.id, /^sak_[0-9a-f]{32}$/);
+      assert.deepEqual(await store.findServiceAccountKeyByHash(hash(1)), first);
+      const second = await store.replaceServiceAccountKey({ account, keyHash: hash(2), createdAt: T0 + 10 });
+      assert.deepEqual(await store.findServiceAccountKeyByHash(hash(1)), { ...first, revokedAt: T0 + 10 });
+      assert.deepEqual(await store.findServiceAccountKeyByHash(hash(2)), second);
+      assert.deepEqual(await store.listServiceAccountKeys(account), [second, { ...first, revokedAt: T0 + 10 }]);
+      // A hash already in use is refused, and the failed replacement leaves the working key alone.
+      await assert.rejects(store.replaceServiceAccountKey({ account, keyHash: hash(1), createdAt: T0 + 20 }), StoreConflictError);
+      assert.equal((await store.findServiceAccountKeyByHash(hash(2)))?.revokedAt, undefined);
+      assert.equal(await store.findServiceAccountKeyByHash('0'.repeat(64)), undefined);
+      assert.deepEqual(await store.listServiceAccountKeys('nobody'), []);
+    });
+
+    test('gateway sessions: insert, find by either hash, rotate exactly once, revoke one, a family, an account', { skip }, async () => {
+      const account = `sam-${randomBytes(3).toString('hex')}`;
+      await store.insertAccount({ name: account, kind: 'user', roles: ['user'], groups: [], createdAt: T0 });
+      let n = 0;
+      const h = () => createHash('sha256').update(`${account}-${++n}`).digest('hex');
+      const fresh = (overrides: Partial<Parameters<Store['insertGatewaySession']>[0]> = {}) => ({
+        account,
+        tokenHash: h(),
+        refreshHash: h(),
+        createdAt: T0,
+        expiresAt: T0 + HOUR / 4,
+        refreshExpiresAt: T0 + 12 * HOUR,
+        via: 'password',
+        groups: ['ops'],
+        ...overrides,
+      });
+      const first = await store.insertGatewaySession(fresh());
+      assert.match(first.id, /^gws_[0-9a-f]{32}$/);
+      assert.equal(first.family, first.id, 'a new session starts its own family');
+      assert.equal(first.revokedAt, undefined);
+      assert.deepEqual(first.groups, ['ops']);
+      assert.deepEqual(await store.getGatewaySession(first.id), first);
+      assert.deepEqual(await store.findGatewaySessionByTokenHash(first.tokenHash), first);
+      assert.deepEqual(await store.findGatewaySessionByRefreshHash(first.refreshHash), first);
+      assert.equal(await store.findGatewaySessionByTokenHash(first.refreshHash), undefined);
+      await assert.rejects(store.insertGatewaySession(fresh({ tokenHash: first.tokenHash })), StoreConflictError);
+
+      const next = await store.rotateGatewaySession(first.id, fresh({ family: first.family, createdAt: T0 + 5 }), T0 + 5);
+      assert.ok(next);
+      assert.equal(next.family, first.family);
+      assert.deepEqual(await store.getGatewaySession(first.id), { ...first, revokedAt: T0 + 5, revokeReason: 'rotated' });
+      const loser = fresh({ family: first.family });
+      assert.equal(await store.rotateGatewaySession(first.id, loser, T0 + 6), undefined, 'the second rotation loses');
+      assert.equal(await store.findGatewaySessionByTokenHash(loser.tokenHash), undefined, 'and stores nothing');
+
+      const other = await store.insertGatewaySession(fresh());
+      const stale = await store.insertGatewaySession(fresh({ refreshExpiresAt: T0 + 7 }));
+      assert.equal(await store.revokeGatewaySessionFamily(first.family, T0 + 7, 'logout'), 1);
+      assert.equal((await store.getGatewaySession(next.id))?.revokeReason, 'logout');
+      assert.equal((await store.getGatewaySession(first.id))?.revokeReason, 'rotated', 'already revoked rows keep their reason');
+      assert.equal(await store.revokeGatewaySessionFamily(first.family, T0 + 8, 'logout'), 0);
+
+      assert.equal(await store.revokeGatewaySessionsOf(account, T0 + 8, 'account-disabled'), 1, 'only sessions still refreshable');
+      assert.equal((await store.getGatewaySession(other.id))?.revokedAt, T0 + 8);
+      assert.equal((await store.getGatewaySession(stale.id))?.revokedAt, undefined);
+      const last = await store.insertGatewaySession(fresh());
+      assert.equal(await store.revokeGatewaySession(last.id, T0 + 9, 'logout'), true);
+      assert.equal(await store.revokeGatewaySession(last.id, T0 + 9, 'logout'), false);
+      assert.equal(await store.revokeGatewaySession('gws_missing', T0, 'logout'), false);
+    });
+
     test('statements: a 1000-row batch round-trips in seq order with nullable fields', { skip }, async (t) => {
       const s = await store.startSession({
         protocol: 'postgres',

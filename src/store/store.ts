@@ -10,9 +10,18 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { Migrator, type Kysely, type Selectable } from 'kysely';
+import { Migrator, type Kysely, type Selectable, type Updateable } from 'kysely';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
-import type { Database, GrantsTable, SessionsTable, StatementsTable } from './schema.ts';
+import type {
+  AccessRequestsTable,
+  AccountsTable,
+  Database,
+  GatewaySessionsTable,
+  GrantsTable,
+  ServiceAccountKeysTable,
+  SessionsTable,
+  StatementsTable,
+} from './schema.ts';
 import { openSqlite, sqliteStatementWriter } from './sqlite.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -52,6 +61,27 @@ export interface GrantQuery {
   readonly liveAt?: number;
   /** Default 100. */
   readonly limit?: number;
+}
+
+export interface AccessRequestRecord {
+  readonly id: string;
+  readonly principal: string;
+  readonly connection: string;
+  readonly durationMs: number;
+  readonly reason: string;
+  readonly requestedAt: number;
+  readonly status: 'pending' | 'granted' | 'denied' | 'expired';
+  readonly decidedBy: string | undefined;
+  readonly decidedAt: number | undefined;
+  readonly grantId: string | undefined;
+}
+
+export interface NewAccessRequest {
+  readonly principal: string;
+  readonly connection: string;
+  readonly durationMs: number;
+  readonly reason: string;
+  readonly requestedAt: number;
 }
 
 export type AuditOutcome = 'success' | 'failure';
@@ -151,8 +181,131 @@ export interface SessionQuery {
   readonly limit?: number;
 }
 
+export type AccountKind = 'user' | 'service-account';
+
+/** A gateway account as stored; roles are plain strings here (identity decides which it honours). */
+export interface AccountRecord {
+  readonly name: string;
+  readonly kind: AccountKind;
+  /** PHC scrypt string. */
+  readonly passwordHash: string | undefined;
+  readonly roles: readonly string[];
+  readonly groups: readonly string[];
+  readonly createdAt: number;
+  readonly disabledAt: number | undefined;
+  readonly lastUsedAt: number | undefined;
+  readonly maxGrantMs: number | undefined;
+  /** undefined: any connection. */
+  readonly connections: readonly string[] | undefined;
+}
+
+export interface NewAccount {
+  readonly name: string;
+  readonly kind: AccountKind;
+  readonly passwordHash?: string | undefined;
+  readonly roles: readonly string[];
+  readonly groups: readonly string[];
+  readonly createdAt: number;
+  readonly maxGrantMs?: number | undefined;
+  readonly connections?: readonly string[] | undefined;
+}
+
+/** Fields to change; absent fields are left alone, `null` clears a nullable one. */
+export interface AccountChanges {
+  readonly passwordHash?: string | null;
+  readonly roles?: readonly string[];
+  readonly groups?: readonly string[];
+  readonly disabledAt?: number | null;
+  readonly lastUsedAt?: number | null;
+  readonly maxGrantMs?: number | null;
+  readonly connections?: readonly string[] | null;
+}
+
+export interface ServiceAccountKeyRecord {
+  readonly id: string;
+  readonly account: string;
+  /** Hex SHA-256 of the key. */
+  readonly keyHash: string;
+  readonly createdAt: number;
+  readonly revokedAt: number | undefined;
+}
+
+export interface NewServiceAccountKey {
+  /** Generated (`sak_…`) when absent. */
+  readonly id?: string;
+  readonly account: string;
+  readonly keyHash: string;
+  readonly createdAt: number;
+}
+
+export interface GatewaySessionRecord {
+  readonly id: string;
+  readonly account: string;
+  /** Hex SHA-256 of the session token. */
+  readonly tokenHash: string;
+  /** Hex SHA-256 of the refresh token. */
+  readonly refreshHash: string;
+  /** Id of the first session of the refresh chain. */
+  readonly family: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly refreshExpiresAt: number;
+  readonly revokedAt: number | undefined;
+  readonly revokeReason: string | undefined;
+  readonly via: string;
+  readonly groups: readonly string[];
+}
+
+export interface NewGatewaySession {
+  /** Generated (`gws_…`) when absent. */
+  readonly id?: string;
+  readonly account: string;
+  readonly tokenHash: string;
+  readonly refreshHash: string;
+  /** Defaults to the session's own id (a new family). */
+  readonly family?: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly refreshExpiresAt: number;
+  readonly via: string;
+  readonly groups: readonly string[];
+}
+
 export interface Store {
   readonly kind: StoreKind;
+  /** `StoreConflictError` when the name is taken, also in another letter case. */
+  insertAccount(a: NewAccount): Promise<AccountRecord>;
+  /** Exact name. */
+  getAccount(name: string): Promise<AccountRecord | undefined>;
+  /** By name. */
+  listAccounts(): Promise<AccountRecord[]>;
+  /** The account after the change, or undefined when there is no such account. */
+  updateAccount(name: string, changes: AccountChanges): Promise<AccountRecord | undefined>;
+  /**
+   * One transaction: revokes every unrevoked key of the account (at `key.createdAt`) and
+   * stores the new one, so an account has at most one working key.
+   */
+  replaceServiceAccountKey(key: NewServiceAccountKey): Promise<ServiceAccountKeyRecord>;
+  /** Revoked keys too: the caller checks `revokedAt`. */
+  findServiceAccountKeyByHash(hash: string): Promise<ServiceAccountKeyRecord | undefined>;
+  /** Newest first. */
+  listServiceAccountKeys(account: string): Promise<ServiceAccountKeyRecord[]>;
+  insertGatewaySession(s: NewGatewaySession): Promise<GatewaySessionRecord>;
+  getGatewaySession(id: string): Promise<GatewaySessionRecord | undefined>;
+  findGatewaySessionByTokenHash(hash: string): Promise<GatewaySessionRecord | undefined>;
+  findGatewaySessionByRefreshHash(hash: string): Promise<GatewaySessionRecord | undefined>;
+  /**
+   * One transaction: revokes session `id` (reason `rotated`) and stores `next` in its family.
+   * Undefined, storing nothing, when `id` was already revoked or does not exist: of two
+   * refreshes racing with the same refresh token exactly one wins.
+   */
+  rotateGatewaySession(id: string, next: NewGatewaySession, at: number): Promise<GatewaySessionRecord | undefined>;
+  /** True when this call revoked it. */
+  revokeGatewaySession(id: string, at: number, reason: string): Promise<boolean>;
+  /** Revokes every unrevoked session of the family; returns how many. */
+  revokeGatewaySessionFamily(family: string, at: number, reason: string): Promise<number>;
+  /** Revokes every session of `account` neither revoked nor past its refresh expiry; returns how many. */
+  revokeGatewaySessionsOf(account: string, at: number, reason: string): Promise<number>;
   insertGrant(g: NewGrant): Promise<GrantRecord>;
   getGrant(id: string): Promise<GrantRecord | undefined>;
   findGrantByTokenHash(hash: string): Promise<GrantRecord | undefined>;
@@ -166,6 +319,10 @@ export interface Store {
   listRevokedSince(since: number): Promise<GrantRecord[]>;
   /** Newest first. */
   listGrants(q: GrantQuery): Promise<GrantRecord[]>;
+  /** A request for access that waits for a decision. */
+  insertAccessRequest(request: NewAccessRequest): Promise<AccessRequestRecord>;
+  /** Newest first. */
+  listAccessRequests(q: { principal?: string; status?: AccessRequestRecord['status']; limit?: number }): Promise<AccessRequestRecord[]>;
   appendAudit(event: NewAuditEvent): Promise<AuditRecord>;
   /** Oldest first, by sequence. */
   listAudit(q: AuditQuery): Promise<AuditRecord[]>;
@@ -234,7 +391,7 @@ async function migrateSqlite(db: Kysely<Database>): Promise<void> {
     try {
       return await migrate(db);
     } catch (error) {
-      if (attempt >= 5 || !/already exists/.test(String((error as Error).message))) throw error;
+      if (attempt >= 5 || !/already exists|duplicate column|database is locked/.test(String((error as Error).message))) throw error;
       await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
     }
   }
@@ -278,6 +435,21 @@ async function conflicts<T>(what: string, fn: () => Promise<T>): Promise<T> {
 }
 
 const orUndefined = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
+
+function toAccessRequest(r: Selectable<AccessRequestsTable>): AccessRequestRecord {
+  return {
+    id: r.id,
+    principal: r.principal,
+    connection: r.connection,
+    durationMs: Number(r.duration_ms),
+    reason: r.reason,
+    requestedAt: Number(r.requested_at),
+    status: r.status,
+    decidedBy: orUndefined(r.decided_by),
+    decidedAt: r.decided_at === null ? undefined : Number(r.decided_at),
+    grantId: orUndefined(r.grant_id),
+  };
+}
 
 function toGrant(r: Selectable<GrantsTable>): GrantRecord {
   return {
@@ -327,6 +499,72 @@ function toStatement(r: Selectable<StatementsTable>): StatementRecord {
   };
 }
 
+const jsonList = (text: string): string[] => {
+  const value: unknown = JSON.parse(text);
+  // Fail closed: a list column that holds anything but strings is read as empty, never trusted.
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+};
+
+function toAccount(r: Selectable<AccountsTable>): AccountRecord {
+  return {
+    name: r.name,
+    kind: r.kind,
+    passwordHash: orUndefined(r.password_hash),
+    roles: jsonList(r.roles),
+    groups: jsonList(r.groups),
+    createdAt: Number(r.created_at),
+    disabledAt: r.disabled_at === null ? undefined : Number(r.disabled_at),
+    lastUsedAt: r.last_used_at === null ? undefined : Number(r.last_used_at),
+    maxGrantMs: r.max_grant_ms === null ? undefined : Number(r.max_grant_ms),
+    connections: r.connections === null ? undefined : jsonList(r.connections),
+  };
+}
+
+function toServiceAccountKey(r: Selectable<ServiceAccountKeysTable>): ServiceAccountKeyRecord {
+  return {
+    id: r.id,
+    account: r.account,
+    keyHash: r.key_hash,
+    createdAt: Number(r.created_at),
+    revokedAt: r.revoked_at === null ? undefined : Number(r.revoked_at),
+  };
+}
+
+function toGatewaySession(r: Selectable<GatewaySessionsTable>): GatewaySessionRecord {
+  return {
+    id: r.id,
+    account: r.account,
+    tokenHash: r.token_hash,
+    refreshHash: r.refresh_hash,
+    family: r.family,
+    createdAt: Number(r.created_at),
+    expiresAt: Number(r.expires_at),
+    refreshExpiresAt: Number(r.refresh_expires_at),
+    revokedAt: r.revoked_at === null ? undefined : Number(r.revoked_at),
+    revokeReason: orUndefined(r.revoke_reason),
+    via: r.via,
+    groups: jsonList(r.groups),
+  };
+}
+
+function gatewaySessionRow(s: NewGatewaySession): Selectable<GatewaySessionsTable> {
+  const id = s.id ?? newId('gws');
+  return {
+    id,
+    account: s.account,
+    token_hash: s.tokenHash,
+    refresh_hash: s.refreshHash,
+    family: s.family ?? id,
+    created_at: s.createdAt,
+    expires_at: s.expiresAt,
+    refresh_expires_at: s.refreshExpiresAt,
+    revoked_at: null,
+    revoke_reason: null,
+    via: s.via,
+    groups: JSON.stringify(s.groups),
+  };
+}
+
 class KyselyStore implements Store {
   readonly kind: StoreKind;
   readonly #db: Kysely<Database>;
@@ -336,6 +574,152 @@ class KyselyStore implements Store {
     this.kind = kind;
     this.#db = db;
     this.#writeStatements = writeStatements;
+  }
+
+  async insertAccount(a: NewAccount): Promise<AccountRecord> {
+    const row = {
+      name: a.name,
+      kind: a.kind,
+      password_hash: a.passwordHash ?? null,
+      roles: JSON.stringify(a.roles),
+      groups: JSON.stringify(a.groups),
+      created_at: a.createdAt,
+      disabled_at: null,
+      last_used_at: null,
+      max_grant_ms: a.maxGrantMs ?? null,
+      connections: a.connections === undefined ? null : JSON.stringify(a.connections),
+    };
+    await conflicts('an account with this name already exists', () => this.#db.insertInto('accounts').values(row).execute());
+    return toAccount(row);
+  }
+
+  async getAccount(name: string): Promise<AccountRecord | undefined> {
+    const r = await this.#db.selectFrom('accounts').selectAll().where('name', '=', name).executeTakeFirst();
+    return r && toAccount(r);
+  }
+
+  async listAccounts(): Promise<AccountRecord[]> {
+    const rows = await this.#db.selectFrom('accounts').selectAll().orderBy('name').execute();
+    return rows.map(toAccount);
+  }
+
+  async updateAccount(name: string, c: AccountChanges): Promise<AccountRecord | undefined> {
+    const set: Updateable<AccountsTable> = {};
+    if (c.passwordHash !== undefined) set.password_hash = c.passwordHash;
+    if (c.roles !== undefined) set.roles = JSON.stringify(c.roles);
+    if (c.groups !== undefined) set.groups = JSON.stringify(c.groups);
+    if (c.disabledAt !== undefined) set.disabled_at = c.disabledAt;
+    if (c.lastUsedAt !== undefined) set.last_used_at = c.lastUsedAt;
+    if (c.maxGrantMs !== undefined) set.max_grant_ms = c.maxGrantMs;
+    if (c.connections !== undefined) set.connections = c.connections === null ? null : JSON.stringify(c.connections);
+    if (Object.keys(set).length > 0) {
+      await this.#db.updateTable('accounts').set(set).where('name', '=', name).execute();
+    }
+    return this.getAccount(name);
+  }
+
+  async replaceServiceAccountKey(key: NewServiceAccountKey): Promise<ServiceAccountKeyRecord> {
+    const row = { id: key.id ?? newId('sak'), account: key.account, key_hash: key.keyHash, created_at: key.createdAt, revoked_at: null };
+    await conflicts('a service-account key with this id or hash already exists', () =>
+      this.#db.transaction().execute(async (trx) => {
+        await trx
+          .updateTable('service_account_keys')
+          .set({ revoked_at: key.createdAt })
+          .where('account', '=', key.account)
+          .where('revoked_at', 'is', null)
+          .execute();
+        await trx.insertInto('service_account_keys').values(row).execute();
+      }),
+    );
+    return toServiceAccountKey(row);
+  }
+
+  async findServiceAccountKeyByHash(hash: string): Promise<ServiceAccountKeyRecord | undefined> {
+    const r = await this.#db.selectFrom('service_account_keys').selectAll().where('key_hash', '=', hash).executeTakeFirst();
+    return r && toServiceAccountKey(r);
+  }
+
+  async listServiceAccountKeys(account: string): Promise<ServiceAccountKeyRecord[]> {
+    const rows = await this.#db
+      .selectFrom('service_account_keys')
+      .selectAll()
+      .where('account', '=', account)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .execute();
+    return rows.map(toServiceAccountKey);
+  }
+
+  async insertGatewaySession(s: NewGatewaySession): Promise<GatewaySessionRecord> {
+    const row = gatewaySessionRow(s);
+    await conflicts('a gateway session with this id or token hash already exists', () =>
+      this.#db.insertInto('gateway_sessions').values(row).execute(),
+    );
+    return toGatewaySession(row);
+  }
+
+  async getGatewaySession(id: string): Promise<GatewaySessionRecord | undefined> {
+    const r = await this.#db.selectFrom('gateway_sessions').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toGatewaySession(r);
+  }
+
+  async findGatewaySessionByTokenHash(hash: string): Promise<GatewaySessionRecord | undefined> {
+    const r = await this.#db.selectFrom('gateway_sessions').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+    return r && toGatewaySession(r);
+  }
+
+  async findGatewaySessionByRefreshHash(hash: string): Promise<GatewaySessionRecord | undefined> {
+    const r = await this.#db.selectFrom('gateway_sessions').selectAll().where('refresh_hash', '=', hash).executeTakeFirst();
+    return r && toGatewaySession(r);
+  }
+
+  async rotateGatewaySession(id: string, next: NewGatewaySession, at: number): Promise<GatewaySessionRecord | undefined> {
+    const row = gatewaySessionRow(next);
+    const rotated = await conflicts('a gateway session with this id or token hash already exists', () =>
+      this.#db.transaction().execute(async (trx) => {
+        const r = await trx
+          .updateTable('gateway_sessions')
+          .set({ revoked_at: at, revoke_reason: 'rotated' })
+          .where('id', '=', id)
+          .where('revoked_at', 'is', null)
+          .executeTakeFirst();
+        if (r.numUpdatedRows === 0n) return false;
+        await trx.insertInto('gateway_sessions').values(row).execute();
+        return true;
+      }),
+    );
+    return rotated ? toGatewaySession(row) : undefined;
+  }
+
+  async revokeGatewaySession(id: string, at: number, reason: string): Promise<boolean> {
+    const r = await this.#db
+      .updateTable('gateway_sessions')
+      .set({ revoked_at: at, revoke_reason: reason })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  async revokeGatewaySessionFamily(family: string, at: number, reason: string): Promise<number> {
+    const r = await this.#db
+      .updateTable('gateway_sessions')
+      .set({ revoked_at: at, revoke_reason: reason })
+      .where('family', '=', family)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
+  async revokeGatewaySessionsOf(account: string, at: number, reason: string): Promise<number> {
+    const r = await this.#db
+      .updateTable('gateway_sessions')
+      .set({ revoked_at: at, revoke_reason: reason })
+      .where('account', '=', account)
+      .where('revoked_at', 'is', null)
+      .where('refresh_expires_at', '>', at)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
   }
 
   async insertGrant(g: NewGrant): Promise<GrantRecord> {
@@ -428,6 +812,39 @@ class KyselyStore implements Store {
       .limit(Math.max(0, Math.floor(q.limit ?? 100)))
       .execute();
     return rows.map(toGrant);
+  }
+
+  async insertAccessRequest(request: NewAccessRequest): Promise<AccessRequestRecord> {
+    const row = {
+      id: newId('req'),
+      principal: request.principal,
+      connection: request.connection,
+      duration_ms: request.durationMs,
+      reason: request.reason,
+      requested_at: request.requestedAt,
+      status: 'pending' as const,
+      decided_by: null,
+      decided_at: null,
+      grant_id: null,
+    };
+    await this.#db.insertInto('access_requests').values(row).execute();
+    return toAccessRequest(row);
+  }
+
+  async listAccessRequests(q: {
+    principal?: string;
+    status?: AccessRequestRecord['status'];
+    limit?: number;
+  }): Promise<AccessRequestRecord[]> {
+    let query = this.#db.selectFrom('access_requests').selectAll();
+    if (q.principal !== undefined) query = query.where('principal', '=', q.principal);
+    if (q.status !== undefined) query = query.where('status', '=', q.status);
+    const rows = await query
+      .orderBy('requested_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(Math.max(0, Math.floor(q.limit ?? 100)))
+      .execute();
+    return rows.map(toAccessRequest);
   }
 
   async appendAudit(event: NewAuditEvent): Promise<AuditRecord> {

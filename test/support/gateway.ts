@@ -19,6 +19,8 @@ export interface TestGatewayOptions {
   readonly maxMessageLength?: number;
   readonly store?: string;
   readonly guard?: Guard;
+  /** Top-level YAML lines appended to the generated config (an `oidc:` section, say). */
+  readonly extraYaml?: readonly string[];
 }
 
 export interface TestGateway {
@@ -84,7 +86,10 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       await writeFile(file, connection.ca);
       yaml.push(`    ca: ${file}`);
     }
+    const access = connection.access ?? DEFAULT_ACCESS_POLICY;
+    yaml.push('    access:', `      max_duration: ${access.maxDurationMs}ms`, `      approval: ${access.approval}`);
   }
+  yaml.push(...(options.extraYaml ?? []));
   // On disk too, for tests that run the administrative commands against this gateway's store.
   const configFile = join(dir, 'drawbridge.yaml');
   await writeFile(configFile, yaml.join('\n'));

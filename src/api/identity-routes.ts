@@ -1,0 +1,448 @@
+/**
+ * The API of identity and access: log in and out, who am I, the connections, requesting,
+ * listing and revoking grants, and the administration of users and service accounts. Every
+ * route names the roles that may call it; a principal sees and revokes its own grants, an
+ * admin (or, read-only, an auditor) everyone's.
+ */
+
+import { z } from 'zod';
+import { parseDuration } from '../core/duration.ts';
+import type { Clock, Connection } from '../core/index.ts';
+import { AccessError, formatDuration, type AccessRequests } from '../identity/access.ts';
+import { AccountError, GATEWAY_ROLES, type Account, type Accounts, type AuthenticatedPrincipal } from '../identity/accounts.ts';
+import type { Credentials } from '../identity/credentials.ts';
+import type { GatewaySessions } from '../identity/gateway-sessions.ts';
+import type { GrantRecord, Store } from '../store/index.ts';
+import { ApiError, StatusReply, type AnyRoute } from './server.ts';
+
+export interface IdentityRouteDeps {
+  readonly accounts: Accounts;
+  readonly sessions: GatewaySessions;
+  readonly credentials: Credentials;
+  readonly access: AccessRequests;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly connections: readonly Connection[];
+  /** Where native clients reach the PostgreSQL listener, for ready-made connection strings. */
+  readonly postgres: () => { readonly host: string; readonly port: number } | undefined;
+}
+
+const role = z.enum(GATEWAY_ROLES as unknown as [string, ...string[]]);
+const name = z.string().min(1).max(63);
+const durationText = z.string().refine(
+  (text) => {
+    try {
+      parseDuration(text);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'a duration such as 15m, 1h or 1h30m' },
+);
+
+const issuedSession = z.object({
+  token: z.string(),
+  refreshToken: z.string(),
+  expiresAt: z.string(),
+  refreshExpiresAt: z.string(),
+  principal: z.string(),
+});
+const whoami = z.object({
+  name: z.string(),
+  kind: z.enum(['user', 'service-account']),
+  roles: z.array(z.string()),
+  groups: z.array(z.string()),
+  via: z.string(),
+});
+const connectionView = z.object({ name: z.string(), type: z.string(), maxDuration: z.string(), approval: z.enum(['none', 'required']) });
+const grantView = z.object({
+  grant: z.string(),
+  principal: z.string(),
+  connection: z.string(),
+  state: z.enum(['live', 'expired', 'revoked']),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+  grantedBy: z.string(),
+  reason: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+  revokedBy: z.string().nullable(),
+});
+const accountView = z.object({
+  name: z.string(),
+  kind: z.enum(['user', 'service-account']),
+  roles: z.array(z.string()),
+  groups: z.array(z.string()),
+  createdAt: z.string(),
+  disabledAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable(),
+  maxGrantDuration: z.string().nullable(),
+  connections: z.array(z.string()).nullable(),
+});
+const accessGranted = z.object({
+  status: z.literal('granted'),
+  grant: z.string(),
+  connection: z.string(),
+  credential: z.string(),
+  expiresAt: z.string(),
+  connect: z.object({ psql: z.string(), jdbc: z.string(), env: z.record(z.string(), z.string()) }).nullable(),
+});
+const accessPending = z.object({ status: z.literal('pending'), request: z.string(), connection: z.string(), duration: z.string() });
+
+const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+
+export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
+  return [
+    {
+      method: 'POST',
+      path: '/api/auth/login',
+      summary: 'Log in with a local account; returns a short-lived gateway session token and its refresh token.',
+      access: 'public',
+      body: z.object({ username: name, password: z.string().min(1).max(1024) }),
+      response: issuedSession,
+      handler: async ({ body }: { body: { username: string; password: string } }) => {
+        const who = await deps.accounts.authenticatePassword(body.username, body.password);
+        if (!who) throw new ApiError(401, 'invalid-credentials', 'wrong user name or password');
+        return sessionView(await deps.sessions.issue(who), who);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/auth/refresh',
+      summary: 'Trade a refresh token for a new session token (the old refresh token stops working).',
+      access: 'public',
+      body: z.object({ refreshToken: z.string().min(1).max(200) }),
+      response: issuedSession,
+      handler: async ({ body }: { body: { refreshToken: string } }) => {
+        const issued = await deps.sessions.refresh(body.refreshToken);
+        if (!issued) throw new ApiError(401, 'invalid-refresh-token', 'the refresh token is unknown, expired or already used');
+        const who = await deps.sessions.verify(issued.token);
+        if (!who) throw new ApiError(401, 'invalid-refresh-token', 'the session is no longer valid');
+        return sessionView(issued, who);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/auth/logout',
+      summary: 'End the gateway session of the bearer token.',
+      access: 'authenticated',
+      status: 204,
+      response: z.null(),
+      handler: async ({ authorization }) => {
+        const token = authorization?.slice('Bearer '.length) ?? '';
+        if (token.startsWith('dbr_ses_')) await deps.sessions.revoke(token);
+        return null;
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/whoami',
+      summary: 'The caller: name, kind, gateway roles, groups, and how it authenticated.',
+      access: 'authenticated',
+      response: whoami,
+      handler: ({ who }) => ({
+        name: who!.principal.name,
+        kind: who!.principal.kind,
+        roles: [...who!.roles],
+        groups: [...who!.groups],
+        via: who!.via,
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/api/connections',
+      summary: 'The connections the caller may ask access to, with their access policy.',
+      access: 'authenticated',
+      response: z.array(connectionView),
+      handler: ({ who }) =>
+        deps.connections
+          .filter((c) => who!.connections === undefined || who!.connections.includes(c.name))
+          .map((c) => ({ name: c.name, type: c.type, maxDuration: formatDuration(c.access.maxDurationMs), approval: c.access.approval })),
+    },
+    {
+      method: 'POST',
+      path: '/api/access/requests',
+      summary:
+        'Ask for access to a connection for a while, for a reason. 201 with a credential when policy grants it at once; 202 when it waits for approval.',
+      access: 'authenticated',
+      status: 201,
+      body: z.object({ connection: name, duration: durationText.optional(), reason: z.string().min(1).max(1000) }),
+      response: z.union([accessGranted, accessPending]),
+      handler: async ({
+        who,
+        body,
+      }: {
+        who: AuthenticatedPrincipal | undefined;
+        body: { connection: string; duration?: string; reason: string };
+      }) => {
+        try {
+          const outcome = await deps.access.request(who!, {
+            connection: body.connection,
+            durationMs: body.duration === undefined ? undefined : parseDuration(body.duration),
+            reason: body.reason,
+          });
+          if (outcome.status === 'pending') {
+            return new StatusReply(202, {
+              status: 'pending',
+              request: outcome.request,
+              connection: outcome.connection,
+              duration: formatDuration(outcome.durationMs),
+            });
+          }
+          return {
+            status: 'granted',
+            grant: outcome.grant,
+            connection: outcome.connection,
+            credential: outcome.credential,
+            expiresAt: new Date(outcome.expiresAt).toISOString(),
+            connect: connectionStrings(deps.postgres(), who!.principal.name, outcome.connection, outcome.credential),
+          };
+        } catch (error) {
+          if (error instanceof AccessError) {
+            throw new ApiError(error.code === 'unknown-connection' || error.code === 'not-allowed' ? 404 : 400, error.code, error.message);
+          }
+          throw error;
+        }
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/access/grants',
+      summary: "Grants: the caller's own; admins and auditors may ask for any principal (?principal=) or all. Live ones unless ?all=true.",
+      access: 'authenticated',
+      response: z.array(grantView),
+      handler: async ({ who, query }) => {
+        const mayReadAll = who!.roles.includes('admin') || who!.roles.includes('auditor');
+        const principal = mayReadAll ? query.principal : who!.principal.name;
+        if (!mayReadAll && query.principal !== undefined && query.principal !== who!.principal.name) {
+          throw new ApiError(403, 'forbidden', 'only admins and auditors see the grants of others');
+        }
+        const now = deps.clock.now();
+        const grants = await deps.store.listGrants({
+          ...(principal !== undefined ? { principal } : {}),
+          ...(query.connection !== undefined ? { connection: query.connection } : {}),
+          ...(query.all === 'true' ? {} : { liveAt: now }),
+          limit: 1000,
+        });
+        return grants.map((g) => grantOf(g, now));
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/api/access/grants/:id',
+      summary: "Revoke a grant: the caller's own, or any for an admin. Live sessions that use it end within seconds.",
+      access: 'authenticated',
+      status: 204,
+      response: z.null(),
+      handler: async ({ who, params, query }) => {
+        const grant = await deps.store.getGrant(params.id ?? '');
+        const isAdmin = who!.roles.includes('admin');
+        // Someone else's grant is as invisible as one that does not exist.
+        if (!grant || (!isAdmin && grant.principal !== who!.principal.name))
+          throw new ApiError(404, 'unknown-grant', `no grant ${params.id}`);
+        const revoked = await deps.credentials.revoke(grant.id, { by: who!.principal.name, reason: query.reason });
+        if (!revoked) throw new ApiError(409, 'not-live', `grant ${grant.id} is already revoked or expired`);
+        return null;
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/access/revocations',
+      summary: 'Revoke every live grant of a principal; its live sessions end within seconds.',
+      access: ['admin'],
+      body: z.object({ principal: name, reason: z.string().max(1000).optional() }),
+      response: z.object({ revoked: z.array(z.string()) }),
+      handler: async ({ who, body }: { who: AuthenticatedPrincipal | undefined; body: { principal: string; reason?: string } }) => ({
+        revoked: await deps.credentials.revokePrincipal(body.principal, { by: who!.principal.name, reason: body.reason }),
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/api/users',
+      summary: 'Every account, people and service accounts.',
+      access: ['admin', 'auditor'],
+      response: z.array(accountView),
+      handler: async () => (await deps.accounts.list()).map(accountOf),
+    },
+    {
+      method: 'POST',
+      path: '/api/users',
+      summary: 'Create a local user (a password for the embedded mode; OIDC users appear on their first login).',
+      access: ['admin'],
+      status: 201,
+      body: z.object({
+        name,
+        password: z.string().max(1024).optional(),
+        roles: z.array(role).optional(),
+        groups: z.array(z.string().max(200)).optional(),
+      }),
+      response: accountView,
+      handler: async ({
+        who,
+        body,
+      }: {
+        who: AuthenticatedPrincipal | undefined;
+        body: { name: string; password?: string; roles?: string[]; groups?: string[] };
+      }) => accountOf(await accountCall(() => deps.accounts.createUser({ ...body, roles: body.roles as never }, who!.principal.name))),
+    },
+    {
+      method: 'PUT',
+      path: '/api/users/:name/roles',
+      summary: 'Set the gateway roles of an account.',
+      access: ['admin'],
+      body: z.object({ roles: z.array(role) }),
+      response: accountView,
+      handler: async ({
+        who,
+        params,
+        body,
+      }: {
+        who: AuthenticatedPrincipal | undefined;
+        params: Record<string, string>;
+        body: { roles: string[] };
+      }) => accountOf(await accountCall(() => deps.accounts.setRoles(params.name ?? '', body.roles as never, who!.principal.name))),
+    },
+    {
+      method: 'POST',
+      path: '/api/users/:name/disable',
+      summary: 'Disable an account: its grants are revoked and its sessions end.',
+      access: ['admin'],
+      status: 204,
+      body: z.object({ reason: z.string().max(1000).optional() }),
+      response: z.null(),
+      handler: async ({
+        who,
+        params,
+        body,
+      }: {
+        who: AuthenticatedPrincipal | undefined;
+        params: Record<string, string>;
+        body: { reason?: string };
+      }) => {
+        await accountCall(() => deps.accounts.disable(params.name ?? '', who!.principal.name, body.reason));
+        return null;
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/users/:name/enable',
+      summary: 'Enable a disabled account again (its revoked grants stay revoked).',
+      access: ['admin'],
+      status: 204,
+      response: z.null(),
+      handler: async ({ who, params }) => {
+        await accountCall(() => deps.accounts.enable(params.name ?? '', who!.principal.name));
+        return null;
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/service-accounts',
+      summary: 'Create a service account for an agent or a CI job; its key (shown once) can only ask for short-lived grants.',
+      access: ['admin'],
+      status: 201,
+      body: z.object({ name, maxDuration: durationText.optional(), connections: z.array(name).optional() }),
+      response: z.object({ account: accountView, key: z.string() }),
+      handler: async ({
+        who,
+        body,
+      }: {
+        who: AuthenticatedPrincipal | undefined;
+        body: { name: string; maxDuration?: string; connections?: string[] };
+      }) => {
+        const created = await accountCall(() =>
+          deps.accounts.createServiceAccount(
+            {
+              name: body.name,
+              roles: ['user'],
+              ...(body.maxDuration !== undefined ? { maxGrantMs: parseDuration(body.maxDuration) } : {}),
+              ...(body.connections !== undefined ? { connections: body.connections } : {}),
+            },
+            who!.principal.name,
+          ),
+        );
+        return { account: accountOf(created.account), key: created.key };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/service-accounts/:name/rotate',
+      summary: 'Give a service account a new key; the old one stops working at once.',
+      access: ['admin'],
+      response: z.object({ key: z.string() }),
+      handler: async ({ who, params }) => ({
+        key: await accountCall(() => deps.accounts.rotateKey(params.name ?? '', who!.principal.name)),
+      }),
+    },
+  ];
+}
+
+async function accountCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (!(error instanceof AccountError)) throw error;
+    const status = error.code === 'unknown' ? 404 : error.code === 'exists' ? 409 : 400;
+    throw new ApiError(status, `account-${error.code}`, error.message);
+  }
+}
+
+function sessionView(
+  issued: { token: string; refreshToken: string; expiresAt: number; refreshExpiresAt: number },
+  who: AuthenticatedPrincipal,
+) {
+  return {
+    token: issued.token,
+    refreshToken: issued.refreshToken,
+    expiresAt: new Date(issued.expiresAt).toISOString(),
+    refreshExpiresAt: new Date(issued.refreshExpiresAt).toISOString(),
+    principal: who.principal.name,
+  };
+}
+
+function grantOf(g: GrantRecord, now: number) {
+  return {
+    grant: g.id,
+    principal: g.principal,
+    connection: g.connection,
+    state: g.revokedAt !== undefined ? ('revoked' as const) : g.expiresAt <= now ? ('expired' as const) : ('live' as const),
+    createdAt: new Date(g.createdAt).toISOString(),
+    expiresAt: new Date(g.expiresAt).toISOString(),
+    grantedBy: g.grantedBy,
+    reason: g.reason ?? null,
+    revokedAt: iso(g.revokedAt),
+    revokedBy: g.revokedBy ?? null,
+  };
+}
+
+function accountOf(a: Account) {
+  return {
+    name: a.name,
+    kind: a.kind,
+    roles: [...a.roles],
+    groups: [...a.groups],
+    createdAt: new Date(a.createdAt).toISOString(),
+    disabledAt: iso(a.disabledAt),
+    lastUsedAt: iso(a.lastUsedAt),
+    maxGrantDuration: a.maxGrantMs === undefined ? null : formatDuration(a.maxGrantMs),
+    connections: a.connections === undefined ? null : [...a.connections],
+  };
+}
+
+/** The psql URI, the JDBC URL and the PG* variables for a fresh credential. */
+export function connectionStrings(
+  postgres: ReturnType<IdentityRouteDeps['postgres']>,
+  principal: string,
+  connection: string,
+  credential: string,
+) {
+  if (!postgres) return null;
+  const host = postgres.host.includes(':') ? `[${postgres.host}]` : postgres.host;
+  const user = encodeURIComponent(principal);
+  const database = encodeURIComponent(connection);
+  return {
+    psql: `postgresql://${user}@${host}:${postgres.port}/${database}?password=${credential}`,
+    jdbc: `jdbc:postgresql://${host}:${postgres.port}/${database}?user=${user}&password=${credential}`,
+    env: { PGHOST: postgres.host, PGPORT: String(postgres.port), PGUSER: principal, PGDATABASE: connection, PGPASSWORD: credential },
+  };
+}

@@ -1,0 +1,221 @@
+/**
+ * The commands of a person or an agent, against a running gateway's API: log in and out, who
+ * am I, the connections, and asking for access. Output is for a terminal, or JSON with --json.
+ */
+
+import { createInterface } from 'node:readline';
+import { ApiClient, ApiProblem, forgetSession, saveSession } from './api-client.ts';
+import { options, UsageError } from './args.ts';
+
+interface Issued {
+  token: string;
+  refreshToken: string;
+  expiresAt: string;
+  refreshExpiresAt: string;
+  principal: string;
+}
+
+export async function login(args: readonly string[]): Promise<number> {
+  const values = options(args, { gateway: { type: 'string' }, user: { type: 'string' }, 'password-stdin': { type: 'boolean' } });
+  if (!values.user) {
+    throw new UsageError('login needs --user NAME (a local account); with an OIDC provider, agents present its tokens in DRAWBRIDGE_TOKEN');
+  }
+  const password = values['password-stdin'] ? (await readStdin()).replace(/\r?\n$/, '') : await prompt(`password for ${values.user}: `);
+  const client = await ApiClient.open(values.gateway, { ...process.env, DRAWBRIDGE_TOKEN: '' });
+  const anonymous = ApiClient.anonymous(client.gateway);
+  const { body } = await anonymous.call<Issued>('POST', '/api/auth/login', { username: values.user, password });
+  const file = await saveSession({ gateway: anonymous.gateway, ...body });
+  process.stdout.write(`logged in to ${anonymous.gateway} as ${body.principal} until ${body.expiresAt} (session saved in ${file})\n`);
+  return 0;
+}
+
+export async function logout(args: readonly string[]): Promise<number> {
+  const values = options(args, { gateway: { type: 'string' } });
+  const client = await ApiClient.open(values.gateway);
+  if (client.loggedIn) await client.call('POST', '/api/auth/logout').catch(() => undefined);
+  await forgetSession();
+  process.stdout.write('logged out\n');
+  return 0;
+}
+
+export async function whoami(args: readonly string[]): Promise<number> {
+  const values = options(args, { gateway: { type: 'string' }, json: { type: 'boolean' } });
+  const client = await ApiClient.open(values.gateway);
+  const { body } = await client.call<{ name: string; kind: string; roles: string[]; groups: string[]; via: string }>('GET', '/api/whoami');
+  if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`);
+  else
+    process.stdout.write(
+      `${body.name} (${body.kind}) roles: ${body.roles.join(', ') || 'none'}; groups: ${body.groups.join(', ') || 'none'}; via ${body.via}\n`,
+    );
+  return 0;
+}
+
+export async function connections(args: readonly string[]): Promise<number> {
+  const values = options(args, { gateway: { type: 'string' }, json: { type: 'boolean' } });
+  const client = await ApiClient.open(values.gateway);
+  const { body } = await client.call<{ name: string; type: string; maxDuration: string; approval: string }[]>('GET', '/api/connections');
+  if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`);
+  else
+    process.stdout.write(
+      table(
+        ['CONNECTION', 'TYPE', 'MAX DURATION', 'APPROVAL'],
+        body.map((c) => [c.name, c.type, c.maxDuration, c.approval]),
+      ),
+    );
+  return 0;
+}
+
+interface Granted {
+  status: 'granted';
+  grant: string;
+  connection: string;
+  credential: string;
+  expiresAt: string;
+  connect: { psql: string; jdbc: string; env: Record<string, string> } | null;
+}
+
+export async function requestAccess(connection: string | undefined, args: readonly string[]): Promise<number> {
+  const values = options(args, {
+    gateway: { type: 'string' },
+    duration: { type: 'string' },
+    reason: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (!connection) throw new UsageError('access request needs a CONNECTION');
+  if (!values.reason) throw new UsageError('access request needs --reason TEXT (a ticket, an incident, a task)');
+  const client = await ApiClient.open(values.gateway);
+  const { status, body } = await client.call<Granted | { status: 'pending'; request: string; duration: string }>(
+    'POST',
+    '/api/access/requests',
+    {
+      connection,
+      reason: values.reason,
+      ...(values.duration ? { duration: values.duration } : {}),
+    },
+  );
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(body)}\n`);
+    return 0;
+  }
+  if (status === 202 || body.status === 'pending') {
+    const pending = body as { request: string; duration: string };
+    process.stdout.write(`request ${pending.request} for ${connection} (${pending.duration}) waits for an approver\n`);
+    return 0;
+  }
+  const granted = body as Granted;
+  process.stdout.write(`${granted.credential}\n`);
+  process.stdout.write(`grant ${granted.grant} on ${granted.connection}, expires ${granted.expiresAt}\n`);
+  if (granted.connect) {
+    process.stdout.write(`  psql "${granted.connect.psql}"\n`);
+    process.stdout.write(`  JDBC: ${granted.connect.jdbc}\n`);
+    process.stdout.write(
+      `  env:  ${Object.entries(granted.connect.env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}\n`,
+    );
+  }
+  return 0;
+}
+
+export async function listGrantsRemote(args: readonly string[]): Promise<number> {
+  const values = options(args, {
+    gateway: { type: 'string' },
+    principal: { type: 'string' },
+    connection: { type: 'string' },
+    all: { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
+  const client = await ApiClient.open(values.gateway);
+  const query = new URLSearchParams({
+    ...(values.principal ? { principal: values.principal } : {}),
+    ...(values.connection ? { connection: values.connection } : {}),
+    ...(values.all ? { all: 'true' } : {}),
+  });
+  const { body } = await client.call<
+    { grant: string; principal: string; connection: string; state: string; expiresAt: string; reason: string | null }[]
+  >('GET', `/api/access/grants${query.size > 0 ? `?${query}` : ''}`);
+  if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`);
+  else if (body.length === 0) process.stdout.write(values.all ? 'no grants\n' : 'no live grants\n');
+  else
+    process.stdout.write(
+      table(
+        ['GRANT', 'PRINCIPAL', 'CONNECTION', 'STATE', 'EXPIRES', 'REASON'],
+        body.map((g) => [g.grant, g.principal, g.connection, g.state, g.expiresAt, g.reason ?? '']),
+      ),
+    );
+  return 0;
+}
+
+export async function revokeRemote(grant: string | undefined, args: readonly string[]): Promise<number> {
+  const values = options(args, {
+    gateway: { type: 'string' },
+    principal: { type: 'string' },
+    reason: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if ((grant === undefined) === (values.principal === undefined))
+    throw new UsageError('access revoke takes one grant id, or --principal NAME');
+  const client = await ApiClient.open(values.gateway);
+  let revoked: string[];
+  if (values.principal !== undefined) {
+    revoked = (
+      await client.call<{ revoked: string[] }>('POST', '/api/access/revocations', {
+        principal: values.principal,
+        ...(values.reason ? { reason: values.reason } : {}),
+      })
+    ).body.revoked;
+  } else {
+    await client.call(
+      'DELETE',
+      `/api/access/grants/${encodeURIComponent(grant!)}${values.reason ? `?reason=${encodeURIComponent(values.reason)}` : ''}`,
+    );
+    revoked = [grant!];
+  }
+  if (values.json) process.stdout.write(`${JSON.stringify({ revoked })}\n`);
+  else {
+    for (const id of revoked) process.stdout.write(`revoked ${id}\n`);
+    if (revoked.length > 0) process.stdout.write('its live sessions end within seconds\n');
+    else process.stdout.write(`${values.principal} has no live grant\n`);
+  }
+  return 0;
+}
+
+/** API refusals as a person wants to read them; exit 1. */
+export function explainProblem(error: unknown): number | undefined {
+  if (!(error instanceof ApiProblem)) return undefined;
+  const hint = error.status === 401 ? ' (log in with `drawbridge login`, or set DRAWBRIDGE_TOKEN)' : '';
+  process.stderr.write(`drawbridge: ${error.message}${hint}\n`);
+  return 1;
+}
+
+export function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return `${[line(head), ...rows.map(line)].join('\n')}\n`;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Asks on the terminal without echoing what is typed. */
+function prompt(question: string): Promise<string> {
+  if (!process.stdin.isTTY) throw new UsageError('no terminal to ask the password on: use --password-stdin');
+  return new Promise((resolve) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    const output = rl as unknown as { _writeToOutput: (text: string) => void };
+    process.stderr.write(question);
+    output._writeToOutput = () => {};
+    rl.question('', (answer) => {
+      rl.close();
+      process.stderr.write('\n');
+      resolve(answer);
+    });
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Who is calling the API: the bearer token is a gateway session token (`dbr_ses_…`, from a
+ * login), a service account's key (`dbr_sak_…`), or an access token of the company's OIDC
+ * provider (people's tokens, and agents' client-credentials tokens). A grant credential is a
+ * database password and is never accepted here. Anything that does not verify is no one.
+ */
+
+import type { Accounts, AuthenticatedPrincipal, GatewayRole } from './accounts.ts';
+import type { GatewaySessions } from './gateway-sessions.ts';
+import { OidcError, OidcVerifier, type OidcSettings, type VerifiedIdentity } from './oidc.ts';
+
+export interface BearerDeps {
+  readonly sessions: GatewaySessions;
+  readonly accounts: Accounts;
+  readonly oidc: Pick<OidcVerifier, 'verify'> | undefined;
+  /** IdP groups that carry each gateway role. */
+  readonly roleGroups: Readonly<Record<GatewayRole, readonly string[]>>;
+}
+
+export class BearerAuthenticator {
+  readonly #deps: BearerDeps;
+
+  constructor(deps: BearerDeps) {
+    this.#deps = deps;
+  }
+
+  async authenticate(authorization: string | undefined): Promise<AuthenticatedPrincipal | undefined> {
+    const match = /^Bearer ([\x21-\x7e]{1,16384})$/.exec(authorization ?? '');
+    if (!match) return undefined;
+    const token = match[1]!;
+    if (token.startsWith('dbr_ses_')) return this.#deps.sessions.verify(token);
+    if (token.startsWith('dbr_sak_')) return this.#deps.accounts.authenticateKey(token);
+    if (token.startsWith('dbr_') || !this.#deps.oidc) return undefined;
+    try {
+      const identity = await this.#deps.oidc.verify(token);
+      const who = await this.#deps.accounts.fromOidc(identity.principal.name, identity.principal.kind, identity.groups);
+      if (!who) return undefined;
+      const fromGroups = (Object.keys(this.#deps.roleGroups) as GatewayRole[]).filter((role) =>
+        this.#deps.roleGroups[role].some((group) => identity.groups.includes(group)),
+      );
+      return { ...who, roles: [...new Set([...who.roles, ...fromGroups])] };
+    } catch (error) {
+      if (error instanceof OidcError) return undefined;
+      throw error;
+    }
+  }
+}
+
+/**
+ * An OIDC verifier that discovers its provider on first use, and again after a failure: a
+ * provider that is down when the gateway starts costs its users a 401, not the gateway its start.
+ */
+export function lazyOidcVerifier(
+  settings: OidcSettings,
+  options: Parameters<typeof OidcVerifier.discover>[1] = {},
+): Pick<OidcVerifier, 'verify'> {
+  let discovered: Promise<OidcVerifier> | undefined;
+  return {
+    async verify(token: string): Promise<VerifiedIdentity> {
+      discovered ??= OidcVerifier.discover(settings, options);
+      try {
+        return await (await discovered).verify(token);
+      } catch (error) {
+        if (error instanceof OidcError && error.code === 'discovery') discovered = undefined;
+        throw error;
+      }
+    },
+  };
+}
