@@ -22,7 +22,7 @@ import { servePgClient } from './protocols/pg/frontend.ts';
 import { StoreRecorder } from './recording/recorder.ts';
 import { StoreAuditLog } from './audit/audit-log.ts';
 import { allowAllGuard, Pipeline, type Guard } from './session/pipeline.ts';
-import { RevocationWatch, type RevocationWatchOptions } from './session/revocations.ts';
+import { GrantWatch, type GrantWatchOptions } from './session/grant-watch.ts';
 import { openStore, type Store } from './store/index.ts';
 import { VERSION } from './version.ts';
 
@@ -40,7 +40,7 @@ export interface GatewayOptions {
   readonly clock?: Clock;
   /** Decides on every command; allows everything until policy arrives. */
   readonly guard?: Guard;
-  readonly revocations?: RevocationWatchOptions;
+  readonly grantWatch?: GrantWatchOptions;
 }
 
 export async function startGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
@@ -52,8 +52,15 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const credentials = new Credentials(store, clock, audit);
   const recorder = new StoreRecorder(store, log);
   const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock, audit });
-  const revocations = new RevocationWatch((since) => store.listRevokedSince(since), pipeline, clock, log, options.revocations);
-  revocations.start();
+  const grantWatch = new GrantWatch(
+    { revokedSince: (since) => store.listRevokedSince(since), claimExpired: (now) => store.claimExpiredGrants(now, 100) },
+    audit,
+    pipeline,
+    clock,
+    log,
+    options.grantWatch,
+  );
+  grantWatch.start();
   const connections = new Map(config.connections.map((connection) => [connection.name, connection]));
   const sockets = new Set<Socket>();
 
@@ -131,7 +138,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     await listen(api.server, config.listen.api, 'the API');
   } catch (error) {
     pgServer?.close();
-    await revocations.stop();
+    await grantWatch.stop();
     await store.close();
     throw error;
   }
@@ -145,10 +152,10 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   return {
     store,
     credentials,
-    pollRevocations: () => revocations.poll(),
+    pollRevocations: () => grantWatch.poll(),
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {
-      await revocations.stop();
+      await grantWatch.stop();
       pgServer?.close();
       const closed = Promise.all([...sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve))));
       // Live sessions are told why they end; a client that does not hang up in a second is cut.

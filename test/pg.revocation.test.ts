@@ -130,6 +130,10 @@ describe('expiry', () => {
     assert.equal(error.code, '57P01');
     assert.equal(error.message, `terminating connection: access grant ${grant} expired`);
     assert.equal((await loginError('judy', credential)).code, '28P01');
+    await gw.gateway.pollRevocations();
+    const expired = await gw.gateway.store.listAudit({ subject: grant, action: 'grant.expired' });
+    assert.equal(expired.length, 1, 'the expiry is on record, once');
+    assert.equal(expired[0]?.details.principal, 'judy');
   });
 });
 

@@ -21,6 +21,7 @@ export interface AuditEvent {
 export type AuditAction =
   | 'grant.issued'
   | 'grant.revoked'
+  | 'grant.expired'
   | 'login.succeeded'
   | 'login.failed'
   | 'session.started'

@@ -159,6 +159,13 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('access_requests_principal').on('access_requests').columns(['principal', 'requested_at']).execute();
     },
   },
+  '0005_grant_expiry_recorded': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Set by the one gateway that records a grant's expiry as an audit event.
+      await db.schema.alterTable('grants').addColumn('expiry_recorded_at', 'bigint').execute();
+      await db.schema.createIndex('grants_expires').on('grants').column('expires_at').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -26,6 +26,7 @@ export interface GrantsTable {
   revoked_at: Millis | null;
   revoked_by: string | null;
   revoke_reason: string | null;
+  expiry_recorded_at: Millis | null;
 }
 
 export interface AuditEventsTable {

@@ -232,6 +232,18 @@ for (const backend of [sqlite, postgres]) {
       assert.deepEqual(await ids({ limit: 1 }), [c.id]);
     });
 
+    test('grants: expired ones are claimed for the record once, whoever asks', { skip }, async () => {
+      const principal = `ken-${randomBytes(3).toString('hex')}`;
+      const gone = await store.insertGrant(grant({ principal, createdAt: T0, expiresAt: T0 + 10 }));
+      const revoked = await store.insertGrant(grant({ principal, createdAt: T0, expiresAt: T0 + 10 }));
+      await store.revokeGrant(revoked.id, T0 + 5);
+      const live = await store.insertGrant(grant({ principal, createdAt: T0, expiresAt: T0 + HOUR }));
+      const mine = (grants: { principal: string; id: string }[]) => grants.filter((g) => g.principal === principal).map((g) => g.id);
+      assert.deepEqual(mine(await store.claimExpiredGrants(T0 + 10, 1000)), [gone.id]);
+      assert.deepEqual(mine(await store.claimExpiredGrants(T0 + 20, 1000)), [], 'claimed once');
+      assert.deepEqual(mine(await store.claimExpiredGrants(T0 + HOUR, 1000)), [live.id]);
+    });
+
     test('audit events: appended in sequence, read back in order and by filter', { skip }, async () => {
       const subject = `grt_${randomBytes(4).toString('hex')}`;
       const first = await store.appendAudit({

@@ -319,6 +319,11 @@ export interface Store {
   listRevokedSince(since: number): Promise<GrantRecord[]>;
   /** Newest first. */
   listGrants(q: GrantQuery): Promise<GrantRecord[]>;
+  /**
+   * Grants that expired (not revoked) at or before `now` whose expiry nobody has recorded yet;
+   * marks them recorded, so that of several gateways on one store only one records each.
+   */
+  claimExpiredGrants(now: number, limit: number): Promise<GrantRecord[]>;
   /** A request for access that waits for a decision. */
   insertAccessRequest(request: NewAccessRequest): Promise<AccessRequestRecord>;
   /** Newest first. */
@@ -739,6 +744,7 @@ class KyselyStore implements Store {
       revoked_at: null,
       revoked_by: null,
       revoke_reason: null,
+      expiry_recorded_at: null,
     };
     await conflicts('a grant with this id or credential hash already exists', () => this.#db.insertInto('grants').values(row).execute());
     return toGrant(row);
@@ -788,6 +794,31 @@ class KyselyStore implements Store {
       .returning('id')
       .execute();
     return rows.map((r) => r.id);
+  }
+
+  async claimExpiredGrants(now: number, limit: number): Promise<GrantRecord[]> {
+    const candidates = await this.#db
+      .selectFrom('grants')
+      .select('id')
+      .where('expires_at', '<=', now)
+      .where('revoked_at', 'is', null)
+      .where('expiry_recorded_at', 'is', null)
+      .orderBy('expires_at')
+      .limit(limit)
+      .execute();
+    if (candidates.length === 0) return [];
+    const claimed = await this.#db
+      .updateTable('grants')
+      .set({ expiry_recorded_at: now })
+      .where(
+        'id',
+        'in',
+        candidates.map((c) => c.id),
+      )
+      .where('expiry_recorded_at', 'is', null)
+      .returningAll()
+      .execute();
+    return claimed.map(toGrant);
   }
 
   async listRevokedSince(since: number): Promise<GrantRecord[]> {

@@ -1,6 +1,9 @@
 /**
- * Revocation reaches running sessions: every `intervalMs` the gateway asks the store which
- * grants were revoked lately and ends the live sessions that use them. The store is the one
+ * The gateway's watch over grants. Revocation reaches running sessions: every `intervalMs` the
+ * gateway asks the store which grants were revoked lately and ends the live sessions that use
+ * them. Expiry reaches the audit log: at the same pace it claims the grants that expired
+ * unrecorded and appends a `grant.expired` event for each (sessions end at expiry on their own
+ * timers). The store is the one
  * place every writer shares (the CLI on the gateway's host, the API, other replicas), so a
  * revocation made anywhere ends sessions everywhere within one interval and a query.
  *
@@ -9,8 +12,9 @@
  * idempotent, so seeing a revocation twice costs nothing.
  */
 
-import type { Clock } from '../core/index.ts';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.ts';
+import type { Clock } from '../core/index.ts';
 import type { Pipeline } from './pipeline.ts';
 
 export interface RevokedGrant {
@@ -19,13 +23,27 @@ export interface RevokedGrant {
   readonly revokeReason: string | undefined;
 }
 
-export interface RevocationWatchOptions {
+export interface ExpiredGrant {
+  readonly id: string;
+  readonly principal: string;
+  readonly connection: string;
+  readonly expiresAt: number;
+}
+
+export interface GrantSources {
+  revokedSince(since: number): Promise<readonly RevokedGrant[]>;
+  /** Expired grants nobody recorded yet, claimed for this gateway. */
+  claimExpired(now: number): Promise<readonly ExpiredGrant[]>;
+}
+
+export interface GrantWatchOptions {
   readonly intervalMs?: number;
   readonly windowMs?: number;
 }
 
-export class RevocationWatch {
-  readonly #revokedSince: (since: number) => Promise<readonly RevokedGrant[]>;
+export class GrantWatch {
+  readonly #sources: GrantSources;
+  readonly #audit: AuditLog;
   readonly #pipeline: Pipeline;
   readonly #clock: Clock;
   readonly #log: Logger;
@@ -35,14 +53,9 @@ export class RevocationWatch {
   #since: number;
   #polling: Promise<void> = Promise.resolve();
 
-  constructor(
-    revokedSince: (since: number) => Promise<readonly RevokedGrant[]>,
-    pipeline: Pipeline,
-    clock: Clock,
-    log: Logger,
-    options: RevocationWatchOptions = {},
-  ) {
-    this.#revokedSince = revokedSince;
+  constructor(sources: GrantSources, audit: AuditLog, pipeline: Pipeline, clock: Clock, log: Logger, options: GrantWatchOptions = {}) {
+    this.#sources = sources;
+    this.#audit = audit;
     this.#pipeline = pipeline;
     this.#clock = clock;
     this.#log = log;
@@ -61,7 +74,7 @@ export class RevocationWatch {
     this.#polling = this.#polling.then(async () => {
       const started = this.#clock.now();
       try {
-        for (const grant of await this.#revokedSince(this.#since - this.#windowMs)) {
+        for (const grant of await this.#sources.revokedSince(this.#since - this.#windowMs)) {
           const why = `access grant ${grant.id} was revoked${grant.revokedBy ? ` by ${grant.revokedBy}` : ''}${grant.revokeReason ? `: ${grant.revokeReason}` : ''}`;
           const ended = this.#pipeline.terminateGrant(grant.id, why);
           if (ended > 0) this.#log.info({ grant: grant.id, sessions: ended }, 'ended sessions of a revoked grant');
@@ -70,6 +83,19 @@ export class RevocationWatch {
       } catch (error) {
         // The next poll tries again from the same point: nothing is skipped.
         this.#log.error({ err: error }, 'could not look for revoked grants');
+      }
+      try {
+        for (const grant of await this.#sources.claimExpired(started)) {
+          await this.#audit.append({
+            actor: 'gateway',
+            action: 'grant.expired',
+            subject: grant.id,
+            outcome: 'success',
+            details: { principal: grant.principal, connection: grant.connection, expiresAt: grant.expiresAt },
+          });
+        }
+      } catch (error) {
+        this.#log.error({ err: error }, 'could not record expired grants');
       }
     });
     return this.#polling;

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { StoreAuditLog } from '../audit/audit-log.ts';
+import { FrozenClock, type Connection, type PostgresConnection } from '../core/index.ts';
+import { openStore, type Store } from '../store/index.ts';
+import { AccessError, AccessRequests, formatDuration } from './access.ts';
+import { authenticatedAs, type AuthenticatedPrincipal } from './accounts.ts';
+import { Credentials } from './credentials.ts';
+
+const T0 = Date.UTC(2026, 10, 22, 9);
+const MINUTE = 60_000;
+
+function connection(name: string, maxDurationMs: number, approval: 'none' | 'required'): PostgresConnection {
+  return {
+    name,
+    type: 'postgres',
+    host: '127.0.0.1',
+    port: 5432,
+    database: name,
+    user: 'app',
+    password: undefined,
+    tls: 'disable',
+    ca: undefined,
+    access: { maxDurationMs, approval },
+  };
+}
+
+const CONNECTIONS = new Map<string, Connection>([
+  ['orders-db', connection('orders-db', 60 * MINUTE, 'none')],
+  ['short-db', connection('short-db', 10 * MINUTE, 'none')],
+  ['guarded-db', connection('guarded-db', 60 * MINUTE, 'required')],
+]);
+
+const person: AuthenticatedPrincipal = authenticatedAs(
+  { name: 'alice', kind: 'user', roles: ['user'], groups: [], maxGrantMs: undefined, connections: undefined },
+  'session',
+);
+const agent: AuthenticatedPrincipal = authenticatedAs(
+  { name: 'etl-bot', kind: 'service-account', roles: ['user'], groups: [], maxGrantMs: 5 * MINUTE, connections: ['orders-db'] },
+  'service-account-key',
+);
+
+describe('AccessRequests', () => {
+  let store: Store;
+  let clock: FrozenClock;
+  let access: AccessRequests;
+
+  beforeEach(async () => {
+    store = await openStore('sqlite::memory:');
+    clock = new FrozenClock(T0);
+    const audit = new StoreAuditLog(store, clock);
+    access = new AccessRequests({
+      credentials: new Credentials(store, clock, audit),
+      store,
+      connection: (name) => CONNECTIONS.get(name),
+      clock,
+      audit,
+    });
+  });
+  afterEach(() => store.close());
+
+  const refusal = (code: string, message?: RegExp) => (error: unknown) => {
+    assert.ok(error instanceof AccessError);
+    assert.equal(error.code, code);
+    if (message) assert.match(error.message, message);
+    return true;
+  };
+
+  it('grants at once where policy allows, for the duration asked, with a credential that logs in', async () => {
+    const outcome = await access.request(person, { connection: 'orders-db', durationMs: 30 * MINUTE, reason: 'INC-4411' });
+    assert.equal(outcome.status, 'granted');
+    assert.ok(outcome.status === 'granted');
+    assert.equal(outcome.expiresAt, T0 + 30 * MINUTE);
+    assert.match(outcome.credential, /^dbr_/);
+    const grant = await store.getGrant(outcome.grant);
+    assert.deepEqual([grant?.principal, grant?.connection, grant?.grantedBy, grant?.reason], ['alice', 'orders-db', 'policy', 'INC-4411']);
+  });
+
+  it('defaults to 15 minutes, or the policy maximum when that is shorter', async () => {
+    const a = await access.request(person, { connection: 'orders-db', reason: 'r' });
+    assert.ok(a.status === 'granted' && a.expiresAt === T0 + 15 * MINUTE);
+    const b = await access.request(agent, { connection: 'orders-db', reason: 'r' });
+    assert.ok(b.status === 'granted' && b.expiresAt === T0 + 5 * MINUTE, 'the service account allows 5 minutes');
+  });
+
+  it('refuses more than the policy or the service account allows, saying the limit', async () => {
+    await assert.rejects(
+      access.request(person, { connection: 'short-db', durationMs: 11 * MINUTE, reason: 'r' }),
+      refusal('too-long', /short-db grants at most 10m$/),
+    );
+    await assert.rejects(
+      access.request(agent, { connection: 'orders-db', durationMs: 6 * MINUTE, reason: 'r' }),
+      refusal('too-long', /at most 5m to etl-bot/),
+    );
+    await assert.rejects(access.request(person, { connection: 'orders-db', durationMs: 0, reason: 'r' }), refusal('too-long'));
+  });
+
+  it('answers the same for a connection that does not exist and one the principal may not ask for', async () => {
+    const unknown = await access.request(person, { connection: 'nope', reason: 'r' }).catch((e: Error) => e.message);
+    const forbidden = await access.request(agent, { connection: 'short-db', reason: 'r' }).catch((e: Error) => e.message);
+    assert.equal(unknown, 'no connection "nope" that alice may ask for');
+    assert.equal(forbidden, 'no connection "short-db" that etl-bot may ask for');
+  });
+
+  it('needs a reason', async () => {
+    await assert.rejects(access.request(person, { connection: 'orders-db', reason: '   ' }), refusal('reason-required'));
+  });
+
+  it('keeps a request pending where policy needs approval, and mints nothing', async () => {
+    const outcome = await access.request(person, { connection: 'guarded-db', durationMs: 20 * MINUTE, reason: 'schema fix' });
+    assert.ok(outcome.status === 'pending');
+    const pending = await store.listAccessRequests({ principal: 'alice', status: 'pending' });
+    assert.deepEqual(
+      pending.map((r) => [r.id, r.connection, r.durationMs, r.reason, r.requestedAt]),
+      [[outcome.request, 'guarded-db', 20 * MINUTE, 'schema fix', T0]],
+    );
+    assert.deepEqual(await store.listGrants({ principal: 'alice' }), []);
+  });
+
+  it('puts every request, granted, pending or refused, on record', async () => {
+    await access.request(person, { connection: 'orders-db', reason: 'a' });
+    await access.request(person, { connection: 'guarded-db', reason: 'b' });
+    await access.request(person, { connection: 'short-db', durationMs: 99 * MINUTE, reason: 'c' }).catch(() => {});
+    const events = await store.listAudit({ limit: 100 });
+    assert.deepEqual(
+      events.map((e) => [e.action, e.outcome]),
+      [
+        ['grant.issued', 'success'],
+        ['access.requested', 'success'],
+        ['access.requested', 'failure'],
+      ],
+    );
+  });
+});
+
+describe('formatDuration', () => {
+  it('writes durations as people type them', () => {
+    assert.equal(formatDuration(90 * MINUTE), '1h30m');
+    assert.equal(formatDuration(24 * 60 * MINUTE), '1d');
+    assert.equal(formatDuration(45_000), '45s');
+    assert.equal(formatDuration(5), '5ms');
+  });
+});
