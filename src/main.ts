@@ -29,6 +29,7 @@ import { VERSION } from './version.ts';
 export interface Gateway {
   readonly store: Store;
   readonly credentials: Credentials;
+  readonly accounts: Accounts;
   /** Looks for revoked grants now, instead of at the next interval. */
   pollRevocations(): Promise<void>;
   readonly addresses: { readonly api: AddressInfo; readonly postgres: AddressInfo | undefined };
@@ -152,6 +153,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   return {
     store,
     credentials,
+    accounts,
     pollRevocations: () => grantWatch.poll(),
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {

@@ -4,6 +4,7 @@
  * credential for the demo principal, printed as ready-to-paste connection strings.
  */
 
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -52,8 +53,16 @@ connections:
     grantedBy: 'demo',
     reason: 'demo session',
   });
+  // A demo administrator for the API and the CLI, with a fresh password at every start.
+  const password = randomBytes(12).toString('base64url');
+  if (!(await gateway.accounts.get(DEMO_PRINCIPAL))) {
+    await gateway.accounts.createUser({ name: DEMO_PRINCIPAL, password, roles: ['admin'] }, 'demo');
+  } else {
+    await gateway.accounts.setPassword(DEMO_PRINCIPAL, password, 'demo');
+  }
   const pg = gateway.addresses.postgres!;
   const host = hostOf(pg.address);
+  const api = `http://${hostOf(gateway.addresses.api.address)}:${gateway.addresses.api.port}`;
   process.stdout.write(
     [
       '',
@@ -64,7 +73,12 @@ connections:
       `  JDBC: jdbc:postgresql://${host}:${pg.port}/${DEMO_CONNECTION}?user=${DEMO_PRINCIPAL}&password=${minted.credential}&sslmode=require`,
       `  env:  PGHOST=${pg.address} PGPORT=${pg.port} PGUSER=${DEMO_PRINCIPAL} PGDATABASE=${DEMO_CONNECTION} PGPASSWORD=${minted.credential}`,
       '',
-      `API: http://${hostOf(gateway.addresses.api.address)}:${gateway.addresses.api.port}/healthz   Stop with Ctrl-C.`,
+      'Or ask for access the way people and agents do (the demo account is an admin; its password changes at every start):',
+      '',
+      `  echo ${password} | npx drawbridge login --user ${DEMO_PRINCIPAL} --password-stdin --gateway ${api}`,
+      `  npx drawbridge access request ${DEMO_CONNECTION} --duration 30m --reason "trying Drawbridge"`,
+      '',
+      `API: ${api}/healthz   Stop with Ctrl-C.`,
       '',
     ].join('\n'),
   );
