@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { identityRoutes } from './api/identity-routes.ts';
+import { oidcRoutes } from './api/oidc-routes.ts';
 import { buildApi } from './api/server.ts';
 import { AccessRequests } from './identity/access.ts';
 import { Accounts } from './identity/accounts.ts';
@@ -131,7 +132,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
         const bound = pgServer?.address() as AddressInfo | null | undefined;
         return bound ? { host: bound.address, port: bound.port } : undefined;
       },
-    }),
+    }).concat(oidcRoutes({ oidc: config.oidc, sessions })),
   });
   try {
     if (pgServer) await listen(pgServer, config.listen.postgres!, 'PostgreSQL clients');

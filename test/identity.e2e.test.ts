@@ -13,8 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { callApi } from './support/api.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
-import { AGENT_CLIENT_ID, startOidcProvider, TEST_AUDIENCE, type TestOidcProvider } from './support/oidc-provider.ts';
+import { AGENT_CLIENT_ID, gatewayOidcYaml, startOidcProvider, type TestOidcProvider } from './support/oidc-provider.ts';
 
 let gw: TestGateway;
 let idp: TestOidcProvider;
@@ -42,18 +43,7 @@ function cli(args: readonly string[], options: { input?: string; env?: Record<st
   });
 }
 
-async function call(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${api}${path}`, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, token: string | undefined, body?: unknown) => callApi(api, method, path, token, body);
 
 function psql(uri: string, sql: string): Promise<Run> {
   return new Promise((resolve) => {
@@ -71,14 +61,7 @@ before(async () => {
       { name: 'local', access: { maxDurationMs: 3_600_000, approval: 'none' } },
       { name: 'guarded', access: { maxDurationMs: 3_600_000, approval: 'required' } },
     ],
-    extraYaml: [
-      'oidc:',
-      `  issuer: ${idp.issuer}`,
-      `  audience: "${TEST_AUDIENCE}"`,
-      `  allowed_client_ids: [${AGENT_CLIENT_ID}]`,
-      '  role_groups:',
-      '    admin: [dba]',
-    ],
+    extraYaml: gatewayOidcYaml(idp),
   });
   api = `http://127.0.0.1:${gw.apiPort}`;
 });

@@ -21,7 +21,8 @@ function refuseForbidden(delayMs: number): Guard {
   const decide = (command: Command): Verdict =>
     /forbidden/i.test(command.text) ? { outcome: 'deny', reason: REASON, policy: 'test' } : { outcome: 'allow' };
   return {
-    decide: (_session, command) => (delayMs === 0 ? decide(command) : new Promise((resolve) => setTimeout(() => resolve(decide(command)), delayMs))),
+    decide: (_session, command) =>
+      delayMs === 0 ? decide(command) : new Promise((resolve) => setTimeout(() => resolve(decide(command)), delayMs)),
   };
 }
 
@@ -54,7 +55,7 @@ for (const delayMs of [0, 5]) {
       assert.deepEqual((await client.query('SELECT 1 AS one')).rows, [{ one: 1 }]);
     });
 
-    it('answers a pipeline in order, with the error in the refused statement\'s place', async () => {
+    it("answers a pipeline in order, with the error in the refused statement's place", async () => {
       const results = await Promise.allSettled([
         client.query('SELECT $1::int AS a', [1]),
         client.query('SELECT * FROM forbidden WHERE id = $1', [2]),

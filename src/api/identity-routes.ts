@@ -41,7 +41,7 @@ const durationText = z.string().refine(
   { message: 'a duration such as 15m, 1h or 1h30m' },
 );
 
-const issuedSession = z.object({
+export const issuedSession = z.object({
   token: z.string(),
   refreshToken: z.string(),
   expiresAt: z.string(),
@@ -387,7 +387,7 @@ async function accountCall<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-function sessionView(
+export function sessionView(
   issued: { token: string; refreshToken: string; expiresAt: number; refreshExpiresAt: number },
   who: AuthenticatedPrincipal,
 ) {

@@ -6,6 +6,7 @@
 import { createInterface } from 'node:readline';
 import { ApiClient, ApiProblem, forgetSession, saveSession } from './api-client.ts';
 import { options, UsageError } from './args.ts';
+import { oidcLogin, OidcLoginError } from './oidc-login.ts';
 
 interface Issued {
   token: string;
@@ -15,11 +16,33 @@ interface Issued {
   principal: string;
 }
 
+/**
+ * With `--user NAME`, a local account's password; without, the gateway's OIDC provider (device
+ * flow, or `--browser` for the authorization code flow). Either way a gateway session is saved.
+ */
 export async function login(args: readonly string[]): Promise<number> {
-  const values = options(args, { gateway: { type: 'string' }, user: { type: 'string' }, 'password-stdin': { type: 'boolean' } });
+  const values = options(args, {
+    gateway: { type: 'string' },
+    user: { type: 'string' },
+    'password-stdin': { type: 'boolean' },
+    browser: { type: 'boolean' },
+  });
   if (!values.user) {
-    throw new UsageError('login needs --user NAME (a local account); with an OIDC provider, agents present its tokens in DRAWBRIDGE_TOKEN');
+    if (values['password-stdin']) throw new UsageError('--password-stdin is for a local account: add --user NAME');
+    const client = await ApiClient.open(values.gateway, { ...process.env, DRAWBRIDGE_TOKEN: '' });
+    let issued: Issued;
+    try {
+      issued = await oidcLogin(client.gateway, { browser: values.browser ?? false });
+    } catch (error) {
+      if (!(error instanceof OidcLoginError)) throw error;
+      process.stderr.write(`drawbridge: ${error.message}\n`);
+      return 1;
+    }
+    const file = await saveSession({ gateway: client.gateway, ...issued });
+    process.stdout.write(`logged in to ${client.gateway} as ${issued.principal} until ${issued.expiresAt} (session saved in ${file})\n`);
+    return 0;
   }
+  if (values.browser) throw new UsageError('--browser is for OIDC sign-in: leave out --user');
   const password = values['password-stdin'] ? (await readStdin()).replace(/\r?\n$/, '') : await prompt(`password for ${values.user}: `);
   const client = await ApiClient.open(values.gateway, { ...process.env, DRAWBRIDGE_TOKEN: '' });
   const anonymous = ApiClient.anonymous(client.gateway);

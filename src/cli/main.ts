@@ -26,6 +26,7 @@ Usage:
                                                  mint a short-lived credential (printed alone on the first line)
 
 Against a running gateway (--gateway URL, default http://127.0.0.1:7070):
+  drawbridge login [--browser]                     log in through the gateway's OIDC provider (device flow, or the browser)
   drawbridge login --user NAME [--password-stdin]  log in with a local account (session saved, 0600)
   drawbridge logout | whoami | connections
   drawbridge access request CONNECTION --reason TEXT [--duration 30m] [--json]

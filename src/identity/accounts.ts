@@ -76,6 +76,8 @@ export interface AuthenticatedPrincipal {
   readonly roles: readonly GatewayRole[];
   readonly groups: readonly string[];
   readonly via: 'password' | 'service-account-key' | 'oidc' | 'session';
+  /** For `via: 'session'`: how the session's login was made. */
+  readonly loggedInVia?: string | undefined;
   /** Service accounts only. */
   readonly maxGrantMs?: number | undefined;
   readonly connections?: readonly string[] | undefined;

@@ -28,21 +28,29 @@ export class BearerAuthenticator {
     const match = /^Bearer ([\x21-\x7e]{1,16384})$/.exec(authorization ?? '');
     if (!match) return undefined;
     const token = match[1]!;
-    if (token.startsWith('dbr_ses_')) return this.#deps.sessions.verify(token);
+    if (token.startsWith('dbr_ses_')) {
+      const who = await this.#deps.sessions.verify(token);
+      // A session from an OIDC login keeps the roles its groups carried then.
+      return who?.loggedInVia === 'oidc' ? this.#withGroupRoles(who, who.groups) : who;
+    }
     if (token.startsWith('dbr_sak_')) return this.#deps.accounts.authenticateKey(token);
     if (token.startsWith('dbr_') || !this.#deps.oidc) return undefined;
     try {
       const identity = await this.#deps.oidc.verify(token);
       const who = await this.#deps.accounts.fromOidc(identity.principal.name, identity.principal.kind, identity.groups);
-      if (!who) return undefined;
-      const fromGroups = (Object.keys(this.#deps.roleGroups) as GatewayRole[]).filter((role) =>
-        this.#deps.roleGroups[role].some((group) => identity.groups.includes(group)),
-      );
-      return { ...who, roles: [...new Set([...who.roles, ...fromGroups])] };
+      return who && this.#withGroupRoles(who, identity.groups);
     } catch (error) {
       if (error instanceof OidcError) return undefined;
       throw error;
     }
+  }
+
+  /** The account's own roles, and those that the IdP groups carry (config `oidc.role_groups`). */
+  #withGroupRoles(who: AuthenticatedPrincipal, groups: readonly string[]): AuthenticatedPrincipal {
+    const fromGroups = (Object.keys(this.#deps.roleGroups) as GatewayRole[]).filter((role) =>
+      this.#deps.roleGroups[role].some((group) => groups.includes(group)),
+    );
+    return Object.freeze({ ...who, roles: [...new Set([...who.roles, ...fromGroups])] });
   }
 }
 

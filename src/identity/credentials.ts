@@ -89,7 +89,12 @@ export class Credentials implements CredentialCheck {
       action: 'grant.issued',
       subject: record.id,
       outcome: 'success',
-      details: { principal: request.principal, connection: request.connection, expiresAt: record.expiresAt, reason: request.reason ?? null },
+      details: {
+        principal: request.principal,
+        connection: request.connection,
+        expiresAt: record.expiresAt,
+        reason: request.reason ?? null,
+      },
     });
     return { credential, grantId: record.id, expiresAt: record.expiresAt };
   }

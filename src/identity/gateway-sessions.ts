@@ -112,7 +112,7 @@ export class GatewaySessions {
     if (!row || row.revokedAt !== undefined || row.expiresAt <= this.#clock.now()) return undefined;
     const account = await this.#accounts.get(row.account);
     if (!account || account.disabledAt !== undefined) return undefined;
-    return authenticatedAs(account, 'session', row.groups);
+    return Object.freeze({ ...authenticatedAs(account, 'session', row.groups), loggedInVia: row.via });
   }
 
   async refresh(refreshToken: string): Promise<IssuedSession | undefined> {

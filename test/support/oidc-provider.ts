@@ -10,7 +10,13 @@
  *  - the provider's own signing keys, which the test configured, so that a test can mint a user
  *    token with them (`signUserToken`): it verifies exactly as one the provider issued would;
  *  - key rotation: `rotateKeys()` swaps in a provider with a new signing key first (the old ones
- *    still published unless retired), on the same port and issuer.
+ *    still published unless retired), on the same port and issuer;
+ *  - a public, native CLI client (`CLI_CLIENT_ID`) with the device authorization grant and the
+ *    authorization code flow with PKCE to any loopback port, and a scripted person for both:
+ *    `completeDeviceLogin()` enters the user code at the verification page, `browserLogin()`
+ *    follows an authorization URL to its redirect; either logs in and consents (or denies).
+ *    The device flow's polling interval and code lifetime are short and settable, so that tests
+ *    do not wait the real 5 s and 10 min.
  */
 
 import { createHash, randomBytes } from 'node:crypto';
@@ -31,6 +37,14 @@ export const OTHER_AGENT_CLIENT_SECRET = 'agent-other-secret-for-tests-only';
 export const WEB_CLIENT_ID = 'drawbridge-web';
 export const WEB_CLIENT_SECRET = 'drawbridge-web-secret-for-tests-only';
 export const WEB_REDIRECT_URI = 'http://127.0.0.1/callback';
+
+/**
+ * The public client `drawbridge login` uses: no secret; device flow, and authorization code with
+ * PKCE to a loopback redirect on any port (RFC 8252 §7.3, `application_type: native`).
+ */
+export const CLI_CLIENT_ID = 'drawbridge-cli';
+export const CLI_REDIRECT_URI = 'http://127.0.0.1/callback';
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
 /** The provider's user accounts: subject → claims. */
 export const USERS: Readonly<Record<string, Record<string, unknown>>> = {
@@ -67,6 +81,23 @@ export interface TestOidcProvider {
    * at the token endpoint with PKCE.
    */
   userLogin(subject: string): Promise<UserLogin>;
+  /**
+   * A person at the device flow's verification page: opens `verificationUri` (the complete one,
+   * carrying the user code, or the plain one with `userCode`), confirms, logs in as `subject`
+   * and consents, or denies consent with `deny`.
+   */
+  completeDeviceLogin(
+    verificationUri: string,
+    subject: string,
+    options?: { readonly userCode?: string; readonly deny?: boolean },
+  ): Promise<void>;
+  /**
+   * A person's browser given an authorization URL: logs in as `subject`, consents (or denies),
+   * and follows the provider's redirect to the client's redirect URI, whose answer it returns.
+   */
+  browserLogin(authorizationUrl: string, subject: string, options?: { readonly deny?: boolean }): Promise<{ status: number; body: string }>;
+  /** The device flow's polling interval (seconds, default 1) and device code lifetime (seconds, default 120). */
+  setDeviceFlow(settings: { readonly interval?: number; readonly codeTtl?: number }): void;
   /** A user token signed with the provider's current key for `alg` (default RS256). */
   signUserToken(claims: JWTPayload, options?: UserTokenOptions): Promise<string>;
   /** Publishes a new ES256 and RS256 key first; `retire` drops the previous ones. */
@@ -92,7 +123,12 @@ export async function generateSigningKey(alg: 'ES256' | 'RS256'): Promise<Signin
   return { kid, alg, privateJwk, publicJwk };
 }
 
-function providerConfiguration(keys: readonly SigningKey[]): Record<string, unknown> {
+interface DeviceFlowSettings {
+  interval: number;
+  codeTtl: number;
+}
+
+function providerConfiguration(keys: readonly SigningKey[], device: DeviceFlowSettings): Record<string, unknown> {
   return {
     clients: [
       {
@@ -112,6 +148,15 @@ function providerConfiguration(keys: readonly SigningKey[]): Record<string, unkn
         id_token_signed_response_alg: 'RS256',
       },
       {
+        client_id: CLI_CLIENT_ID,
+        application_type: 'native',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', DEVICE_CODE_GRANT, 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: [CLI_REDIRECT_URI],
+        id_token_signed_response_alg: 'RS256',
+      },
+      {
         client_id: OTHER_AGENT_CLIENT_ID,
         client_secret: OTHER_AGENT_CLIENT_SECRET,
         grant_types: ['client_credentials'],
@@ -121,8 +166,8 @@ function providerConfiguration(keys: readonly SigningKey[]): Record<string, unkn
       },
     ],
     jwks: { keys: keys.map((key) => key.privateJwk) },
-    scopes: ['openid', 'profile', 'gateway'],
-    claims: { openid: ['sub'], profile: ['preferred_username', 'email', 'groups'] },
+    scopes: ['openid', 'profile', 'email', 'offline_access', 'gateway'],
+    claims: { openid: ['sub'], profile: ['preferred_username', 'email', 'groups'], email: ['email'] },
     // Put the profile claims in the ID token too (the default keeps them for userinfo).
     conformIdTokenClaims: false,
     // User access tokens carry the user's profile and groups, as many IdPs are set up to do.
@@ -135,6 +180,19 @@ function providerConfiguration(keys: readonly SigningKey[]): Record<string, unkn
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      deviceFlow: {
+        enabled: true,
+        // Bare pages (the defaults are fine, but warn that they should be customised).
+        userCodeInputSource: (ctx: { body: string }, form: string, _out: unknown, err?: { name?: string }) => {
+          ctx.body = `<!DOCTYPE html><html><body>${err ? `<p class="error">${err.name}</p>` : ''}${form}</body></html>`;
+        },
+        userCodeConfirmSource: (ctx: { body: string }, form: string) => {
+          ctx.body = `<!DOCTYPE html><html><body>${form}</body></html>`;
+        },
+        successSource: (ctx: { body: string }) => {
+          ctx.body = '<!DOCTYPE html><html><body><p>Signed in. You may close this page.</p></body></html>';
+        },
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => TEST_AUDIENCE,
@@ -150,22 +208,45 @@ function providerConfiguration(keys: readonly SigningKey[]): Record<string, unkn
         },
       },
     },
-    ttl: { ClientCredentials: 300, AccessToken: 300, IdToken: 300, Interaction: 600, Session: 3600, Grant: 3600 },
+    ttl: {
+      ClientCredentials: 300,
+      AccessToken: 300,
+      IdToken: 300,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+      RefreshToken: 3600,
+      DeviceCode: () => device.codeTtl,
+    },
     cookies: { keys: ['drawbridge-test-cookie-key'] },
     adapter: MemoryAdapter,
   };
 }
 
-/** What a login page would do: the user named by `login_hint` logs in and consents to what was asked. */
+/**
+ * What a login page would do: the user named by `?subject=` (what a person would type; else
+ * `login_hint`) logs in and consents to what was asked, or denies consent with `?deny=1`.
+ */
 async function answerInteraction(provider: any, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { prompt, params, session } = await provider.interactionDetails(req, res);
-  const accountId: string = session?.accountId ?? params.login_hint;
+  const typed = new URL(req.url ?? '/', 'http://x').searchParams;
+  const accountId: string = session?.accountId ?? typed.get('subject') ?? params.login_hint;
+  if (typed.get('deny') === '1' && prompt.name === 'consent') {
+    await provider.interactionFinished(
+      req,
+      res,
+      { error: 'access_denied', error_description: 'End-User denied consent' },
+      { mergeWithLastSubmission: false },
+    );
+    return;
+  }
   if (prompt.name === 'login') {
     await provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
     return;
   }
   const grant = new provider.Grant({ accountId, clientId: params.client_id });
   grant.addOIDCScope(String(params.scope));
+  // The CLI asks for OIDC scopes only; the gateway audience gets the resource server's scope.
   if (typeof params.resource === 'string') grant.addResourceScope(params.resource, 'gateway');
   const grantId: string = await grant.save();
   await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
@@ -228,6 +309,108 @@ async function authorizationCodeLogin(issuer: string, subject: string): Promise<
   throw new Error('login: too many redirects');
 }
 
+/**
+ * A person's browser, scripted: a cookie jar (that ignores paths), redirects followed by hand,
+ * and at the provider's login page the name the person would type.
+ */
+class ScriptedBrowser {
+  readonly #cookies = new Map<string, string>();
+  readonly #issuer: URL;
+  readonly #subject: string;
+  readonly #deny: boolean;
+
+  constructor(issuer: string, subject: string, deny: boolean) {
+    this.#issuer = new URL(issuer);
+    this.#subject = subject;
+    this.#deny = deny;
+  }
+
+  /** Follows redirects while they stay at the provider; returns where they leave it, or the page they stop at. */
+  async navigate(start: URL, form?: URLSearchParams): Promise<{ url: URL; page?: { status: number; body: string } }> {
+    let next = start;
+    let body = form;
+    for (let hops = 0; hops < 15; hops++) {
+      if (next.origin !== this.#issuer.origin) return { url: next };
+      if (next.pathname.startsWith('/interaction/')) {
+        next.searchParams.set('subject', this.#subject);
+        if (this.#deny) next.searchParams.set('deny', '1');
+      }
+      const response = await fetch(next, {
+        method: body ? 'POST' : 'GET',
+        redirect: 'manual',
+        headers: {
+          cookie: [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; '),
+          ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+        },
+        ...(body ? { body } : {}),
+      });
+      for (const line of response.headers.getSetCookie()) {
+        const [pair = ''] = line.split(';');
+        const at = pair.indexOf('=');
+        this.#cookies.set(pair.slice(0, at), pair.slice(at + 1));
+      }
+      const location = response.headers.get('location');
+      if (location === null) return { url: next, page: { status: response.status, body: await response.text() } };
+      await response.body?.cancel();
+      next = new URL(location, next);
+      body = undefined;
+    }
+    throw new Error('browser: too many redirects');
+  }
+
+  /** Submits the first form of a page, as its hidden fields say. */
+  async submit(at: URL, html: string): Promise<{ url: URL; page?: { status: number; body: string } }> {
+    const form = /<form[^>]*action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/.exec(html);
+    if (!form) throw new Error(`browser: no form at ${at.pathname}: ${html.slice(0, 300)}`);
+    const fields = new URLSearchParams();
+    for (const input of form[2]!.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"\/>/g)) {
+      fields.set(input[1]!, unescapeHtml(input[2]!));
+    }
+    return this.navigate(new URL(unescapeHtml(form[1]!), at), fields);
+  }
+}
+
+function unescapeHtml(text: string): string {
+  return text.replace(/&(amp|lt|gt|quot|#39|#x27);/g, (entity) => HTML_ENTITIES[entity] ?? entity);
+}
+const HTML_ENTITIES: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'", '&#x27;': "'" };
+
+async function completeDeviceLogin(
+  issuer: string,
+  verificationUri: string,
+  subject: string,
+  options: { readonly userCode?: string; readonly deny?: boolean },
+): Promise<void> {
+  const browser = new ScriptedBrowser(issuer, subject, options.deny ?? false);
+  const start = new URL(verificationUri);
+  if (options.userCode !== undefined && !start.searchParams.has('user_code')) start.searchParams.set('user_code', options.userCode);
+  // The page with the code in its URL posts it back on load; then the person confirms.
+  let at = await browser.navigate(start);
+  for (const step of ['enter the code', 'confirm']) {
+    if (!at.page) throw new Error(`device login (${step}): left the provider for ${at.url.href}`);
+    at = await browser.submit(at.url, at.page.body);
+  }
+  const done = at.page?.body ?? '';
+  if (options.deny) {
+    if (done.includes('Signed in')) throw new Error('device login: signed in although consent was denied');
+  } else if (!done.includes('Signed in')) {
+    throw new Error(`device login did not finish: HTTP ${at.page?.status} ${done.slice(0, 300)}`);
+  }
+}
+
+async function browserLogin(
+  issuer: string,
+  authorizationUrl: string,
+  subject: string,
+  options: { readonly deny?: boolean },
+): Promise<{ status: number; body: string }> {
+  const browser = new ScriptedBrowser(issuer, subject, options.deny ?? false);
+  const left = await browser.navigate(new URL(authorizationUrl));
+  if (left.page) throw new Error(`browser login stopped at ${left.url.pathname}: HTTP ${left.page.status} ${left.page.body.slice(0, 300)}`);
+  const response = await fetch(left.url);
+  return { status: response.status, body: await response.text() };
+}
+
 function basic(clientId: string, secret: string): string {
   return `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 }
@@ -288,8 +471,16 @@ export async function startOidcProvider(): Promise<TestOidcProvider> {
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
 
+  const device: DeviceFlowSettings = { interval: 1, codeTtl: 120 };
   const install = (): void => {
-    const provider = new Provider(issuer, providerConfiguration(keys));
+    const provider = new Provider(issuer, providerConfiguration(keys, device));
+    // oidc-provider sends no `interval` (clients then poll every 5 s): a short one keeps tests fast.
+    provider.use(async (ctx: { oidc?: { route?: string }; status: number; body: unknown }, next: () => Promise<void>) => {
+      await next();
+      if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && typeof ctx.body === 'object' && ctx.body !== null) {
+        (ctx.body as Record<string, unknown>).interval = device.interval;
+      }
+    });
     const callback = provider.callback();
     current = (req, res) => {
       if (req.url?.startsWith('/interaction/')) {
@@ -331,6 +522,12 @@ export async function startOidcProvider(): Promise<TestOidcProvider> {
       return body.access_token;
     },
     userLogin: (subject) => authorizationCodeLogin(issuer, subject),
+    completeDeviceLogin: (verificationUri, subject, options = {}) => completeDeviceLogin(issuer, verificationUri, subject, options),
+    browserLogin: (authorizationUrl, subject, options = {}) => browserLogin(issuer, authorizationUrl, subject, options),
+    setDeviceFlow(settings) {
+      if (settings.interval !== undefined) device.interval = settings.interval;
+      if (settings.codeTtl !== undefined) device.codeTtl = settings.codeTtl;
+    },
     async signUserToken(claims, options = {}) {
       const alg = options.alg ?? 'RS256';
       const key = signingKey(alg);
@@ -354,4 +551,17 @@ export async function startOidcProvider(): Promise<TestOidcProvider> {
 
 async function importPrivate(key: SigningKey): Promise<Awaited<ReturnType<typeof importJWK>>> {
   return importJWK(key.privateJwk, key.alg);
+}
+
+/** The `oidc:` section of a gateway config that trusts this provider; `admin` is carried by the group `dba`. */
+export function gatewayOidcYaml(provider: TestOidcProvider, options: { clientId?: string } = {}): string[] {
+  return [
+    'oidc:',
+    `  issuer: ${provider.issuer}`,
+    `  audience: "${TEST_AUDIENCE}"`,
+    ...(options.clientId ? [`  client_id: ${options.clientId}`] : []),
+    `  allowed_client_ids: [${AGENT_CLIENT_ID}]`,
+    '  role_groups:',
+    '    admin: [dba]',
+  ];
 }
