@@ -122,6 +122,14 @@ describe('a person, with a local account', () => {
     const pending = await cli(['access', 'request', 'guarded', '--duration', '30m', '--reason', 'needs a DBA']);
     assert.equal(pending.code, 0, pending.stderr);
     assert.match(pending.stdout, /^request \S+ for guarded \(30m\) waits for an approver/);
+    const id = /^request (\S+)/.exec(pending.stdout)?.[1];
+    const listed = await call('GET', '/api/access/requests?status=pending', token);
+    assert.deepEqual(
+      listed.body
+        .filter((r: { request: string }) => r.request === id)
+        .map((r: { status: string; connection: string; duration: string }) => [r.status, r.connection, r.duration]),
+      [['pending', 'guarded', '30m']],
+    );
     const noReason = await call('POST', '/api/access/requests', token, { connection: 'local' });
     assert.equal(noReason.status, 400);
     assert.equal(noReason.body.code, 'invalid-body');
@@ -140,6 +148,21 @@ describe('a person, with a local account', () => {
     assert.ok(Date.now() - revokedAt < 5000);
     assert.equal(error.code, '57P01');
     assert.match(error.message, /was revoked by root-admin: demo over/);
+  });
+
+  test('a logged-in admin manages accounts through the API with the same commands', async () => {
+    const created = await cli(['users', 'create', 'bob', '--role', 'approver', '--json']);
+    assert.equal(created.code, 0, created.stderr);
+    assert.deepEqual(JSON.parse(created.stdout).roles, ['approver']);
+    const bot = await cli(['service-accounts', 'create', 'api-bot', '--max-duration', '5m']);
+    assert.equal(bot.code, 0, bot.stderr);
+    assert.match(bot.stdout.split('\n')[0] ?? '', /^dbr_sak_/);
+    const listed = await cli(['users', 'list']);
+    assert.match(listed.stdout, /^bob +user +approver +enabled$/m);
+    assert.match(listed.stdout, /^api-bot +service-account +user +enabled$/m);
+    const disabled = await cli(['users', 'disable', 'bob', '--reason', 'left']);
+    assert.equal(disabled.code, 0, disabled.stderr);
+    assert.match((await cli(['users', 'list'])).stdout, /^bob +user +approver +disabled$/m);
   });
 
   test('logout ends the gateway session', async () => {
@@ -200,6 +223,9 @@ describe('an agent, with a service-account key', () => {
     assert.equal(disabled.code, 0, disabled.stderr);
     assert.equal((await ended).code, '57P01');
     assert.equal((await call('GET', '/api/whoami', key)).status, 401);
+    const minted = await cli(['grant', '--config', gw.configFile, '--principal', 'etl-bot', '--connection', 'local']);
+    assert.equal(minted.code, 2, 'not even the local administrator mints for a disabled account');
+    assert.match(minted.stderr, /etl-bot is disabled/);
   });
 });
 

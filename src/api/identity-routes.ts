@@ -87,6 +87,17 @@ const accessGranted = z.object({
   expiresAt: z.string(),
   connect: z.object({ psql: z.string(), jdbc: z.string(), env: z.record(z.string(), z.string()) }).nullable(),
 });
+const accessRequestView = z.object({
+  request: z.string(),
+  principal: z.string(),
+  connection: z.string(),
+  duration: z.string(),
+  reason: z.string(),
+  requestedAt: z.string(),
+  status: z.enum(['pending', 'granted', 'denied', 'expired']),
+  decidedBy: z.string().nullable(),
+  grant: z.string().nullable(),
+});
 const accessPending = z.object({ status: z.literal('pending'), request: z.string(), connection: z.string(), duration: z.string() });
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
@@ -103,7 +114,11 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       handler: async ({ body }: { body: { username: string; password: string } }) => {
         const who = await deps.accounts.authenticatePassword(body.username, body.password);
         if (!who) throw new ApiError(401, 'invalid-credentials', 'wrong user name or password');
-        return sessionView(await deps.sessions.issue(who), who);
+        // Disabled between the password check and now: the same answer as a wrong password.
+        const issued = await deps.sessions.issue(who).catch((error: unknown) => {
+          throw error instanceof AccountError ? new ApiError(401, 'invalid-credentials', 'wrong user name or password') : error;
+        });
+        return sessionView(issued, who);
       },
     },
     {
@@ -203,6 +218,40 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
           }
           throw error;
         }
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/access/requests',
+      summary:
+        "Requests for access and their state: the caller's own; admins, approvers and auditors see everyone's (?principal=, ?status=).",
+      access: 'authenticated',
+      response: z.array(accessRequestView),
+      handler: async ({ who, query }) => {
+        const mayReadAll = who!.roles.some((r) => r === 'admin' || r === 'approver' || r === 'auditor');
+        if (!mayReadAll && query.principal !== undefined && query.principal !== who!.principal.name) {
+          throw new ApiError(403, 'forbidden', 'only admins, approvers and auditors see the requests of others');
+        }
+        const status = query.status;
+        if (status !== undefined && !['pending', 'granted', 'denied', 'expired'].includes(status)) {
+          throw new ApiError(400, 'bad-request', 'status is one of pending, granted, denied, expired');
+        }
+        const requests = await deps.store.listAccessRequests({
+          ...(mayReadAll ? (query.principal !== undefined ? { principal: query.principal } : {}) : { principal: who!.principal.name }),
+          ...(status !== undefined ? { status: status as 'pending' } : {}),
+          limit: 1000,
+        });
+        return requests.map((r) => ({
+          request: r.id,
+          principal: r.principal,
+          connection: r.connection,
+          duration: formatDuration(r.durationMs),
+          reason: r.reason,
+          requestedAt: new Date(r.requestedAt).toISOString(),
+          status: r.status,
+          decidedBy: r.decidedBy ?? null,
+          grant: r.grantId ?? null,
+        }));
       },
     },
     {

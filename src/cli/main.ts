@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { ConfigError, loadConfig } from '../config/index.ts';
 import { startGateway, StartupError } from '../main.ts';
 import { StoreAuditLog } from '../audit/audit-log.ts';
-import { Credentials } from '../identity/credentials.ts';
+import { Credentials, MintRefused } from '../identity/credentials.ts';
 import { systemClock } from '../core/index.ts';
 import { VERSION } from '../version.ts';
 import { runAccess } from './access.ts';
@@ -35,7 +35,8 @@ Against a running gateway (--gateway URL, default http://127.0.0.1:7070):
   drawbridge access revoke GRANT_ID | --principal NAME [--reason TEXT]
   Agents set DRAWBRIDGE_TOKEN to a service-account key or an OIDC access token instead of logging in.
 
-On the gateway's host, as the local administrator (--config FILE acts on its store):
+On the gateway's host, as the local administrator (--config FILE acts on its store; users and
+service-accounts also work without it, through the API, for a logged-in admin):
   drawbridge access list --config FILE [--principal NAME] [--connection NAME] [--all] [--json]
   drawbridge access revoke GRANT_ID | --principal NAME --config FILE [--reason TEXT] [--json]
                                                  end grants now; their live sessions end within seconds
@@ -91,7 +92,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`drawbridge: ${error.message}\n`);
       return 1;
     }
-    if (error instanceof UsageError || error instanceof ConfigError || error instanceof RangeError) {
+    if (error instanceof UsageError || error instanceof ConfigError || error instanceof RangeError || error instanceof MintRefused) {
       process.stderr.write(`drawbridge: ${error.message}\n${error instanceof UsageError ? `\n${USAGE}` : ''}`);
       return 2;
     }

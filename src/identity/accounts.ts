@@ -317,14 +317,17 @@ export class Accounts {
     const record = await this.#store.getAccount(found.account);
     if (!record || record.kind !== 'service-account') return this.#loginFailed(found.account, 'service-account-key', 'unknown-account');
     if (record.disabledAt !== undefined) return this.#loginFailed(found.account, 'service-account-key', 'disabled');
-    await this.#touch(record);
-    await this.#audit.append({
-      actor: record.name,
-      action: 'login.succeeded',
-      subject: record.name,
-      outcome: 'success',
-      details: { via: 'service-account-key', keyId: found.id },
-    });
+    // A key is presented on every request: its use is on record at most once a minute, with
+    // `lastUsedAt`; every refusal is on record each time.
+    if (await this.#touch(record)) {
+      await this.#audit.append({
+        actor: record.name,
+        action: 'login.succeeded',
+        subject: record.name,
+        outcome: 'success',
+        details: { via: 'service-account-key', keyId: found.id },
+      });
+    }
     return authenticatedAs(record, 'service-account-key');
   }
 
@@ -443,11 +446,12 @@ export class Accounts {
     return this.#dummyHash;
   }
 
-  async #touch(record: AccountRecord): Promise<void> {
+  /** Updates `lastUsedAt` at most once per LAST_USED_GRANULARITY_MS; true when it did. */
+  async #touch(record: AccountRecord): Promise<boolean> {
     const now = this.#clock.now();
-    if (record.lastUsedAt === undefined || now - record.lastUsedAt >= LAST_USED_GRANULARITY_MS) {
-      await this.#store.updateAccount(record.name, { lastUsedAt: now });
-    }
+    if (record.lastUsedAt !== undefined && now - record.lastUsedAt < LAST_USED_GRANULARITY_MS) return false;
+    await this.#store.updateAccount(record.name, { lastUsedAt: now });
+    return true;
   }
 
   async #loginFailed(subject: string, via: AuthenticatedPrincipal['via'], reason: string): Promise<undefined> {

@@ -45,8 +45,12 @@ export class BearerAuthenticator {
     }
   }
 
-  /** The account's own roles, and those that the IdP groups carry (config `oidc.role_groups`). */
+  /**
+   * The account's own roles, and those that the IdP groups carry (config `oidc.role_groups`).
+   * People only: a service account, however it authenticates, only asks for grants.
+   */
   #withGroupRoles(who: AuthenticatedPrincipal, groups: readonly string[]): AuthenticatedPrincipal {
+    if (who.principal.kind !== 'user') return who;
     const fromGroups = (Object.keys(this.#deps.roleGroups) as GatewayRole[]).filter((role) =>
       this.#deps.roleGroups[role].some((group) => groups.includes(group)),
     );

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { FrozenClock } from '../core/index.ts';
 import { StoreAuditLog } from '../audit/audit-log.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { CREDENTIAL_PREFIX, Credentials } from './credentials.ts';
+import { CREDENTIAL_PREFIX, Credentials, MintRefused } from './credentials.ts';
 import { deterministicSalt, SCRAM_ITERATIONS, ScramClientExchange, ScramServerExchange } from './scram.ts';
 
 const T0 = Date.UTC(2025, 0, 1);
@@ -61,6 +61,25 @@ describe('Credentials', () => {
     assert.equal(record.createdAt, T0);
     assert.equal(record.expiresAt, T0 + 15 * MINUTE);
     assert.equal(record.revokedAt, undefined);
+  });
+
+  it('a disabled account gets no credential, and one it holds no longer logs in', async () => {
+    const { credential } = await mint('etl-bot');
+    await store.insertAccount({
+      name: 'etl-bot',
+      kind: 'service-account',
+      passwordHash: undefined,
+      roles: ['user'],
+      groups: [],
+      createdAt: T0,
+      maxGrantMs: undefined,
+      connections: undefined,
+    });
+    assert.ok(await credentials.checkPassword('etl-bot', 'shop', credential), 'enabled: the credential works');
+    await store.updateAccount('etl-bot', { disabledAt: T0 + 1 });
+    assert.equal(await credentials.checkPassword('etl-bot', 'shop', credential), undefined);
+    assert.deepEqual((await credentials.scramCandidates('etl-bot', 'shop')).verifiers, []);
+    await assert.rejects(mint('etl-bot'), MintRefused);
   });
 
   it('refuses a lifetime that is not positive', async () => {

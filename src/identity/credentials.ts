@@ -46,6 +46,11 @@ export interface ScramCandidates {
   grant(index: number): AccessGrant;
 }
 
+/** A credential that must not be minted (for a disabled account). */
+export class MintRefused extends Error {
+  override name = 'MintRefused';
+}
+
 const tokenHash = (credential: string): string => createHash('sha256').update(credential).digest('hex');
 
 export interface RevokeRequest {
@@ -68,6 +73,7 @@ export class Credentials implements CredentialCheck {
   async mint(request: MintRequest): Promise<MintedCredential> {
     if (!(request.ttlMs > 0)) throw new RangeError('a credential needs a positive lifetime');
     if (request.ttlMs > MAX_CREDENTIAL_TTL_MS) throw new RangeError('a credential lives at most 366 days');
+    if (await this.#disabled(request.principal)) throw new MintRefused(`${request.principal} is disabled: no credential is minted for it`);
     const credential = CREDENTIAL_PREFIX + randomBytes(32).toString('base64url');
     const verifier = scramVerifier(credential, deterministicSalt(request.principal, request.connection));
     const now = this.#clock.now();
@@ -137,12 +143,16 @@ export class Credentials implements CredentialCheck {
     if (!password.startsWith(CREDENTIAL_PREFIX)) return undefined;
     const record = await this.#store.findGrantByTokenHash(tokenHash(password));
     if (!record || !this.#live(record) || record.principal !== principal || record.connection !== connection) return undefined;
+    if (await this.#disabled(principal)) return undefined;
     return toGrant(record);
   }
 
   async scramCandidates(principal: string, connection: string): Promise<ScramCandidates> {
     const now = this.#clock.now();
-    const records = (await this.#store.listLiveGrants(principal, connection, now)).filter((record) => this.#live(record));
+    // A disabled account's grants are revoked when it is disabled; this covers any minted since.
+    const records = (await this.#disabled(principal))
+      ? []
+      : (await this.#store.listLiveGrants(principal, connection, now)).filter((record) => this.#live(record));
     return {
       // The same salt for a principal that has no credential at all: the answer reveals nothing.
       salt: deterministicSalt(principal, connection),
@@ -155,6 +165,11 @@ export class Credentials implements CredentialCheck {
       })),
       grant: (index) => toGrant(records[index]!),
     };
+  }
+
+  /** Principals without an account (minted for by the local administrator) are never disabled. */
+  async #disabled(principal: string): Promise<boolean> {
+    return (await this.#store.getAccount(principal))?.disabledAt !== undefined;
   }
 
   #live(record: GrantRecord): boolean {
