@@ -6,7 +6,6 @@
 import { createInterface } from 'node:readline';
 import { ApiClient, ApiProblem, forgetSession, saveSession } from './api-client.ts';
 import { options, UsageError } from './args.ts';
-import { oidcLogin, OidcLoginError } from './oidc-login.ts';
 
 interface Issued {
   token: string;
@@ -30,6 +29,8 @@ export async function login(args: readonly string[]): Promise<number> {
   if (!values.user) {
     if (values['password-stdin']) throw new UsageError('--password-stdin is for a local account: add --user NAME');
     const client = await ApiClient.open(values.gateway, { ...process.env, DRAWBRIDGE_TOKEN: '' });
+    // Loaded on demand: the OIDC client library is only for this command, not for the gateway.
+    const { oidcLogin, OidcLoginError } = await import('./oidc-login.ts');
     let issued: Issued;
     try {
       issued = await oidcLogin(client.gateway, { browser: values.browser ?? false });

@@ -7,12 +7,13 @@
 
 import type { Accounts, AuthenticatedPrincipal, GatewayRole } from './accounts.ts';
 import type { GatewaySessions } from './gateway-sessions.ts';
-import { OidcError, OidcVerifier, type OidcSettings, type VerifiedIdentity } from './oidc.ts';
+import type { OidcSettings, OidcVerifier, VerifiedIdentity } from './oidc.ts';
 
 export interface BearerDeps {
   readonly sessions: GatewaySessions;
   readonly accounts: Accounts;
-  readonly oidc: Pick<OidcVerifier, 'verify'> | undefined;
+  /** Resolves a token to an identity, or undefined when it does not verify. */
+  readonly oidc: TokenVerifier | undefined;
   /** IdP groups that carry each gateway role. */
   readonly roleGroups: Readonly<Record<GatewayRole, readonly string[]>>;
 }
@@ -35,14 +36,10 @@ export class BearerAuthenticator {
     }
     if (token.startsWith('dbr_sak_')) return this.#deps.accounts.authenticateKey(token);
     if (token.startsWith('dbr_') || !this.#deps.oidc) return undefined;
-    try {
-      const identity = await this.#deps.oidc.verify(token);
-      const who = await this.#deps.accounts.fromOidc(identity.principal.name, identity.principal.kind, identity.groups);
-      return who && this.#withGroupRoles(who, identity.groups);
-    } catch (error) {
-      if (error instanceof OidcError) return undefined;
-      throw error;
-    }
+    const identity = await this.#deps.oidc.verify(token);
+    if (!identity) return undefined;
+    const who = await this.#deps.accounts.fromOidc(identity.principal.name, identity.principal.kind, identity.groups);
+    return who && this.#withGroupRoles(who, identity.groups);
   }
 
   /**
@@ -58,23 +55,27 @@ export class BearerAuthenticator {
   }
 }
 
+export interface TokenVerifier {
+  verify(token: string): Promise<VerifiedIdentity | undefined>;
+}
+
 /**
  * An OIDC verifier that discovers its provider on first use, and again after a failure: a
- * provider that is down when the gateway starts costs its users a 401, not the gateway its start.
+ * provider that is down when the gateway starts costs its users a 401, not the gateway its
+ * start. The JWT library is loaded then too, so a gateway without OIDC never carries it.
  */
-export function lazyOidcVerifier(
-  settings: OidcSettings,
-  options: Parameters<typeof OidcVerifier.discover>[1] = {},
-): Pick<OidcVerifier, 'verify'> {
+export function lazyOidcVerifier(settings: OidcSettings, options: Parameters<typeof OidcVerifier.discover>[1] = {}): TokenVerifier {
   let discovered: Promise<OidcVerifier> | undefined;
   return {
-    async verify(token: string): Promise<VerifiedIdentity> {
+    async verify(token: string): Promise<VerifiedIdentity | undefined> {
+      const { OidcError, OidcVerifier } = await import('./oidc.ts');
       discovered ??= OidcVerifier.discover(settings, options);
       try {
         return await (await discovered).verify(token);
       } catch (error) {
-        if (error instanceof OidcError && error.code === 'discovery') discovered = undefined;
-        throw error;
+        if (!(error instanceof OidcError)) throw error;
+        if (error.code === 'discovery') discovered = undefined;
+        return undefined;
       }
     },
   };
