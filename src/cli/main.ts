@@ -44,6 +44,9 @@ service-accounts also work without it, through the API, for a logged-in admin):
                  | roles NAME --role ROLE... | disable NAME [--reason TEXT] | enable NAME   --config FILE
   drawbridge service-accounts create NAME [--max-duration 1h] [--connection NAME]... | rotate NAME | disable NAME | list
                                                  --config FILE; a key is printed once, alone on the first line
+  drawbridge policy check FILE...                validate Cedar policy files against the gateway's schema
+  drawbridge policy test --connection NAME --principal NAME [--agent] [--group G]... --sql "STATEMENT" [--policy FILE]... [--json]
+                                                 the verdict, the deciding policies and the classification (default pack without --policy)
   drawbridge version
 `;
 
@@ -70,6 +73,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await connections(rest);
       case 'users':
         return await runUsers(rest);
+      case 'policy':
+        // Loaded on demand: the SQL parser and the policy engine are WebAssembly.
+        return await (await import('./policy.ts')).runPolicy(rest);
       case 'service-accounts':
         return await runServiceAccounts(rest);
       case 'version':
