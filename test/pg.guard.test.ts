@@ -107,6 +107,22 @@ for (const delayMs of [0, 5]) {
       assert.equal(count.rows[0].n, 0);
     });
 
+    it('inside a transaction block, a refusal aborts the transaction as a failed statement would', async () => {
+      await client.query('BEGIN');
+      await client.query('INSERT INTO audit_probe VALUES (7)');
+      await assert.rejects(client.query('SELECT * FROM forbidden'), (error: pg.DatabaseError) => {
+        assert.equal(error.code, '42501');
+        assert.equal(error.message, REASON);
+        return true;
+      });
+      await assert.rejects(client.query('SELECT 1'), { code: '25P02' });
+      const commit = await client.query('COMMIT');
+      assert.equal(commit.command, 'ROLLBACK');
+      const count = await asAdmin((admin) => admin.query('SELECT count(*)::int AS n FROM audit_probe WHERE id = 7'), db.name);
+      assert.equal(count.rows[0].n, 0, 'nothing of the transaction was committed');
+      assert.deepEqual((await client.query('SELECT 2 AS two')).rows, [{ two: 2 }]);
+    });
+
     it('records the refusal', async () => {
       const sessions = await gw.gateway.store.listSessions({ connection: 'app' });
       const statements = await eventually(

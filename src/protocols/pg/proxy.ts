@@ -10,10 +10,12 @@
  * its error into that queue, so that it reaches the client exactly where the target's answer
  * would have been, even in a pipeline.
  *
- * Known limit: a refused statement inside a transaction block does not abort the transaction on
- * the target, as a failed statement would.
+ * Inside a transaction block a refused simple query is raised by the target itself (a DO block
+ * carrying our SQLSTATE and message), so that the transaction aborts as it would have. Known
+ * limit: a refused message of the extended protocol in a transaction does not abort it.
  */
 
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { GatewayError, type Verdict } from '../../core/index.ts';
@@ -22,6 +24,7 @@ import type { LiveSession, StatementTrace } from '../../session/pipeline.ts';
 import {
   decodeErrorFields,
   decodeFrontend,
+  encodeFrontend,
   errorFieldsToObject,
   FrameScanner,
   NotUtf8Error,
@@ -34,7 +37,7 @@ import {
 } from '../../wire/pg/index.ts';
 import { functionCallCommand, prepareCommand, queryCommand, rowsOfTag } from './commands.ts';
 import { framingError } from './frame-reader.ts';
-import { renderError, renderFatal } from './render.ts';
+import { renderError, renderFatal, sqlstateOf } from './render.ts';
 
 /** The target's messages the proxy follows; the scanner hands over the bodies of those it reads. */
 const BackendType = {
@@ -274,6 +277,13 @@ export class PgProxy {
 
   /** A refused simple query or function call is answered at once; a refused message of the extended protocol fails its batch. */
   #answerRefusal(standalone: boolean, error: GatewayError, out: Spans): void {
+    if (standalone && this.#transactionStatus === TRANSACTION_OPEN) {
+      // Inside a transaction block the target must fail too, so that the transaction aborts as
+      // it would have had the statement failed there: COMMIT then rolls back.
+      out.add(encodeFrontend({ type: 'Query', sql: raiseOnTarget(sqlstateOf(error.code), error.message) }));
+      this.#expected.push({ kind: 'sync' });
+      return;
+    }
     if (standalone) {
       this.#inject(Buffer.concat([renderError(error), readyForQuery(statusName(this.#transactionStatus))]), out);
     } else {
@@ -485,6 +495,17 @@ function readErrorFields(body: Buffer): ReturnType<typeof errorFieldsToObject> {
     if (error instanceof ProtocolError) return {};
     throw error;
   }
+}
+
+/** ReadyForQuery's status inside a transaction block. */
+const TRANSACTION_OPEN = 0x54; // 'T'
+
+/** A statement that makes the target raise our error, in its own words and SQLSTATE. */
+export function raiseOnTarget(sqlstate: string, message: string): string {
+  let tag: string;
+  do tag = `drawbridge_${randomBytes(6).toString('hex')}`;
+  while (message.includes(tag));
+  return `DO $${tag}$ BEGIN RAISE EXCEPTION USING ERRCODE = '${sqlstate}', MESSAGE = $${tag}_m$${message}$${tag}_m$; END $${tag}$`;
 }
 
 const statusName = (status: number): 'I' | 'T' | 'E' => (status === 0x54 ? 'T' : status === 0x45 ? 'E' : 'I');
