@@ -8,11 +8,13 @@
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.ts';
 import type { Clock, Connection } from '../core/index.ts';
-import { AccessError, formatDuration, type AccessRequests } from '../identity/access.ts';
+import { formatDuration } from '../core/duration.ts';
+import { AccessError, type AccessRequests } from '../identity/access.ts';
 import { AccountError, GATEWAY_ROLES, type Account, type Accounts, type AuthenticatedPrincipal } from '../identity/accounts.ts';
 import type { Credentials } from '../identity/credentials.ts';
 import type { GatewaySessions } from '../identity/gateway-sessions.ts';
 import type { GrantRecord, Store } from '../store/index.ts';
+import { connectionStrings } from '../protocols/pg/connection-strings.ts';
 import { ApiError, StatusReply, type AnyRoute } from './server.ts';
 
 export interface IdentityRouteDeps {
@@ -210,7 +212,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
             connection: outcome.connection,
             credential: outcome.credential,
             expiresAt: new Date(outcome.expiresAt).toISOString(),
-            connect: connectionStrings(deps.postgres(), who!.principal.name, outcome.connection, outcome.credential),
+            connect: connectFor(deps.postgres(), who!.principal.name, outcome.connection, outcome.credential),
           };
         } catch (error) {
           if (error instanceof AccessError) {
@@ -478,20 +480,8 @@ function accountOf(a: Account) {
   };
 }
 
-/** The psql URI, the JDBC URL and the PG* variables for a fresh credential. */
-export function connectionStrings(
-  postgres: ReturnType<IdentityRouteDeps['postgres']>,
-  principal: string,
-  connection: string,
-  credential: string,
-) {
-  if (!postgres) return null;
-  const host = postgres.host.includes(':') ? `[${postgres.host}]` : postgres.host;
-  const user = encodeURIComponent(principal);
-  const database = encodeURIComponent(connection);
-  return {
-    psql: `postgresql://${user}@${host}:${postgres.port}/${database}?password=${credential}`,
-    jdbc: `jdbc:postgresql://${host}:${postgres.port}/${database}?user=${user}&password=${credential}`,
-    env: { PGHOST: postgres.host, PGPORT: String(postgres.port), PGUSER: principal, PGDATABASE: connection, PGPASSWORD: credential },
-  };
+function connectFor(listen: ReturnType<IdentityRouteDeps['postgres']>, principal: string, connection: string, credential: string) {
+  if (!listen) return null;
+  const { psql, jdbc, env } = connectionStrings(listen, principal, connection, credential);
+  return { psql, jdbc, env };
 }

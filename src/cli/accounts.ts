@@ -11,7 +11,7 @@ import { systemClock } from '../core/index.ts';
 import { AccountError, Accounts, GATEWAY_ROLES, type GatewayRole } from '../identity/accounts.ts';
 import { Credentials } from '../identity/credentials.ts';
 import { ApiClient } from './api-client.ts';
-import { optionsAndArguments, UsageError, withLocalStore } from './args.ts';
+import { optionsAndArguments, readPassword, UsageError, withLocalStore } from './args.ts';
 import { table } from './identity.ts';
 
 const ADMIN = 'local-admin';
@@ -241,12 +241,4 @@ function print(rows: readonly AccountRow[], json: boolean | undefined): number {
 function printKey(key: string, note: string, json: boolean | undefined): void {
   if (json) process.stdout.write(`${JSON.stringify({ key })}\n`);
   else process.stdout.write(`${key}\n${note}\n`);
-}
-
-async function readPassword(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks)
-    .toString('utf8')
-    .replace(/\r?\n$/, '');
 }

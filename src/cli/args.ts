@@ -37,3 +37,12 @@ export async function withLocalStore<T>(configFile: string, run: (store: Store, 
     await store.close();
   }
 }
+
+/** A secret piped in (`--password-stdin`), without its trailing newline. */
+export async function readPassword(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}

@@ -12,7 +12,8 @@ import { parseConfig } from '../config/index.ts';
 import { startDemoTarget } from '../demo/target.ts';
 import { startGateway } from '../main.ts';
 import { selfSignedPair } from '../tls/selfsigned.ts';
-import { hostOf, untilSignal } from './main.ts';
+import { connectionStrings, dialableHost } from '../protocols/pg/connection-strings.ts';
+import { untilSignal } from './main.ts';
 
 const DEMO_PRINCIPAL = 'demo';
 const DEMO_CONNECTION = 'demo';
@@ -61,17 +62,21 @@ connections:
     await gateway.accounts.setPassword(DEMO_PRINCIPAL, password, 'demo');
   }
   const pg = gateway.addresses.postgres!;
-  const host = hostOf(pg.address);
-  const api = `http://${hostOf(gateway.addresses.api.address)}:${gateway.addresses.api.port}`;
+  const connect = connectionStrings({ host: pg.address, port: pg.port }, DEMO_PRINCIPAL, DEMO_CONNECTION, minted.credential, {
+    sslmode: 'require',
+  });
+  const api = `http://${dialableHost(gateway.addresses.api.address)}:${gateway.addresses.api.port}`;
   process.stdout.write(
     [
       '',
       'Drawbridge is running with a demo PostgreSQL behind it (tables customers and payments, fictional PII).',
       `Credential for principal "${DEMO_PRINCIPAL}", valid until ${new Date(minted.expiresAt).toISOString()}:`,
       '',
-      `  psql "postgresql://${DEMO_PRINCIPAL}@${host}:${pg.port}/${DEMO_CONNECTION}?password=${minted.credential}&sslmode=require"`,
-      `  JDBC: jdbc:postgresql://${host}:${pg.port}/${DEMO_CONNECTION}?user=${DEMO_PRINCIPAL}&password=${minted.credential}&sslmode=require`,
-      `  env:  PGHOST=${pg.address} PGPORT=${pg.port} PGUSER=${DEMO_PRINCIPAL} PGDATABASE=${DEMO_CONNECTION} PGPASSWORD=${minted.credential}`,
+      `  psql "${connect.psql}"`,
+      `  JDBC: ${connect.jdbc}`,
+      `  env:  ${Object.entries(connect.env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
       '',
       'Or ask for access the way people and agents do (the demo account is an admin; its password changes at every start):',
       '',

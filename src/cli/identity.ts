@@ -5,7 +5,7 @@
 
 import { createInterface } from 'node:readline';
 import { ApiClient, ApiProblem, forgetSession, saveSession } from './api-client.ts';
-import { options, UsageError } from './args.ts';
+import { options, readPassword, UsageError } from './args.ts';
 
 interface Issued {
   token: string;
@@ -44,7 +44,7 @@ export async function login(args: readonly string[]): Promise<number> {
     return 0;
   }
   if (values.browser) throw new UsageError('--browser is for OIDC sign-in: leave out --user');
-  const password = values['password-stdin'] ? (await readStdin()).replace(/\r?\n$/, '') : await prompt(`password for ${values.user}: `);
+  const password = values['password-stdin'] ? await readPassword() : await prompt(`password for ${values.user}: `);
   const client = await ApiClient.open(values.gateway, { ...process.env, DRAWBRIDGE_TOKEN: '' });
   const anonymous = ApiClient.anonymous(client.gateway);
   const { body } = await anonymous.call<Issued>('POST', '/api/auth/login', { username: values.user, password });
@@ -220,12 +220,6 @@ export function table(head: readonly string[], rows: readonly (readonly string[]
       .join('  ')
       .trimEnd();
   return `${[line(head), ...rows.map(line)].join('\n')}\n`;
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Asks on the terminal without echoing what is typed. */

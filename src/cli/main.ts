@@ -4,13 +4,13 @@
  * change. Output is for people on a terminal, or JSON with `--json`.
  */
 
-import { hostname } from 'node:os';
 import { ConfigError, loadConfig } from '../config/index.ts';
 import { startGateway, StartupError } from '../main.ts';
 import { StoreAuditLog } from '../audit/audit-log.ts';
 import { Credentials, MintRefused } from '../identity/credentials.ts';
 import { systemClock } from '../core/index.ts';
 import { VERSION } from '../version.ts';
+import { connectionStrings } from '../protocols/pg/connection-strings.ts';
 import { runAccess } from './access.ts';
 import { runServiceAccounts, runUsers } from './accounts.ts';
 import { connections, explainProblem, login, logout, whoami } from './identity.ts';
@@ -152,9 +152,7 @@ async function grant(args: readonly string[]): Promise<number> {
       reason: values.reason,
     });
     const listen = config.listen.postgres;
-    const uri =
-      listen &&
-      `postgresql://${encodeURIComponent(principal)}@${hostOf(listen.host)}:${listen.port}/${encodeURIComponent(connection.name)}`;
+    const uri = listen && connectionStrings(listen, principal, connection.name, minted.credential).uri;
     if (values.json) {
       process.stdout.write(
         `${JSON.stringify({ credential: minted.credential, grant: minted.grantId, expiresAt: new Date(minted.expiresAt).toISOString(), uri })}\n`,
@@ -168,10 +166,4 @@ async function grant(args: readonly string[]): Promise<number> {
     }
   });
   return 0;
-}
-
-/** A host a client can dial: a wildcard listener is reached through this machine's name. */
-export function hostOf(host: string): string {
-  if (host === '0.0.0.0' || host === '::') return hostname();
-  return host.includes(':') ? `[${host}]` : host;
 }

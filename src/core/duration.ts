@@ -16,3 +16,22 @@ export function parseDuration(text: string): number {
   if (!Number.isSafeInteger(total)) throw new RangeError(`"${text}" is not a duration a clock can count to`);
   return total;
 }
+
+/** The inverse of parseDuration, for people: `1h30m`, `45s`. */
+export function formatDuration(ms: number): string {
+  const units: [number, string][] = [
+    [86_400_000, 'd'],
+    [3_600_000, 'h'],
+    [60_000, 'm'],
+    [1000, 's'],
+  ];
+  let rest = ms;
+  let text = '';
+  for (const [size, unit] of units) {
+    if (rest >= size) {
+      text += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  return text || `${ms}ms`;
+}

@@ -3,7 +3,8 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { StoreAuditLog } from '../audit/audit-log.ts';
 import { FrozenClock, type Connection, type PostgresConnection } from '../core/index.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { AccessError, AccessRequests, formatDuration } from './access.ts';
+import { formatDuration } from '../core/duration.ts';
+import { AccessError, AccessRequests } from './access.ts';
 import { authenticatedAs, type AuthenticatedPrincipal } from './accounts.ts';
 import { Credentials } from './credentials.ts';
 

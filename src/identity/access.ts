@@ -7,6 +7,7 @@
  */
 
 import type { AuditLog } from '../audit/audit-log.ts';
+import { formatDuration } from '../core/duration.ts';
 import type { Clock, Connection } from '../core/index.ts';
 import type { Store } from '../store/index.ts';
 import type { AuthenticatedPrincipal } from './accounts.ts';
@@ -127,22 +128,4 @@ export class AccessRequests {
       details: { why, durationMs: input.durationMs ?? null, reason: input.reason },
     });
   }
-}
-
-export function formatDuration(ms: number): string {
-  const units: [number, string][] = [
-    [86_400_000, 'd'],
-    [3_600_000, 'h'],
-    [60_000, 'm'],
-    [1000, 's'],
-  ];
-  let rest = ms;
-  let text = '';
-  for (const [size, unit] of units) {
-    if (rest >= size) {
-      text += `${Math.floor(rest / size)}${unit}`;
-      rest %= size;
-    }
-  }
-  return text || `${ms}ms`;
 }

@@ -9,7 +9,7 @@
  * MERGE, whose "has a real WHERE" depends on literal values (`WHERE 1=1` against `WHERE 1=2`).
  */
 
-import type { Clock, Command, Verdict } from '../core/index.ts';
+import { allow, type Clock, type Command, type Verdict } from '../core/index.ts';
 import type { Guard, SessionInfo } from '../session/pipeline.ts';
 import type { PolicyEngine } from './cedar/engine.ts';
 import { classify, initClassifier } from './sql/pg-classifier.ts';
@@ -59,7 +59,7 @@ export class PolicyGuard implements Guard {
     if (cached) return cached;
 
     const classification = classify(command.text);
-    let verdict: Verdict = { outcome: 'allow' };
+    let verdict: Verdict = allow;
     let cacheable = true;
     for (const statement of classification.statements) {
       if (UNCACHED_KINDS.has(statement.kind)) cacheable = false;

@@ -5,7 +5,7 @@
  * to render an error), never their own idea of what is allowed.
  */
 
-import { GatewayError, type AccessGrant, type Clock, type Command, type Connection, type Verdict } from '../core/index.ts';
+import { allow, GatewayError, type AccessGrant, type Clock, type Command, type Connection, type Verdict } from '../core/index.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { Recorder } from '../recording/recorder.ts';
 import type { StatementOutcome } from '../store/index.ts';
@@ -15,7 +15,7 @@ export interface Guard {
   decide(session: SessionInfo, command: Command): Verdict | Promise<Verdict>;
 }
 
-export const allowAllGuard: Guard = { decide: () => ({ outcome: 'allow' }) };
+export const allowAllGuard: Guard = { decide: () => allow };
 
 export interface SessionInfo {
   readonly id: string;
@@ -102,7 +102,12 @@ export class Pipeline {
       action: 'session.started',
       subject: id,
       outcome: 'success',
-      details: { protocol: fields.protocol, connection: fields.connection.name, grant: fields.grant.id, clientAddress: fields.clientAddress },
+      details: {
+        protocol: fields.protocol,
+        connection: fields.connection.name,
+        grant: fields.grant.id,
+        clientAddress: fields.clientAddress,
+      },
     });
     return session;
   }

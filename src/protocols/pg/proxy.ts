@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { GatewayError, type Verdict } from '../../core/index.ts';
+import { allow, GatewayError, type Verdict } from '../../core/index.ts';
 import type { PooledReadHandler } from '../../net/pooled-reads.ts';
 import type { LiveSession, StatementTrace } from '../../session/pipeline.ts';
 import {
@@ -208,7 +208,7 @@ export class PgProxy {
       case 'FunctionCall':
         return this.#session.decide(functionCallCommand(message.functionOid, message.args.length));
       default:
-        return { outcome: 'allow' };
+        return allow;
     }
   }
 
