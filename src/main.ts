@@ -9,6 +9,7 @@ import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { identityRoutes } from './api/identity-routes.ts';
 import { oidcRoutes } from './api/oidc-routes.ts';
+import { policyRoutes } from './api/policy-routes.ts';
 import { buildApi } from './api/server.ts';
 import { AccessRequests } from './identity/access.ts';
 import { Accounts } from './identity/accounts.ts';
@@ -23,6 +24,9 @@ import { servePgClient } from './protocols/pg/frontend.ts';
 import { StoreRecorder } from './recording/recorder.ts';
 import { StoreAuditLog } from './audit/audit-log.ts';
 import { allowAllGuard, Pipeline, type Guard } from './session/pipeline.ts';
+import { PolicyError } from './policy/cedar/engine.ts';
+import { PolicyGuard } from './policy/guard.ts';
+import { LivePolicy, type ReloadOutcome } from './policy/live-policy.ts';
 import { GrantWatch, type GrantWatchOptions } from './session/grant-watch.ts';
 import { openStore, type Store } from './store/index.ts';
 import { VERSION } from './version.ts';
@@ -33,6 +37,10 @@ export interface Gateway {
   readonly accounts: Accounts;
   /** Looks for revoked grants now, instead of at the next interval. */
   pollRevocations(): Promise<void>;
+  /** The policies in force; undefined when the config turns guardrails off or a test guard is used. */
+  readonly policy: LivePolicy | undefined;
+  /** Reads the policy files now, instead of at the next look (SIGHUP). */
+  reloadPolicy(): Promise<ReloadOutcome>;
   readonly addresses: { readonly api: AddressInfo; readonly postgres: AddressInfo | undefined };
   close(): Promise<void>;
 }
@@ -40,7 +48,7 @@ export interface Gateway {
 export interface GatewayOptions {
   readonly log?: Logger;
   readonly clock?: Clock;
-  /** Decides on every command; allows everything until policy arrives. */
+  /** Decides on every command instead of the configured policy (tests). */
   readonly guard?: Guard;
   readonly grantWatch?: GrantWatchOptions;
 }
@@ -53,7 +61,16 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const audit = new StoreAuditLog(store, clock, log);
   const credentials = new Credentials(store, clock, audit);
   const recorder = new StoreRecorder(store, log);
-  const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock, audit });
+  let policy: LivePolicy | undefined;
+  try {
+    policy = options.guard || !config.policy.enabled ? undefined : await watchPolicy(config.policy.files, audit, log);
+  } catch (error) {
+    await store.close();
+    if (error instanceof PolicyError) throw new StartupError(`cannot load the policies: ${error.message}`, { cause: error });
+    throw error;
+  }
+  const guard = options.guard ?? (policy ? await PolicyGuard.create(() => policy.engine, clock) : allowAllGuard);
+  const pipeline = new Pipeline({ guard, recorder, clock, audit });
   const grantWatch = new GrantWatch(
     { revokedSince: (since) => store.listRevokedSince(since), claimExpired: (now) => store.claimExpiredGrants(now, 100) },
     audit,
@@ -132,7 +149,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
         const bound = pgServer?.address() as AddressInfo | null | undefined;
         return bound ? { host: bound.address, port: bound.port } : undefined;
       },
-    }).concat(oidcRoutes({ oidc: config.oidc, sessions })),
+    }).concat(oidcRoutes({ oidc: config.oidc, sessions }), policyRoutes({ policy, connections: config.connections, clock })),
   });
   try {
     if (pgServer) await listen(pgServer, config.listen.postgres!, 'PostgreSQL clients');
@@ -141,6 +158,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   } catch (error) {
     pgServer?.close();
     await grantWatch.stop();
+    policy?.stop();
     await store.close();
     throw error;
   }
@@ -156,9 +174,12 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     credentials,
     accounts,
     pollRevocations: () => grantWatch.poll(),
+    policy,
+    reloadPolicy: async () => (policy ? policy.reload() : 'unchanged'),
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {
       await grantWatch.stop();
+      policy?.stop();
       pgServer?.close();
       const closed = Promise.all([...sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve))));
       // Live sessions are told why they end; a client that does not hang up in a second is cut.
@@ -175,6 +196,37 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       await store.close();
     },
   };
+}
+
+/** Loads the policy files (or the default pack), records it, and reloads them when they change. */
+async function watchPolicy(files: readonly string[], audit: StoreAuditLog, log: Logger): Promise<LivePolicy> {
+  const policy = await LivePolicy.load(files);
+  const source = files.length === 0 ? 'the default pack' : files.join(', ');
+  log.info({ policy: policy.engine.version.slice(0, 12), files }, `guardrails from ${source}`);
+  await audit.append({
+    actor: 'gateway',
+    action: 'policy.loaded',
+    subject: policy.engine.version,
+    outcome: 'success',
+    details: { files: files.length === 0 ? ['default-pack'] : files },
+  });
+  policy.watch({
+    changed: (change) => {
+      log.info({ from: change.from.slice(0, 12), to: change.to.slice(0, 12), files: change.files }, 'policies reloaded');
+      audit.note({ actor: 'gateway', action: 'policy.changed', subject: change.to, outcome: 'success', details: { ...change } });
+    },
+    failed: (error, files) => {
+      log.error({ err: error }, `policies not reloaded, the ones in force stay: ${error.message}`);
+      audit.note({
+        actor: 'gateway',
+        action: 'policy.changed',
+        subject: policy.engine.version,
+        outcome: 'failure',
+        details: { files, error: error.message },
+      });
+    },
+  });
+  return policy;
 }
 
 /** The gateway cannot start as configured (a port taken, a store that cannot be opened). */

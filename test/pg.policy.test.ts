@@ -1,19 +1,19 @@
 /**
- * Guardrails through real clients against a real PostgreSQL: the default policy pack, wired in
- * as the gateway's guard, refuses what it should with PostgreSQL's own error shape, lets
- * look-alikes through, and the canary table is untouched after every refusal.
- * (The gateway does not turn the pack on by default yet; this test injects the guard.)
+ * Guardrails through real clients against a real PostgreSQL: the gateway's own default policy
+ * pack (no policy in the config) refuses what it should with PostgreSQL's own error shape, lets
+ * look-alikes through, and the canary table is untouched after every refusal. Policy files of
+ * one's own reload without a restart, decide on the principal's kind and groups, and every
+ * change is on record; the API shows and tests them.
  */
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { systemClock } from '../src/core/index.ts';
-import { PolicyEngine } from '../src/policy/cedar/engine.ts';
-import { PolicyGuard } from '../src/policy/guard.ts';
+import { writeFile } from 'node:fs/promises';
+import { callApi } from './support/api.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
-import { asAdmin, createDatabase, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
+import { asAdmin, createDatabase, eventually, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
 
 let db: ThrowawayDatabase;
 let gw: TestGateway;
@@ -27,11 +27,7 @@ before(async () => {
       ),
     db.name,
   );
-  const engine = PolicyEngine.defaultPack();
-  gw = await startTestGateway({
-    connections: [{ name: 'orders-db', database: db.name }],
-    guard: await PolicyGuard.create(() => engine, systemClock),
-  });
+  gw = await startTestGateway({ connections: [{ name: 'orders-db', database: db.name }], policies: 'default-pack' });
 });
 
 after(async () => {
@@ -109,5 +105,210 @@ describe('the default policy pack through node-postgres', () => {
     assert.deepEqual((await client.query("SELECT 'DROP TABLE orders' AS text")).rows, [{ text: 'DROP TABLE orders' }]);
     const updated = await client.query('UPDATE orders SET status = $1 WHERE id = $2', ['paid', 4]);
     assert.equal(updated.rowCount, 1);
+  });
+});
+
+describe('refusals in the extended protocol abort what they would have aborted', () => {
+  test('inside a transaction block, COMMIT after a refused statement rolls back', async () => {
+    const client = await gatewayClient(gw, 'orders-db');
+    try {
+      await client.query('BEGIN');
+      await client.query('UPDATE orders SET status = $1 WHERE id = $2', ['in-tx', 1]);
+      await assert.rejects(client.query('DELETE FROM orders WHERE $1::int = $1::int', [1]), (error: pg.DatabaseError) => {
+        assert.equal(error.code, '42501');
+        assert.match(error.message, /^blocked by policy "no-unfiltered-writes": DELETE without a WHERE clause/);
+        return true;
+      });
+      await assert.rejects(client.query('SELECT 1'), { code: '25P02' });
+      const commit = await client.query('COMMIT');
+      assert.equal(commit.command, 'ROLLBACK');
+      const status = await asAdmin((admin) => admin.query('SELECT status FROM orders WHERE id = 1'), db.name);
+      assert.notEqual(status.rows[0].status, 'in-tx');
+      // A prepared statement of the client's survives the refusal.
+      await client.query({ name: 'by-id', text: 'SELECT id FROM orders WHERE id = $1', values: [2] });
+      await assert.rejects(client.query({ name: 'wipe', text: 'DELETE FROM orders WHERE $1::int = 1', values: [1] }), { code: '42501' });
+      assert.deepEqual((await client.query({ name: 'by-id', text: 'SELECT id FROM orders WHERE id = $1', values: [3] })).rows, [{ id: 3 }]);
+    } finally {
+      await client.end();
+    }
+    assert.equal(await canary(), 10);
+  });
+});
+
+describe('policy files of our own', () => {
+  const BASE = '@id("base")\npermit (principal, action in Drawbridge::Action::"sql:any", resource);\n';
+  const NO_SECRETS =
+    '@id("no-secrets") @reason("reading secrets is not allowed")\nforbid (principal, action, resource) when { context.tables_read.contains("secrets") };\n';
+  const DDL_FOR_DBAS =
+    '@id("ddl-for-dbas") @reason("DDL is for the dba group")\nforbid (principal, action in Drawbridge::Action::"sql:ddl", resource) unless { principal in Drawbridge::Group::"dba" };\n';
+  let own: TestGateway;
+  let file: string;
+
+  before(async () => {
+    await asAdmin((admin) => admin.query('CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ($$x$$)'), db.name);
+    own = await startTestGateway({ connections: [{ name: 'orders-db', database: db.name }], policies: [BASE + NO_SECRETS, DDL_FOR_DBAS] });
+    file = own.config.policy.files[0]!;
+  });
+  after(() => own?.close());
+
+  test('reload without a restart: a live session sees the new policy, a bad file changes nothing, every change is on record', async () => {
+    const client = await gatewayClient(own, 'orders-db');
+    try {
+      await assert.rejects(client.query('SELECT * FROM secrets'), {
+        code: '42501',
+        message: 'blocked by policy "no-secrets": reading secrets is not allowed on orders-db',
+      });
+      const before = own.gateway.policy!.engine.version;
+
+      await writeFile(file, BASE);
+      assert.equal(await own.gateway.reloadPolicy(), 'changed');
+      assert.deepEqual((await client.query('SELECT v FROM secrets')).rows, [{ v: 'x' }]);
+
+      await writeFile(file, `${BASE}forbid (principal, action, resource) when { context.no_such_thing };\n`);
+      assert.equal(await own.gateway.reloadPolicy(), 'failed');
+      assert.deepEqual((await client.query('SELECT v FROM secrets')).rows, [{ v: 'x' }], 'the policies in force stay');
+
+      const events = await own.gateway.store.listAudit({ action: 'policy.changed' });
+      const outcomes = events.map((e) => [e.outcome, e.details.from ?? null]).sort();
+      assert.deepEqual(outcomes, [
+        ['failure', null],
+        ['success', before],
+      ]);
+      const failure = events.find((e) => e.outcome === 'failure')!;
+      assert.match(String(failure.details.error), /policy-0\.cedar:3:\d+: attribute `no_such_thing`/);
+      assert.equal((await own.gateway.store.listAudit({ action: 'policy.loaded' })).length, 1);
+    } finally {
+      await client.end();
+      await writeFile(file, BASE + NO_SECRETS);
+      await own.gateway.reloadPolicy();
+    }
+  });
+
+  test('the gateway also sees a changed file by itself, within seconds', async () => {
+    const client = await gatewayClient(own, 'orders-db');
+    try {
+      await assert.rejects(client.query('SELECT * FROM secrets'), { code: '42501' });
+      await writeFile(file, BASE);
+      const seen = await eventually(
+        () => client.query('SELECT v FROM secrets').then(() => true, () => false),
+        (allowed) => allowed,
+        10_000,
+      );
+      assert.ok(seen, 'the new policy was not in force within 10 s');
+    } finally {
+      await client.end();
+      await writeFile(file, BASE + NO_SECRETS);
+      await own.gateway.reloadPolicy();
+    }
+  });
+
+  test("policy decides on the grant's groups", async () => {
+    const dba = await gatewayClient(own, 'orders-db', 'dana', {}, { groups: ['dba'] });
+    const dev = await gatewayClient(own, 'orders-db', 'devon');
+    try {
+      await dba.query('CREATE TABLE made_by_dba (id int)');
+      await assert.rejects(dev.query('CREATE TABLE made_by_dev (id int)'), {
+        code: '42501',
+        message: 'blocked by policy "ddl-for-dbas": DDL is for the dba group on orders-db',
+      });
+    } finally {
+      await dba.end();
+      await dev.end();
+    }
+  });
+
+  test('the refusal is an audit event naming the policy', async () => {
+    const client = await gatewayClient(own, 'orders-db', 'erin');
+    try {
+      await assert.rejects(client.query('SELECT * FROM secrets'), { code: '42501' });
+    } finally {
+      await client.end();
+    }
+    const denied = (await own.gateway.store.listAudit({ action: 'command.denied' })).filter((e) => e.actor === 'erin');
+    assert.equal(denied.length, 1);
+    assert.equal(denied[0]!.details.policy, 'no-secrets');
+    assert.equal(denied[0]!.details.statement, 'SELECT * FROM secrets');
+  });
+});
+
+describe('agents are held to more than people', () => {
+  test('a DO block and CREATE FUNCTION are refused for a service account, allowed for a user', async () => {
+    const agent = await gatewayClient(gw, 'orders-db', 'etl-bot', {}, { kind: 'service-account' });
+    const person = await gatewayClient(gw, 'orders-db', 'alice');
+    try {
+      const block = 'DO $$ BEGIN PERFORM 1; END $$';
+      await assert.rejects(agent.query(block), { code: '42501', message: 'blocked by policy "no-agent-code": DO blocks are not allowed for agents on orders-db' });
+      await person.query(block);
+      const fn = 'CREATE FUNCTION agent_fn() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$';
+      await assert.rejects(agent.query(fn), { code: '42501' });
+      assert.equal(
+        (await asAdmin((admin) => admin.query("SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'agent_fn'"), db.name)).rows[0].n,
+        0,
+      );
+    } finally {
+      await agent.end();
+      await person.end();
+    }
+  });
+});
+
+describe('the policy API', () => {
+  let admin: string;
+  let user: string;
+  before(async () => {
+    await gw.gateway.accounts.createUser({ name: 'pat', password: 'a long enough password', roles: ['admin'] }, 'test');
+    await gw.gateway.accounts.createUser({ name: 'uma', password: 'a long enough password' }, 'test');
+    const login = async (name: string) =>
+      (await callApi(api(), 'POST', '/api/auth/login', undefined, { username: name, password: 'a long enough password' })).body.token;
+    admin = await login('pat');
+    user = await login('uma');
+  });
+  const api = () => `http://127.0.0.1:${gw.apiPort}`;
+
+  test('GET /api/policies shows the default pack in force', async () => {
+    const shown = await callApi(api(), 'GET', '/api/policies', admin);
+    assert.equal(shown.status, 200);
+    assert.equal(shown.body.enabled, true);
+    assert.equal(shown.body.version, gw.gateway.policy!.engine.version);
+    assert.equal(shown.body.files[0].file, 'default-pack.cedar');
+    assert.match(shown.body.files[0].text, /@id\("no-destructive-ddl"\)/);
+    assert.equal((await callApi(api(), 'GET', '/api/policies', user)).status, 403);
+  });
+
+  test('POST /api/policies/test decides as the data path does', async () => {
+    const tested = await callApi(api(), 'POST', '/api/policies/test', admin, {
+      connection: 'orders-db',
+      principal: 'etl-bot',
+      kind: 'service-account',
+      sql: 'SELECT 1; DROP TABLE orders',
+    });
+    assert.equal(tested.status, 200);
+    assert.deepEqual(tested.body.verdict, {
+      outcome: 'deny',
+      policy: 'no-destructive-ddl',
+      reason: 'blocked by policy "no-destructive-ddl": DROP TABLE is not allowed on orders-db',
+    });
+    assert.deepEqual(
+      tested.body.decisions.map((d: { statement: { kind: string }; outcome: { outcome: string } }) => [d.statement.kind, d.outcome.outcome]),
+      [
+        ['select', 'allow'],
+        ['drop', 'deny'],
+      ],
+    );
+    const unknown = await callApi(api(), 'POST', '/api/policies/test', admin, { connection: 'nope', principal: 'a', sql: 'SELECT 1' });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.code, 'unknown-connection');
+  });
+
+  test('POST /api/policies/check names the file, line and column of a problem', async () => {
+    const good = await callApi(api(), 'POST', '/api/policies/check', admin, { files: [{ file: 'a.cedar', text: 'permit (principal, action, resource);' }] });
+    assert.equal(good.status, 200);
+    assert.equal(good.body.valid, true);
+    const bad = await callApi(api(), 'POST', '/api/policies/check', admin, {
+      files: [{ file: 'b.cedar', text: 'permit (principal, action, resource)\nwhen { context.nope };' }],
+    });
+    assert.equal(bad.status, 422);
+    assert.equal(bad.body.code, 'policy-invalid');
+    assert.match(bad.body.detail, /^b\.cedar:2:\d+: /);
   });
 });

@@ -38,7 +38,10 @@ export type AuditAction =
   | 'session.refresh-reused'
   | 'session.revoked'
   | 'logout'
-  | 'access.requested';
+  | 'access.requested'
+  | 'policy.loaded'
+  | 'policy.changed'
+  | 'command.denied';
 
 export interface AuditLog {
   append(event: AuditEvent): Promise<void>;

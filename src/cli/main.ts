@@ -45,6 +45,7 @@ service-accounts also work without it, through the API, for a logged-in admin):
   drawbridge service-accounts create NAME [--max-duration 1h] [--connection NAME]... | rotate NAME | disable NAME | list
                                                  --config FILE; a key is printed once, alone on the first line
   drawbridge policy check FILE...                validate Cedar policy files against the gateway's schema
+  drawbridge policy default-pack                 print the shipped default pack (a start for your own policy file)
   drawbridge policy test --connection NAME --principal NAME [--agent] [--group G]... --sql "STATEMENT" [--policy FILE]... [--json]
                                                  the verdict, the deciding policies and the classification (default pack without --policy)
   drawbridge version
@@ -110,7 +111,11 @@ async function start(args: readonly string[]): Promise<number> {
   const values = options(args, { config: { type: 'string' } });
   const config = await loadConfig(values.config ?? 'drawbridge.yaml');
   const gateway = await startGateway(config);
+  // SIGHUP: read the policy files now (the gateway also looks at them every second).
+  const reload = () => void gateway.reloadPolicy();
+  process.on('SIGHUP', reload);
   await untilSignal();
+  process.off('SIGHUP', reload);
   await gateway.close();
   return 0;
 }

@@ -6,7 +6,8 @@
 
 import { readFile } from 'node:fs/promises';
 import { PolicyEngine, PolicyError } from '../policy/cedar/engine.ts';
-import { classify, initClassifier } from '../policy/sql/pg-classifier.ts';
+import { decideSql } from '../policy/guard.ts';
+import { initClassifier } from '../policy/sql/pg-classifier.ts';
 import { options, optionsAndArguments, UsageError } from './args.ts';
 
 export async function runPolicy(args: readonly string[]): Promise<number> {
@@ -16,8 +17,11 @@ export async function runPolicy(args: readonly string[]): Promise<number> {
       return check(rest);
     case 'test':
       return test(rest);
+    case 'default-pack':
+      process.stdout.write(PolicyEngine.defaultPackText());
+      return 0;
     default:
-      throw new UsageError(verb ? `unknown policy verb "${verb}"` : 'policy needs a verb: check or test');
+      throw new UsageError(verb ? `unknown policy verb "${verb}"` : 'policy needs a verb: check, test or default-pack');
   }
 }
 
@@ -63,25 +67,21 @@ async function test(args: readonly string[]): Promise<number> {
     return 1;
   }
   await initClassifier();
-  const classification = classify(values.sql);
-  const decisions = classification.statements.map((statement) => ({
-    statement,
-    decision: engine.decide({
-      principal: { name: values.principal!, kind: values.agent ? 'service-account' : 'user', groups: values.group ?? [] },
-      connection: { name: values.connection!, type: 'postgres' },
-      statement,
-      statementCount: classification.statements.length,
+  const { verdict, classification, decisions } = decideSql(
+    engine,
+    {
+      principal: { name: values.principal, kind: values.agent ? 'service-account' : 'user', groups: values.group ?? [] },
+      connection: { name: values.connection, type: 'postgres' },
       now: Date.now(),
-    }),
-  }));
-  const refused = decisions.find((d) => d.decision.outcome !== 'allow');
+    },
+    values.sql,
+  );
+  const refused = verdict.outcome !== 'allow';
   if (values.json) {
-    process.stdout.write(
-      `${JSON.stringify({ verdict: refused ? refused.decision : { outcome: 'allow' }, classification, decisions }, null, 2)}\n`,
-    );
+    process.stdout.write(`${JSON.stringify({ verdict, classification, decisions }, null, 2)}\n`);
     return refused ? 1 : 0;
   }
-  for (const [index, { statement, decision }] of decisions.entries()) {
+  for (const [index, { statement, outcome: decision }] of decisions.entries()) {
     const label = `${index + 1}. ${statement.kind}${statement.objectType ? ` ${statement.objectType}` : ''}`;
     const outcome =
       decision.outcome === 'allow'

@@ -20,6 +20,7 @@ before(async () => {
   await writeFile(join(dir, 'ca.pem'), CA);
   await writeFile(join(dir, 'secret.txt'), 's3cret\n\n');
   await writeFile(join(dir, 'crlf.txt'), 'pw\r\n');
+  await writeFile(join(dir, 'guardrails.cedar'), 'permit (principal, action, resource);\n');
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
@@ -92,6 +93,8 @@ describe('valid configuration', () => {
         '  role_groups:',
         '    admin: [dba-admins]',
         '    approver: [dbas]',
+        'policy:',
+        '  files: [guardrails.cedar]',
       ],
       { ORDERS_DB_PASSWORD: 'pw-from-env' },
     );
@@ -138,6 +141,7 @@ describe('valid configuration', () => {
         algorithms: undefined,
         roleGroups: { admin: ['dba-admins'], approver: ['dbas'], auditor: [], user: [] },
       },
+      policy: { enabled: true, files: [join(dir, 'guardrails.cedar')] },
       warnings: [],
     });
   });
@@ -368,6 +372,13 @@ describe('errors name the file, line:column, path and reason', () => {
     ]);
   });
 
+  test('policy: files must be readable, enabled must be a boolean', () => {
+    assert.deepEqual(errorsOf(['policy:', '  enabled: maybe']), [`${F}:2:12: policy.enabled: expected true or false, got "maybe"`]);
+    assert.deepEqual(errorsOf(['policy:', '  files: [guardrails.cedar, missing.cedar]']), [
+      `${F}:2:29: policy.files[1]: cannot read <dir>/missing.cedar (ENOENT)`,
+    ]);
+  });
+
   test('duplicate connection names (case-insensitive)', () => {
     assert.deepEqual(errorsOf([...CONNECTION, ...CONNECTION.slice(1).map((l) => l.replace('orders-db', 'Orders-DB'))]), [
       `${F}:7:11: connections[1].name: duplicate connection name "Orders-DB" (also connections[0].name)`,
@@ -428,6 +439,12 @@ describe('errors name the file, line:column, path and reason', () => {
 describe('warnings for insecure choices', () => {
   const F = '<dir>/drawbridge.yaml';
   const warnings = (lines: string[]) => parse(lines).warnings.map((w) => w.replaceAll(`${dir}/`, '<dir>/'));
+
+  test('guardrails turned off', () => {
+    assert.deepEqual(warnings(['policy:', '  enabled: false']), [
+      `${F}:2:12: policy.enabled: false: guardrails are off, every statement a grant holder sends reaches the target`,
+    ]);
+  });
 
   test('none for the loopback defaults', () => {
     assert.deepEqual(warnings([...CONNECTION]), []);

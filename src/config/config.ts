@@ -40,8 +40,16 @@ export interface Config {
   readonly connections: readonly PostgresConnection[];
   /** The company's identity provider, when people and agents sign in with it. */
   readonly oidc: OidcConfig | undefined;
+  readonly policy: PolicyConfig;
   /** Insecure but valid choices, formatted like errors; print them loudly at start. */
   readonly warnings: readonly string[];
+}
+
+export interface PolicyConfig {
+  /** false: every statement is allowed (a loud warning at start). */
+  readonly enabled: boolean;
+  /** Absolute paths of the Cedar policy files; empty: the shipped default pack. */
+  readonly files: readonly string[];
 }
 
 export interface OidcConfig {
@@ -76,6 +84,7 @@ export const defaultConfig: Config = deepFreeze({
   log: { level: DEFAULT_LOG_LEVEL },
   connections: [],
   oidc: undefined,
+  policy: { enabled: true, files: [] },
   warnings: [],
 });
 
@@ -270,6 +279,18 @@ function build(
     },
   };
 
+  // Policy files are read here so that a missing one stops the start; the gateway parses and
+  // validates them against the policy schema (and reloads them when they change).
+  const policyFiles = (f.policy?.files ?? []).map((name, i) => {
+    const full = resolve(dir, name);
+    try {
+      readFileSync(full, 'utf8');
+    } catch (err) {
+      at(['policy', 'files', i], `cannot read ${full} (${errorCode(err)})`);
+    }
+    return full;
+  });
+
   return {
     file,
     store: resolveStore(f.store, dir),
@@ -285,6 +306,7 @@ function build(
     log: { level: f.log?.level ?? DEFAULT_LOG_LEVEL },
     connections,
     oidc,
+    policy: { enabled: f.policy?.enabled ?? true, files: policyFiles },
   };
 }
 
@@ -325,6 +347,9 @@ function resolveStore(store: string | undefined, dir: string): string {
 }
 
 function checkInsecure(config: Omit<Config, 'warnings'>, warn: (path: Path, reason: string) => void): void {
+  if (!config.policy.enabled) {
+    warn(['policy', 'enabled'], 'false: guardrails are off, every statement a grant holder sends reaches the target');
+  }
   const listeners = [
     ['api', config.listen.api],
     ['postgres', config.listen.postgres],
@@ -425,6 +450,9 @@ const KNOWN_KEYS = [
   'user',
   'password',
   'ca',
+  'policy',
+  'enabled',
+  'files',
 ];
 
 function unknownKey(key: string): string {

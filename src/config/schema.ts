@@ -199,6 +199,12 @@ export const fileSchema = object({
   ),
   log: optional(object({ level: optional(oneOf(LOG_LEVELS)) })),
   oidc: optional(oidc),
+  policy: optional(
+    object({
+      enabled: optional(leaf('true or false', (v) => (typeof v === 'boolean' ? v : v === 'true' ? true : v === 'false' ? false : undefined))),
+      files: optional(names),
+    }),
+  ),
   connections: optional(
     z.array(connection, {
       error: (iss) => (iss.code === 'invalid_type' ? `expected a list, got ${describe(iss.input)}` : undefined),

@@ -17,6 +17,8 @@ export interface Principal {
 export interface AccessGrant {
   readonly id: string;
   readonly principal: Principal;
+  /** The principal's groups when access was granted (from the IdP or the local account). */
+  readonly groups: readonly string[];
   readonly connection: string;
   /** Milliseconds since the epoch. */
   readonly expiresAt: number;

@@ -105,6 +105,8 @@ export class AccessRequests {
     }
     const minted = await this.#credentials.mint({
       principal: name,
+      principalKind: who.principal.kind,
+      groups: who.groups,
       connection: connection.name,
       ttlMs: durationMs,
       grantedBy: 'policy',

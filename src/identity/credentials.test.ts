@@ -63,6 +63,27 @@ describe('Credentials', () => {
     assert.equal(record.revokedAt, undefined);
   });
 
+  it("carries who the principal is into its grant: the account's kind and groups, or what the request says", async () => {
+    await store.insertAccount({ name: 'etl-bot', kind: 'service-account', roles: ['user'], groups: ['etl'], createdAt: T0 });
+    const agent = await mint('etl-bot');
+    const grant = await credentials.checkPassword('etl-bot', 'shop', agent.credential);
+    assert.equal(grant?.principal.kind, 'service-account');
+    assert.deepEqual(grant?.groups, ['etl']);
+    const fromIdp = await credentials.mint({
+      principal: 'bob',
+      principalKind: 'user',
+      groups: ['dba'],
+      connection: 'shop',
+      ttlMs: MINUTE,
+      grantedBy: 'policy',
+    });
+    const bob = await credentials.checkPassword('bob', 'shop', fromIdp.credential);
+    assert.equal(bob?.principal.kind, 'user');
+    assert.deepEqual(bob?.groups, ['dba']);
+    const nobody = await credentials.checkPassword('alice', 'shop', (await mint()).credential);
+    assert.deepEqual([nobody?.principal.kind, nobody?.groups], ['user', []]);
+  });
+
   it('a disabled account gets no credential, and one it holds no longer logs in', async () => {
     const { credential } = await mint('etl-bot');
     await store.insertAccount({

@@ -6,7 +6,7 @@
  */
 
 import { createHash, randomBytes } from 'node:crypto';
-import { verifiedGrant, verifiedPrincipal, type AccessGrant, type Clock } from '../core/index.ts';
+import { verifiedGrant, verifiedPrincipal, type AccessGrant, type Clock, type PrincipalKind } from '../core/index.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { GrantRecord, Store } from '../store/index.ts';
 import { deterministicSalt, SCRAM_ITERATIONS, scramVerifier, type ScramVerifier } from './scram.ts';
@@ -18,6 +18,12 @@ export const MAX_CREDENTIAL_TTL_MS = 366 * 86_400_000;
 
 export interface MintRequest {
   readonly principal: string;
+  /**
+   * Who the principal is, for policy: a person or an agent, and its groups. When absent, the
+   * principal's account says (a name without an account is a user in no group).
+   */
+  readonly principalKind?: PrincipalKind | undefined;
+  readonly groups?: readonly string[] | undefined;
   readonly connection: string;
   readonly ttlMs: number;
   readonly grantedBy: string;
@@ -73,12 +79,15 @@ export class Credentials implements CredentialCheck {
   async mint(request: MintRequest): Promise<MintedCredential> {
     if (!(request.ttlMs > 0)) throw new RangeError('a credential needs a positive lifetime');
     if (request.ttlMs > MAX_CREDENTIAL_TTL_MS) throw new RangeError('a credential lives at most 366 days');
-    if (await this.#disabled(request.principal)) throw new MintRefused(`${request.principal} is disabled: no credential is minted for it`);
+    const account = await this.#store.getAccount(request.principal);
+    if (account?.disabledAt !== undefined) throw new MintRefused(`${request.principal} is disabled: no credential is minted for it`);
     const credential = CREDENTIAL_PREFIX + randomBytes(32).toString('base64url');
     const verifier = scramVerifier(credential, deterministicSalt(request.principal, request.connection));
     const now = this.#clock.now();
     const record = await this.#store.insertGrant({
       principal: request.principal,
+      principalKind: request.principalKind ?? account?.kind ?? 'user',
+      groups: request.groups ?? account?.groups ?? [],
       connection: request.connection,
       tokenHash: tokenHash(credential),
       scramSalt: verifier.salt.toString('base64'),
@@ -180,7 +189,8 @@ export class Credentials implements CredentialCheck {
 function toGrant(record: GrantRecord): AccessGrant {
   return verifiedGrant({
     id: record.id,
-    principal: verifiedPrincipal(record.principal, 'user'),
+    principal: verifiedPrincipal(record.principal, record.principalKind),
+    groups: Object.freeze([...record.groups]),
     connection: record.connection,
     expiresAt: record.expiresAt,
   });

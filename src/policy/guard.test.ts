@@ -7,11 +7,11 @@ import { PolicyGuard } from './guard.ts';
 
 const T0 = Date.UTC(2026, 10, 22, 9);
 
-function session(kind: PrincipalKind = 'user', name = 'alice'): SessionInfo {
+function session(kind: PrincipalKind = 'user', name = 'alice', groups: readonly string[] = []): SessionInfo {
   return {
     id: 'ses_1',
     protocol: 'postgres',
-    grant: verifiedGrant({ id: 'grt_1', principal: verifiedPrincipal(name, kind), connection: 'orders-db', expiresAt: T0 + 3_600_000 }),
+    grant: verifiedGrant({ id: 'grt_1', principal: verifiedPrincipal(name, kind), groups, connection: 'orders-db', expiresAt: T0 + 3_600_000 }),
     connection: {
       name: 'orders-db',
       type: 'postgres',
@@ -61,6 +61,8 @@ describe('PolicyGuard with the default pack', () => {
       'DELETE FROM orders',
       'DELETE FROM orders WHERE 1=1',
       'WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d',
+      'WITH d AS (DELETE FROM orders RETURNING *) INSERT INTO archive SELECT * FROM d',
+      'PREPARE p AS DELETE FROM orders WHERE 1 = 1',
       'SELECT 1; DROP TABLE orders',
       'SELECT 1 /* ; */; /* nested /* */ */ DROP TABLE orders',
       "COPY orders TO PROGRAM 'sh -c id'",
@@ -89,5 +91,50 @@ describe('PolicyGuard with the default pack', () => {
     assert.equal(decide('SELECT * FROM orders WHERE id = 2'), first, 'the same verdict object: a cache hit');
     assert.equal(decide('DELETE FROM orders WHERE 1=2').outcome, 'deny');
     assert.equal(decide('DELETE FROM orders WHERE id=2').outcome, 'allow');
+  });
+});
+
+describe('PolicyGuard with policies of its own', () => {
+  const engine = PolicyEngine.load([
+    {
+      file: 'team.cedar',
+      text: `
+        @id("base") permit (principal, action in Drawbridge::Action::"sql:any", resource);
+        @id("fast-path-for-dbas") permit (principal in Drawbridge::Group::"dba", action == Drawbridge::Action::"sql:fastpath", resource);
+        @id("ddl-for-dbas") @reason("DDL is for DBAs")
+        forbid (principal, action == Drawbridge::Action::"sql:ddl", resource) unless { principal in Drawbridge::Group::"dba" };
+      `,
+    },
+  ]);
+  let guard: PolicyGuard;
+  before(async () => {
+    guard = await PolicyGuard.create(() => engine, new FrozenClock(T0));
+  });
+
+  it("decides on the grant's groups, and never serves one group's verdict to another", () => {
+    const ddl = { kind: 'query', text: 'CREATE INDEX ON orders (id)' } as const;
+    assert.equal(guard.decide(session('user', 'alice', ['dba']), ddl).outcome, 'allow');
+    assert.deepEqual(guard.decide(session('user', 'alice', []), ddl), {
+      outcome: 'deny',
+      policy: 'ddl-for-dbas',
+      reason: 'blocked by policy "ddl-for-dbas": DDL is for DBAs on orders-db',
+    });
+    assert.equal(guard.decide(session('user', 'alice', ['dba', 'ops']), ddl).outcome, 'allow');
+  });
+
+  it('lets a policy permit fast-path calls by name', () => {
+    const call = { kind: 'function-call', text: 'fast-path call of function 764 with 1 argument(s)' } as const;
+    assert.equal(guard.decide(session('user', 'alice', ['dba']), call).outcome, 'allow');
+    assert.match(
+      (guard.decide(session('user', 'alice'), call) as { reason: string }).reason,
+      /^blocked by policy "default-deny": no policy permits sql:fastpath on orders-db$/,
+    );
+  });
+
+  it('says why a statement that does not parse is refused', () => {
+    assert.match(
+      (guard.decide(session(), { kind: 'query', text: 'SELEC 1' }) as { reason: string }).reason,
+      /^blocked by policy "default-deny": no policy permits sql:unknown on orders-db \(the statement does not parse: syntax error at or near "SELEC"/,
+    );
   });
 });

@@ -2,20 +2,82 @@
  * The policy guard: every statement a client sends is classified with PostgreSQL's own parser
  * and decided by Cedar policy before a byte of it reaches the target. A text with several
  * statements is allowed only if every one of them is. What does not parse is `unknown`, which
- * no policy in the default pack permits: fail closed.
+ * no policy in the default pack permits: fail closed. A fast-path function call is the action
+ * `sql:fastpath`, which nothing permits unless a policy names it.
  *
- * Verdicts are cached by statement shape (literals replaced), principal, connection, policy
- * version and hour, so that repeated statements cost a lookup. Not cached: UPDATE, DELETE and
- * MERGE, whose "has a real WHERE" depends on literal values (`WHERE 1=1` against `WHERE 1=2`).
+ * Verdicts are cached by statement shape (literals replaced), principal, its groups,
+ * connection, policy version and hour, so that repeated statements cost a lookup. Not cached:
+ * UPDATE, DELETE and MERGE, whose "has a real WHERE" depends on literal values (`WHERE 1=1`
+ * against `WHERE id=1`), and what did not parse.
  */
 
 import { allow, type Clock, type Command, type Verdict } from '../core/index.ts';
 import type { Guard, SessionInfo } from '../session/pipeline.ts';
-import type { PolicyEngine } from './cedar/engine.ts';
-import { classify, initClassifier } from './sql/pg-classifier.ts';
+import type { PolicyEngine, PolicyOutcome, PolicyRequest, StatementInput } from './cedar/engine.ts';
+import { classify, initClassifier, type Classification } from './sql/pg-classifier.ts';
 import { statementShape } from './sql/normalize.ts';
 
 const UNCACHED_KINDS = new Set(['update', 'delete', 'merge', 'unknown']);
+
+const FAST_PATH: StatementInput = Object.freeze({
+  kind: 'fastpath',
+  tablesRead: [],
+  tablesWritten: [],
+  functions: [],
+  dangerousFunctions: [],
+  dataModifying: true,
+});
+
+export interface SqlDecision {
+  /** What the client is told: allowed, or refused with `blocked by policy "<id>": <reason> on <connection>`. */
+  readonly verdict: Verdict;
+  readonly classification: Classification;
+  /** Each statement's outcome, in order, up to the first that is not allowed. */
+  readonly decisions: readonly { readonly statement: StatementInput; readonly outcome: PolicyOutcome }[];
+}
+
+type Asker = Pick<PolicyRequest, 'principal' | 'connection' | 'now'>;
+
+/** Classifies `sql` and decides each statement; the one decision path of the gateway, the CLI and the API. */
+export function decideSql(engine: PolicyEngine, asker: Asker, sql: string): SqlDecision {
+  const classification = classify(sql);
+  const decisions: { statement: StatementInput; outcome: PolicyOutcome }[] = [];
+  let verdict: Verdict = allow;
+  for (const statement of classification.statements) {
+    const outcome = engine.decide({ ...asker, statement, statementCount: classification.statements.length });
+    decisions.push({ statement, outcome });
+    if (outcome.outcome !== 'allow') {
+      verdict = refusal(outcome, asker.connection.name, classification.parseError);
+      break;
+    }
+  }
+  return { verdict, classification, decisions };
+}
+
+/** The verdict on a fast-path function call (PostgreSQL FunctionCall). */
+export function decideFastPath(engine: PolicyEngine, asker: Asker): Verdict {
+  const outcome = engine.decide({ ...asker, statement: FAST_PATH, statementCount: 1 });
+  return outcome.outcome === 'allow' ? allow : refusal(outcome, asker.connection.name, undefined);
+}
+
+function refusal(outcome: Exclude<PolicyOutcome, { outcome: 'allow' }>, connection: string, parseError: string | undefined): Verdict {
+  const because = parseError === undefined ? '' : ` (the statement does not parse: ${parseError})`;
+  if (outcome.outcome === 'approval') {
+    // Until approvals exist, a statement that would need one is refused, and says so.
+    return {
+      outcome: 'deny',
+      policy: outcome.policy,
+      reason: `blocked by policy "${outcome.policy}": ${outcome.reason} on ${connection} without the approval of ${outcome.approvers}, which this gateway cannot ask for yet`,
+    };
+  }
+  return { outcome: 'deny', policy: outcome.policy, reason: `blocked by policy "${outcome.policy}": ${outcome.reason} on ${connection}${because}` };
+}
+
+/** True when the verdict may depend on literal values: UPDATE, DELETE or MERGE, also inside PREPARE, EXPLAIN, ... */
+function literalSensitive(statement: StatementInput): boolean {
+  for (let s: StatementInput | undefined = statement; s; s = s.inner) if (UNCACHED_KINDS.has(s.kind)) return true;
+  return false;
+}
 
 export interface PolicyGuardOptions {
   /** Verdicts kept; the oldest go first. */
@@ -42,53 +104,22 @@ export class PolicyGuard implements Guard {
   }
 
   decide(session: SessionInfo, command: Command): Verdict {
-    const connection = session.connection.name;
-    if (command.kind === 'function-call') {
-      return {
-        outcome: 'deny',
-        policy: 'no-fast-path',
-        reason: `blocked by policy "no-fast-path": fast-path function calls are not allowed on ${connection}`,
-      };
-    }
     const engine = this.#engine();
     const now = this.#clock.now();
+    const { grant, connection } = session;
+    const asker: Asker = {
+      principal: { name: grant.principal.name, kind: grant.principal.kind, groups: grant.groups },
+      connection: { name: connection.name, type: 'postgres' },
+      now,
+    };
+    if (command.kind === 'function-call') return decideFastPath(engine, asker);
     const hour = Math.floor(now / 3_600_000);
-    const principal = session.grant.principal;
-    const key = `${engine.version}\0${hour}\0${principal.kind}\0${principal.name}\0${connection}\0${statementShape(command.text)}`;
+    const key = `${engine.version}\0${hour}\0${grant.principal.kind}\0${grant.principal.name}\0${grant.groups.join('\0')}\0${connection.name}\0${statementShape(command.text)}`;
     const cached = this.#cache.get(key);
     if (cached) return cached;
 
-    const classification = classify(command.text);
-    let verdict: Verdict = allow;
-    let cacheable = true;
-    for (const statement of classification.statements) {
-      if (UNCACHED_KINDS.has(statement.kind)) cacheable = false;
-      const outcome = engine.decide({
-        principal: { name: principal.name, kind: principal.kind, groups: [] },
-        connection: { name: connection, type: 'postgres' },
-        statement,
-        statementCount: classification.statements.length,
-        now,
-      });
-      if (outcome.outcome === 'deny') {
-        verdict = {
-          outcome: 'deny',
-          policy: outcome.policy,
-          reason: `blocked by policy "${outcome.policy}": ${outcome.reason} on ${connection}`,
-        };
-        break;
-      }
-      if (outcome.outcome === 'approval') {
-        // Until approvals exist, a statement that would need one is refused, and says so.
-        verdict = {
-          outcome: 'deny',
-          policy: outcome.policy,
-          reason: `blocked by policy "${outcome.policy}": ${outcome.reason} on ${connection} without the approval of ${outcome.approvers}, which this gateway cannot ask for yet`,
-        };
-        break;
-      }
-    }
-    if (cacheable) {
+    const { verdict, classification } = decideSql(engine, asker, command.text);
+    if (this.#cacheSize > 0 && !classification.statements.some(literalSensitive)) {
       if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
       this.#cache.set(key, verdict);
     }

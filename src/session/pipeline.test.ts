@@ -58,7 +58,7 @@ const connection: PostgresConnection = {
 };
 
 function grantExpiringAt(expiresAt: number) {
-  return verifiedGrant({ id: 'grt_1', principal: verifiedPrincipal('alice', 'user'), connection: 'shop', expiresAt });
+  return verifiedGrant({ id: 'grt_1', principal: verifiedPrincipal('alice', 'user'), groups: [], connection: 'shop', expiresAt });
 }
 
 function setup<C extends Clock = FrozenClock>(options: { expiresAt?: number; clock?: C; guard?: Guard } = {}) {

@@ -10,7 +10,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import type { Recorder } from '../recording/recorder.ts';
 import type { StatementOutcome } from '../store/index.ts';
 
-/** Decides on every command. This guard allows everything; policy arrives later. */
+/** Decides on every command: the policy guard, or a test's own. */
 export interface Guard {
   decide(session: SessionInfo, command: Command): Verdict | Promise<Verdict>;
 }
@@ -170,9 +170,17 @@ export class LiveSession {
     return new StatementTrace(this, text, ++this.#seq, this.#deps.clock.now());
   }
 
-  /** Records a statement that never reached the target. */
-  refuse(text: string, reason: string, code: 'command.denied' | 'command.unreadable' = 'command.denied'): void {
-    this.begin(text).finish({ outcome: 'denied', errorCode: code, errorMessage: reason });
+  /** Records a statement that never reached the target, and puts the refusal on record. */
+  refuse(text: string, reason: string, code: 'command.denied' | 'command.unreadable' = 'command.denied', policy?: string): void {
+    const trace = this.begin(text);
+    trace.finish({ outcome: 'denied', errorCode: code, errorMessage: reason });
+    this.#deps.audit.note({
+      actor: this.info.grant.principal.name,
+      action: 'command.denied',
+      subject: this.info.id,
+      outcome: 'failure',
+      details: { connection: this.info.connection.name, seq: trace.seq, statement: text, code, policy, reason },
+    });
   }
 
   record(trace: StatementTrace, end: StatementEnd): void {

@@ -166,6 +166,16 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('grants_expires').on('grants').column('expires_at').execute();
     },
   },
+  '0006_grant_principal_kind_and_groups': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Policy decides on who the principal was when access was granted: a person or an agent, and its groups.
+      await db.schema
+        .alterTable('grants')
+        .addColumn('principal_kind', 'text', (c) => c.notNull().defaultTo('user'))
+        .execute();
+      await db.schema.alterTable('grants').addColumn('groups', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -12,6 +12,10 @@ type Millis = ColumnType<number, number, number>;
 export interface GrantsTable {
   id: string;
   principal: string;
+  /** 'user' | 'service-account', as the principal was when granted. */
+  principal_kind: string;
+  /** JSON list of the principal's groups when granted. */
+  groups: string;
   connection: string;
   /** Hex SHA-256 of the credential; the credential itself is never stored. */
   token_hash: string;

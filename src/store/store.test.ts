@@ -74,6 +74,8 @@ function grant(overrides: Partial<NewGrant> = {}): NewGrant {
   counter += 1;
   return {
     principal: 'alice',
+    principalKind: 'user',
+    groups: [],
     connection: 'orders-db',
     tokenHash: createHash('sha256').update(`dbr_token_${counter}_${Math.random()}`).digest('hex'),
     scramSalt: randomBytes(16).toString('base64'),
@@ -161,6 +163,10 @@ for (const backend of [sqlite, postgres]) {
       assert.deepEqual(await store.findGrantByTokenHash(input.tokenHash), g);
       assert.equal(await store.findGrantByTokenHash('0'.repeat(64)), undefined);
       assert.equal(await store.getGrant('grt_missing'), undefined);
+      const agent = await store.insertGrant(grant({ principal: 'etl-bot', principalKind: 'service-account', groups: ['etl', 'ops'] }));
+      const read = await store.getGrant(agent.id);
+      assert.equal(read?.principalKind, 'service-account');
+      assert.deepEqual(read?.groups, ['etl', 'ops']);
       const withId = await store.insertGrant(grant({ id: 'grt_chosen' }));
       assert.equal(withId.id, 'grt_chosen');
       assert.equal((await store.getGrant('grt_chosen'))?.reason, 'incident 42');

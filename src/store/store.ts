@@ -30,6 +30,8 @@ export type StatementOutcome = 'ok' | 'error' | 'denied' | 'cancelled';
 export interface GrantRecord {
   readonly id: string;
   readonly principal: string;
+  readonly principalKind: AccountKind;
+  readonly groups: readonly string[];
   readonly connection: string;
   /** Hex SHA-256 of the credential. */
   readonly tokenHash: string;
@@ -114,6 +116,8 @@ export interface NewGrant {
   /** Generated (`grt_…`) when absent. */
   readonly id?: string;
   readonly principal: string;
+  readonly principalKind: AccountKind;
+  readonly groups: readonly string[];
   readonly connection: string;
   readonly tokenHash: string;
   readonly scramSalt: string;
@@ -460,6 +464,8 @@ function toGrant(r: Selectable<GrantsTable>): GrantRecord {
   return {
     id: r.id,
     principal: r.principal,
+    principalKind: r.principal_kind === 'service-account' ? 'service-account' : 'user',
+    groups: jsonList(r.groups),
     connection: r.connection,
     tokenHash: r.token_hash,
     scramSalt: r.scram_salt,
@@ -731,6 +737,8 @@ class KyselyStore implements Store {
     const row = {
       id: g.id ?? newId('grt'),
       principal: g.principal,
+      principal_kind: g.principalKind,
+      groups: JSON.stringify(g.groups),
       connection: g.connection,
       token_hash: g.tokenHash,
       scram_salt: g.scramSalt,

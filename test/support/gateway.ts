@@ -19,8 +19,19 @@ export interface TestGatewayOptions {
   readonly maxMessageLength?: number;
   readonly store?: string;
   readonly guard?: Guard;
+  /**
+   * The Cedar policies in force: the texts of policy files, or 'default-pack' (the product's
+   * default). Default: one policy that permits every statement, fast-path calls included, so
+   * that suites about the protocol run through the policy guard without being refused.
+   */
+  readonly policies?: readonly string[] | 'default-pack';
   /** Top-level YAML lines appended to the generated config (an `oidc:` section, say). */
   readonly extraYaml?: readonly string[];
+}
+
+export interface MintAs {
+  readonly kind?: 'user' | 'service-account';
+  readonly groups?: readonly string[];
 }
 
 export interface TestGateway {
@@ -31,7 +42,8 @@ export interface TestGateway {
   readonly config: Config;
   readonly configFile: string;
   readonly dir: string;
-  mint(principal: string, connection: string, ttlMs?: number): Promise<string>;
+  /** A credential for `principal`, a user in no group unless `who` says otherwise. */
+  mint(principal: string, connection: string, ttlMs?: number, who?: MintAs): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -47,6 +59,8 @@ export const LOCAL_POSTGRES: PostgresConnection = {
   ca: undefined,
   access: DEFAULT_ACCESS_POLICY,
 };
+
+export const PERMIT_ALL = '@id("test-permit-all")\npermit (principal, action, resource);\n';
 
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'drawbridge-test-'));
@@ -89,6 +103,15 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     const access = connection.access ?? DEFAULT_ACCESS_POLICY;
     yaml.push('    access:', `      max_duration: ${access.maxDurationMs}ms`, `      approval: ${access.approval}`);
   }
+  const policies = options.policies ?? [PERMIT_ALL];
+  if (policies !== 'default-pack') {
+    yaml.push('policy:', '  files:');
+    for (const [index, text] of policies.entries()) {
+      const file = join(dir, `policy-${index}.cedar`);
+      await writeFile(file, text);
+      yaml.push(`    - ${file}`);
+    }
+  }
   yaml.push(...(options.extraYaml ?? []));
   // On disk too, for tests that run the administrative commands against this gateway's store.
   const configFile = join(dir, 'drawbridge.yaml');
@@ -106,8 +129,15 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     config,
     configFile,
     dir,
-    async mint(principal, connection, ttlMs = 600_000) {
-      const minted = await gateway.credentials.mint({ principal, connection, ttlMs, grantedBy: 'test' });
+    async mint(principal, connection, ttlMs = 600_000, who = {}) {
+      const minted = await gateway.credentials.mint({
+        principal,
+        principalKind: who.kind,
+        groups: who.groups,
+        connection,
+        ttlMs,
+        grantedBy: 'test',
+      });
       return minted.credential;
     },
     async close() {

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import pg from 'pg';
-import type { TestGateway } from './gateway.ts';
+import type { MintAs, TestGateway } from './gateway.ts';
 
 export const ADMIN = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' } as const;
 
@@ -51,13 +51,14 @@ export async function gatewayClient(
   connection: string,
   principal = 'alice',
   extra: Partial<pg.ClientConfig> = {},
+  who: MintAs = {},
 ): Promise<pg.Client> {
   const client = new pg.Client({
     host: gw.host,
     port: gw.pgPort,
     user: principal,
     database: connection,
-    password: await gw.mint(principal, connection),
+    password: await gw.mint(principal, connection, undefined, who),
     ...extra,
   });
   await client.connect();

@@ -186,7 +186,12 @@ export class PolicyEngine {
 
   /** The shipped default pack (default-pack.cedar): guardrails on top of "everything classified is permitted". */
   static defaultPack(): PolicyEngine {
-    return PolicyEngine.load([{ file: DEFAULT_PACK_FILE, text: asset(DEFAULT_PACK_FILE) }]);
+    return PolicyEngine.load([{ file: DEFAULT_PACK_FILE, text: PolicyEngine.defaultPackText() }]);
+  }
+
+  /** The default pack's Cedar text, as shipped. */
+  static defaultPackText(): string {
+    return asset(DEFAULT_PACK_FILE);
   }
 
   /** Synchronous, never throws: whatever cannot be evaluated is denied (fail closed). */

@@ -230,7 +230,15 @@ cases('data-modifying statements hidden in the tree', [
   ['WITH i AS (INSERT INTO log VALUES (1) RETURNING *) SELECT * FROM i', { kind: 'insert', tablesWritten: ['log'], dataModifying: true }],
   [
     'WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING *) INSERT INTO archive SELECT * FROM d',
-    { kind: 'insert', tablesWritten: ['orders', 'archive'], hasWhere: true, dmlKinds: ['insert', 'delete'] },
+    { kind: 'delete', tablesWritten: ['orders', 'archive'], hasWhere: true, dmlKinds: ['insert', 'delete'] },
+  ],
+  [
+    'WITH d AS (DELETE FROM orders RETURNING *) INSERT INTO archive SELECT * FROM d',
+    { kind: 'delete', tablesWritten: ['orders', 'archive'], hasWhere: false },
+  ],
+  [
+    'WITH u AS (UPDATE orders SET status = 1 RETURNING *) INSERT INTO archive SELECT * FROM u',
+    { kind: 'update', tablesWritten: ['orders', 'archive'], hasWhere: false },
   ],
   [
     'WITH a AS (WITH b AS (DELETE FROM orders RETURNING *) SELECT * FROM b) SELECT * FROM a',
@@ -343,8 +351,8 @@ cases('functions and the dangerous ones', [
   ['SELECT pg_terminate_backend(pid) FROM pg_stat_activity', { dangerous: ['pg_terminate_backend'], tablesRead: ['pg_stat_activity'] }],
   ['SELECT pg_cancel_backend(1)', { dangerous: ['pg_cancel_backend'] }],
   ['SELECT pg_reload_conf()', { dangerous: ['pg_reload_conf'] }],
-  ["SELECT set_config('role', 'admin', false)", { dangerous: ['set_config'] }],
-  ['SELECT pg_sleep(100)', { dangerous: ['pg_sleep'] }],
+  ["SELECT set_config('role', 'admin', false)", { dangerous: [], functions: ['set_config'] }],
+  ['SELECT pg_sleep(100)', { dangerous: [], functions: ['pg_sleep'] }],
   ["SELECT query_to_xml('delete from orders', true, true, '')", { dangerous: ['query_to_xml'], dynamicSql: true, dataModifying: true }],
   ["SELECT table_to_xml('secrets', true, false, '')", { dangerous: ['table_to_xml'] }],
   [

@@ -89,8 +89,8 @@ export type DmlKind = 'insert' | 'update' | 'delete' | 'merge';
 
 export interface StatementClass {
   /**
-   * The statement's kind. A SELECT that carries data-modifying CTEs takes the kind of the
-   * most destructive DML it carries (delete > merge > update > insert): it is not a read.
+   * The statement's kind. A SELECT or INSERT that carries data-modifying CTEs takes the kind
+   * of the most destructive DML it carries (delete > merge > update > insert).
    * `SELECT ... INTO t` is `create` with objectType 'table'.
    */
   readonly kind: StatementKind;
@@ -180,12 +180,8 @@ export const DANGEROUS_FUNCTIONS: readonly string[] = [
   'pg_logical_emit_message',
   'pg_truncate_visibility_map',
   'get_raw_page',
-  // configuration
-  'set_config',
-  // denial of service
-  'pg_sleep',
-  'pg_sleep_for',
-  'pg_sleep_until',
+  // Not here: set_config (what SET does, which is allowed) and pg_sleep (a policy can forbid it
+  // through context.functions).
   // dynamic SQL and tables named by string
   'query_to_xml',
   'query_to_xmlschema',
@@ -679,8 +675,9 @@ function classifyNode(stmt: unknown): StatementClass {
     if (type === 'ExplainStmt' && !out.explainAnalyze) dataModifying = false;
   }
 
-  // A SELECT that deletes is a delete.
-  if (kind === 'select' && c.dml.size > 0) {
+  // A SELECT that deletes is a delete, and so is an INSERT whose CTE deletes: the statement
+  // takes the kind of the most destructive DML it carries, so that the rules for that kind apply.
+  if ((kind === 'select' || kind === 'insert') && c.dml.size > 0) {
     kind = (['delete', 'merge', 'update', 'insert'] as const).find((k) => c.dml.has(k))!;
   }
   const functions = [...c.functions];

@@ -67,12 +67,18 @@ type Expected =
   /** Parse, Bind and Close end with their own completion message; Describe with RowDescription or NoData. */
   | { readonly kind: 'reply'; readonly endsWith: readonly number[] }
   | { readonly kind: 'sync' }
-  | { readonly kind: 'inject'; readonly bytes: Buffer };
+  | { readonly kind: 'inject'; readonly bytes: Buffer }
+  /** A reply to a message the gateway sent on its own: it is cut out of the stream to the client. */
+  | { readonly kind: 'swallow'; readonly type: number }
+  /** The target raising a refusal of ours (an ErrorResponse that goes on to the client). */
+  | { readonly kind: 'refusal' };
 
 const PARSE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.ParseComplete] };
 const BIND_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.BindComplete] };
 const CLOSE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.CloseComplete] };
 const DESCRIBE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.RowDescription, BackendType.NoData] };
+/** The prepared statement the gateway raises refusals of the extended protocol with. */
+const REFUSAL_STATEMENT = 'drawbridge_refusal';
 
 export interface ProxySides {
   readonly client: Socket;
@@ -101,6 +107,8 @@ export class PgProxy {
   #deciding = false;
   #skipUntilSync = false;
   #transactionStatus = 0x49; // 'I'
+  /** Bytes of a target message under way that may have to be cut out (see 'swallow'). */
+  #heldBack: Buffer | undefined;
   #closed = false;
   /** The client said goodbye: the target still answers what came before, for the record. */
   #terminating = false;
@@ -214,7 +222,7 @@ export class PgProxy {
 
   #apply(message: FrontendMessage, frame: Frame, verdict: Verdict, out: Spans): void {
     if (verdict.outcome === 'deny') {
-      this.#refuse(message, verdict.reason, out);
+      this.#refuse(message, verdict.reason, verdict.policy, out);
       return;
     }
     switch (message.type) {
@@ -263,9 +271,9 @@ export class PgProxy {
     out.add(frame.raw);
   }
 
-  #refuse(message: FrontendMessage, reason: string, out: Spans): void {
+  #refuse(message: FrontendMessage, reason: string, policy: string | undefined, out: Spans): void {
     const text = message.type === 'Query' || message.type === 'Parse' ? message.sql : message.type;
-    this.#session.refuse(text, reason);
+    this.#session.refuse(text, reason, 'command.denied', policy);
     this.#answerRefusal(message.type === 'Query' || message.type === 'FunctionCall', new GatewayError('command.denied', reason), out);
   }
 
@@ -275,21 +283,39 @@ export class PgProxy {
     this.#answerRefusal(frame.type === 0x51 || frame.type === 0x46, new GatewayError('command.unreadable', reason), out);
   }
 
-  /** A refused simple query or function call is answered at once; a refused message of the extended protocol fails its batch. */
+  /**
+   * A refused simple query or function call outside a transaction block is answered at once.
+   * Everywhere else the target raises the refusal itself, in our words and SQLSTATE, so that it
+   * fails what it would have failed had the statement failed there: inside a transaction block
+   * the transaction aborts (COMMIT then rolls back); in the extended protocol the messages of
+   * the batch before it roll back with their implicit transaction, and the target skips to Sync.
+   */
   #answerRefusal(standalone: boolean, error: GatewayError, out: Spans): void {
+    const raise = raiseOnTarget(sqlstateOf(error.code), error.message);
     if (standalone && this.#transactionStatus === TRANSACTION_OPEN) {
-      // Inside a transaction block the target must fail too, so that the transaction aborts as
-      // it would have had the statement failed there: COMMIT then rolls back.
-      out.add(encodeFrontend({ type: 'Query', sql: raiseOnTarget(sqlstateOf(error.code), error.message) }));
+      out.add(encodeFrontend({ type: 'Query', sql: raise }));
       this.#expected.push({ kind: 'sync' });
       return;
     }
     if (standalone) {
       this.#inject(Buffer.concat([renderError(error), readyForQuery(statusName(this.#transactionStatus))]), out);
-    } else {
-      this.#inject(renderError(error), out);
-      this.#skipUntilSync = true;
+      return;
     }
+    // A statement and portal of the gateway's own, so that the client's stay as they were; the
+    // replies to Close, Parse and Bind are cut out, the ErrorResponse of Execute goes through.
+    out.add(encodeFrontend({ type: 'Close', target: 'S', name: REFUSAL_STATEMENT }));
+    out.add(encodeFrontend({ type: 'Parse', name: REFUSAL_STATEMENT, sql: raise, paramTypes: [] }));
+    out.add(
+      encodeFrontend({ type: 'Bind', portal: REFUSAL_STATEMENT, statement: REFUSAL_STATEMENT, paramFormats: [], params: [], resultFormats: [] }),
+    );
+    out.add(encodeFrontend({ type: 'Execute', portal: REFUSAL_STATEMENT, maxRows: 0 }));
+    this.#expected.push(
+      { kind: 'swallow', type: BackendType.CloseComplete },
+      { kind: 'swallow', type: BackendType.ParseComplete },
+      { kind: 'swallow', type: BackendType.BindComplete },
+      { kind: 'refusal' },
+    );
+    this.#skipUntilSync = true;
   }
 
   /** Queues gateway-made bytes to reach the client after everything the target owes before them. */
@@ -317,11 +343,30 @@ export class PgProxy {
       release?.();
       return;
     }
+    // The start of a message held back from the last chunk (it might be one to cut out) goes first.
+    const held = this.#heldBack;
+    this.#heldBack = undefined;
+    if (held) {
+      chunk = Buffer.concat([held, chunk]);
+      release?.();
+      release = undefined;
+    }
+    const shift = held?.length ?? 0;
     const parts: Buffer[] = [];
     let forwarded = 0;
     try {
-      this.#targetScanner.scan(chunk, (type, end, body) => {
-        this.#observe(type, body);
+      this.#targetScanner.scan(held ? chunk.subarray(shift) : chunk, (type, endInChunk, body, length) => {
+        const end = endInChunk + shift;
+        const head = this.#expected[0];
+        if (head?.kind === 'swallow' && head.type === type) {
+          const start = end - length - 1;
+          if (start < forwarded) throw new Error('a reply to cut out began in bytes already sent to the client');
+          parts.push(chunk.subarray(forwarded, start));
+          forwarded = end;
+          this.#expected.shift();
+        } else {
+          this.#observe(type, body);
+        }
         if (this.#expected[0]?.kind !== 'inject') return;
         // Gateway-made messages go in at this message boundary, in the target's place.
         parts.push(chunk.subarray(forwarded, end));
@@ -342,8 +387,17 @@ export class PgProxy {
       );
       return;
     }
-    // The rest goes on at once, even the start of a message whose end is still to come.
-    parts.push(forwarded === 0 ? chunk : chunk.subarray(forwarded));
+    if (this.#expected[0]?.kind === 'swallow' && this.#targetScanner.midMessage) {
+      // The message under way may be one to cut out: keep its start until its end comes.
+      this.#heldBack = Buffer.from(chunk.subarray(forwarded));
+    } else {
+      // The rest goes on at once, even the start of a message whose end is still to come.
+      parts.push(forwarded === 0 ? chunk : chunk.subarray(forwarded));
+    }
+    if (parts.length === 0) {
+      release?.();
+      return;
+    }
     const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     if (bytes !== chunk) {
       release?.();
@@ -410,7 +464,7 @@ export class PgProxy {
     }
     if (head?.kind === 'execute') {
       this.#complete({ outcome: 'error', rows: head.trace.rows, errorCode: error.code, errorMessage: error.message });
-    } else if (head?.kind === 'reply') {
+    } else if (head?.kind === 'reply' || head?.kind === 'refusal') {
       this.#expected.shift();
     }
     // The target skips to the next Sync, and so does what we expect of it (a refusal of ours

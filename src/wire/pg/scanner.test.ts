@@ -21,6 +21,8 @@ const stream = Buffer.concat([
 
 interface Seen {
   type: number;
+  /** Where the message began in the whole stream, from its length field. */
+  start: number;
   at: number;
   body: string | undefined;
 }
@@ -30,7 +32,9 @@ function scan(scanner: FrameScanner, chunks: Buffer[]): Seen[] {
   const seen: Seen[] = [];
   let base = 0;
   for (const chunk of chunks) {
-    scanner.scan(chunk, (type, end, body) => seen.push({ type, at: base + end, body: body?.toString('hex') }));
+    scanner.scan(chunk, (type, end, body, length) =>
+      seen.push({ type, start: base + end - length - 1, at: base + end, body: body?.toString('hex') }),
+    );
     base += chunk.length;
   }
   return seen;
@@ -56,6 +60,7 @@ describe('FrameScanner', () => {
     let at = 0;
     const expected = frames.map((f) => ({
       type: f.type,
+      start: at,
       at: (at += f.raw.length),
       body: keep.includes(f.type) ? f.body.toString('hex') : undefined,
     }));
@@ -117,6 +122,7 @@ describe('FrameScanner', () => {
         let at = 0;
         const expected = framed.map((f) => ({
           type: f.type,
+          start: at,
           at: (at += f.raw.length),
           body: keep.includes(f.type) ? f.body.toString('hex') : undefined,
         }));

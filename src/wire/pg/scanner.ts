@@ -19,8 +19,12 @@ export interface ScannerOptions {
   readonly keep: readonly number[];
 }
 
-/** Called at the end of each message: its type, the offset just past it in the current chunk, and its body if kept. */
-export type MessageEnd = (type: number, end: number, body: Buffer | undefined) => void;
+/**
+ * Called at the end of each message: its type, the offset just past it in the current chunk,
+ * its body if kept, and its length field (so the message began `length + 1` bytes before `end`,
+ * possibly in an earlier chunk).
+ */
+export type MessageEnd = (type: number, end: number, body: Buffer | undefined, length: number) => void;
 
 export class FrameScanner {
   readonly #maxMessageLength: number;
@@ -30,6 +34,7 @@ export class FrameScanner {
   #type = 0;
   /** Body bytes of the current message still to come; -1 while reading a header. */
   #remaining = -1;
+  #length = 0;
   #body: Buffer | undefined;
   #bodyFilled = 0;
   #failed: FramingError | null = null;
@@ -66,6 +71,7 @@ export class FrameScanner {
         }
         this.#headerFilled = 0;
         this.#check(length);
+        this.#length = length;
         this.#remaining = length - 4;
         if (this.#keep[this.#type] === 1) {
           if (end - off >= this.#remaining) {
@@ -88,7 +94,7 @@ export class FrameScanner {
         const body = this.#body;
         this.#body = undefined;
         this.#remaining = -1;
-        onEnd(this.#type, off, body);
+        onEnd(this.#type, off, body, this.#length);
       }
     }
   }
