@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { writeFile } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { callApi } from './support/api.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, eventually, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
@@ -66,6 +67,29 @@ describe('the default policy pack through psql', () => {
     );
     assert.equal(result.code, 1);
     assert.match(result.stderr, /ERROR: {2}blocked by policy "no-destructive-ddl": DROP TABLE is not allowed on orders-db/);
+    assert.equal(await canary(), 10);
+  });
+});
+
+describe('a refusal inside a transaction block, through psql', () => {
+  test('reads as the gateway words it, aborts the transaction, and COMMIT rolls back', async () => {
+    const credential = await gw.mint('alice', 'orders-db');
+    const script = "BEGIN;\nUPDATE orders SET status = 'tx' WHERE id = 7;\nDROP TABLE orders;\nSELECT 1;\nCOMMIT;\n";
+    const result = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
+      const child = execFile(
+        'psql',
+        ['-X', '-h', gw.host, '-p', String(gw.pgPort), '-U', 'alice', '-d', 'orders-db'],
+        { env: { ...process.env, PGPASSWORD: credential }, timeout: 20_000 },
+        (error, stdout, stderr) => (error && !stderr ? reject(error) : resolve({ stdout, stderr })),
+      );
+      child.stdin!.end(script);
+    });
+    assert.match(result.stderr, /ERROR: {2}blocked by policy "no-destructive-ddl": DROP TABLE is not allowed on orders-db\n/);
+    assert.doesNotMatch(result.stderr, /CONTEXT|PL\/pgSQL|drawbridge_/);
+    assert.match(result.stderr, /ERROR: {2}current transaction is aborted/);
+    assert.match(result.stdout, /ROLLBACK/);
+    const row = await asAdmin((admin) => admin.query('SELECT status FROM orders WHERE id = 7'), db.name);
+    assert.notEqual(row.rows[0].status, 'tx');
     assert.equal(await canary(), 10);
   });
 });
@@ -310,5 +334,62 @@ describe('the policy API', () => {
     assert.equal(bad.status, 422);
     assert.equal(bad.body.code, 'policy-invalid');
     assert.match(bad.body.detail, /^b\.cedar:2:\d+: /);
+  });
+});
+
+describe('refusals when the target answers in the smallest pieces', () => {
+  // A hop between gateway and PostgreSQL that passes the target's answers on a few bytes at a
+  // time, so that the replies the gateway cuts out and replaces arrive split at every point.
+  let relay: Server;
+  let sliced: TestGateway;
+  before(async () => {
+    relay = createServer((client) => {
+      const target = connect({ host: '127.0.0.1', port: 5432 });
+      target.setNoDelay(true);
+      client.setNoDelay(true);
+      client.pipe(target);
+      target.on('data', (chunk: Buffer) => {
+        target.pause();
+        let at = 0;
+        const next = () => {
+          if (at >= chunk.length || client.destroyed) return target.resume();
+          client.write(chunk.subarray(at, (at += 3)));
+          setImmediate(next);
+        };
+        next();
+      });
+      const end = () => (client.destroy(), target.destroy());
+      client.on('error', end).on('close', end);
+      target.on('error', end).on('close', end);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    sliced = await startTestGateway({
+      connections: [{ name: 'orders-db', database: db.name, port: (relay.address() as AddressInfo).port }],
+      policies: 'default-pack',
+    });
+  });
+  after(async () => {
+    await sliced?.close();
+    relay?.close();
+  });
+
+  test('extended and in-transaction refusals read right, and the session goes on', async () => {
+    const client = await gatewayClient(sliced, 'orders-db');
+    try {
+      for (let round = 0; round < 3; round++) {
+        await assert.rejects(client.query('DELETE FROM orders WHERE $1::int = $1::int', [round]), {
+          code: '42501',
+          message: 'blocked by policy "no-unfiltered-writes": DELETE without a WHERE clause that filters rows is not allowed on orders-db',
+        });
+        assert.deepEqual((await client.query('SELECT id FROM orders WHERE id = $1', [round + 1])).rows, [{ id: round + 1 }]);
+      }
+      await client.query('BEGIN');
+      await assert.rejects(client.query('TRUNCATE orders'), { code: '42501', message: /^blocked by policy "no-destructive-ddl"/ });
+      assert.equal((await client.query('ROLLBACK')).command, 'ROLLBACK');
+      assert.deepEqual((await client.query('SELECT count(*)::int AS n FROM orders')).rows, [{ n: 10 }]);
+    } finally {
+      await client.end();
+    }
+    assert.equal(await canary(), 10);
   });
 });

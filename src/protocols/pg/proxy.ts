@@ -70,8 +70,11 @@ type Expected =
   | { readonly kind: 'inject'; readonly bytes: Buffer }
   /** A reply to a message the gateway sent on its own: it is cut out of the stream to the client. */
   | { readonly kind: 'swallow'; readonly type: number }
-  /** The target raising a refusal of ours (an ErrorResponse that goes on to the client). */
-  | { readonly kind: 'refusal' };
+  /**
+   * The target raising a refusal of ours: its ErrorResponse is replaced by ours (`bytes`), so
+   * that the client reads the refusal as the gateway words it, without the DO block's context.
+   */
+  | { readonly kind: 'refusal'; readonly bytes: Buffer };
 
 const PARSE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.ParseComplete] };
 const BIND_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.BindComplete] };
@@ -294,7 +297,7 @@ export class PgProxy {
     const raise = raiseOnTarget(sqlstateOf(error.code), error.message);
     if (standalone && this.#transactionStatus === TRANSACTION_OPEN) {
       out.add(encodeFrontend({ type: 'Query', sql: raise }));
-      this.#expected.push({ kind: 'sync' });
+      this.#expected.push({ kind: 'refusal', bytes: renderError(error) }, { kind: 'sync' });
       return;
     }
     if (standalone) {
@@ -302,7 +305,7 @@ export class PgProxy {
       return;
     }
     // A statement and portal of the gateway's own, so that the client's stay as they were; the
-    // replies to Close, Parse and Bind are cut out, the ErrorResponse of Execute goes through.
+    // replies to Close, Parse and Bind are cut out, the ErrorResponse of Execute becomes ours.
     out.add(encodeFrontend({ type: 'Close', target: 'S', name: REFUSAL_STATEMENT }));
     out.add(encodeFrontend({ type: 'Parse', name: REFUSAL_STATEMENT, sql: raise, paramTypes: [] }));
     out.add(
@@ -313,7 +316,7 @@ export class PgProxy {
       { kind: 'swallow', type: BackendType.CloseComplete },
       { kind: 'swallow', type: BackendType.ParseComplete },
       { kind: 'swallow', type: BackendType.BindComplete },
-      { kind: 'refusal' },
+      { kind: 'refusal', bytes: renderError(error) },
     );
     this.#skipUntilSync = true;
   }
@@ -358,13 +361,17 @@ export class PgProxy {
       this.#targetScanner.scan(held ? chunk.subarray(shift) : chunk, (type, endInChunk, body, length) => {
         const end = endInChunk + shift;
         const head = this.#expected[0];
-        if (head?.kind === 'swallow' && head.type === type) {
+        const cut =
+          (head?.kind === 'swallow' && head.type === type) || (head?.kind === 'refusal' && type === BackendType.ErrorResponse);
+        if (cut) {
           const start = end - length - 1;
           if (start < forwarded) throw new Error('a reply to cut out began in bytes already sent to the client');
           parts.push(chunk.subarray(forwarded, start));
           forwarded = end;
-          this.#expected.shift();
-        } else {
+        }
+        if (head?.kind === 'swallow' && cut) this.#expected.shift();
+        else {
+          if (head?.kind === 'refusal' && cut) parts.push(head.bytes);
           this.#observe(type, body);
         }
         if (this.#expected[0]?.kind !== 'inject') return;
@@ -387,7 +394,8 @@ export class PgProxy {
       );
       return;
     }
-    if (this.#expected[0]?.kind === 'swallow' && this.#targetScanner.midMessage) {
+    const next = this.#expected[0]?.kind;
+    if ((next === 'swallow' || next === 'refusal') && this.#targetScanner.midMessage) {
       // The message under way may be one to cut out: keep its start until its end comes.
       this.#heldBack = Buffer.from(chunk.subarray(forwarded));
     } else {
