@@ -9,12 +9,19 @@
  *  - a streaming read of 2,000,000 rows of about 100 bytes with psql (a cursor-backed
  *    SELECT with FETCH_COUNT=10000, and COPY … TO STDOUT): rows per second, and the
  *    gateway process's peak resident memory while it streams.
+ * And what the guardrails cost:
+ *  - pgbench select-only and TPC-B (simple protocol, 1 and 8 clients) directly, through a
+ *    gateway with `policy: enabled: false` and through the gateway as configured by default
+ *    (the default policy pack on): TPS, and guardrails on over guardrails off;
+ *  - in-process, microseconds per statement to classify and decide (bench/policy.bench.ts).
  *
  * Needs: pgbench and psql, PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`
  * (it creates and drops the database `drawbridge_bench`), and the gateway's CLI
  * (bin/drawbridge.js start / grant). See docs/benchmarks.md.
  *
- * Usage: npm run bench [-- --json]     env: BENCH_SECONDS (default 10), BENCH_ROWS (default 2000000)
+ * Usage: npm run bench [-- --json]
+ * env: BENCH_SECONDS (default 10), BENCH_ROWS (default 2000000),
+ *      BENCH_PARTS (default proxy,stream,guardrails,policy: which parts to run)
  *
  * Limits: client, gateway and server share one machine (2 cores on CI machines), so the
  * ratio includes the gateway competing with pgbench and PostgreSQL for CPU. The figures are
@@ -22,11 +29,12 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { PolicyFigures } from './policy.bench.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const NODE = existsSync(join(REPO, 'node_modules/.bin/node')) ? join(REPO, 'node_modules/.bin/node') : process.execPath;
@@ -41,8 +49,11 @@ const JSON_OUTPUT = process.argv.includes('--json');
 
 class BenchError extends Error {}
 
+const PARTS = ['proxy', 'stream', 'guardrails', 'policy'] as const;
+type Part = (typeof PARTS)[number];
+
 interface Endpoint {
-  readonly label: 'direct' | 'relay' | 'gateway';
+  readonly label: 'direct' | 'relay' | 'gateway' | 'gateway, guardrails off';
   readonly host: string;
   readonly port: number;
   readonly user: string;
@@ -74,12 +85,38 @@ interface Row {
   readonly gatewayPeakRssBytes?: number;
 }
 
+/** The same pgbench workload directly and through gateways with the guardrails off and on. */
+interface GuardrailRow {
+  readonly workload: string;
+  readonly direct: PgbenchFigures;
+  readonly off: PgbenchFigures;
+  readonly on: PgbenchFigures;
+  /** guardrails on / guardrails off, TPS. */
+  readonly onOffRatio: number;
+  /** guardrails on / direct, TPS. */
+  readonly onDirectRatio: number;
+  /** Peak RSS of each gateway process during its run. */
+  readonly offPeakRssBytes: number;
+  readonly onPeakRssBytes: number;
+}
+
+type Script = 'select-only' | 'tpcb';
+
 function positiveInt(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isInteger(n) || n <= 0) throw new BenchError(`${name} must be a positive integer, got '${raw}'`);
   return n;
+}
+
+function selectedParts(): ReadonlySet<Part> {
+  const raw = process.env['BENCH_PARTS'];
+  if (raw === undefined || raw.trim() === '') return new Set(PARTS);
+  const names = raw.split(',').map((p) => p.trim());
+  const unknown = names.filter((p) => !(PARTS as readonly string[]).includes(p));
+  if (unknown.length > 0) throw new BenchError(`BENCH_PARTS: unknown part '${unknown.join("', '")}' (known: ${PARTS.join(', ')})`);
+  return new Set(names as Part[]);
 }
 
 function log(message: string): void {
@@ -227,11 +264,35 @@ class GatewayProcess {
 
 // --- Workloads ------------------------------------------------------------------------------
 
-async function pgbench(e: Endpoint, mode: 'simple' | 'extended', clients: number): Promise<PgbenchFigures> {
-  const args = ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(clients > 1 ? 2 : 1), '-T', String(SECONDS)];
+/**
+ * select-only is `-S`; tpcb is pgbench's default script (BEGIN, three UPDATEs with a WHERE on the
+ * key, a SELECT, an INSERT, END). Either way with -n: the tables are initialised once, up front.
+ */
+async function pgbench(
+  e: Endpoint,
+  mode: 'simple' | 'extended',
+  clients: number,
+  script: Script = 'select-only',
+  seconds = SECONDS,
+): Promise<PgbenchFigures> {
+  const args = [
+    '-n',
+    ...(script === 'select-only' ? ['-S'] : []),
+    '-M',
+    mode,
+    '-c',
+    String(clients),
+    '-j',
+    String(clients > 1 ? 2 : 1),
+    '-T',
+    String(seconds),
+  ];
+  // A statement refused or failing on the way aborts its client: pgbench exits non-zero, and so does the bench.
   const { stdout } = await exec('pgbench', [...args, '-h', e.host, '-p', String(e.port), '-U', e.user, e.database], {
     env: e.env,
-    timeoutMs: (SECONDS + 60) * 1000,
+    timeoutMs: (seconds + 60) * 1000,
+  }).catch((error: unknown) => {
+    throw new BenchError(`${e.label}: ${error instanceof Error ? error.message : String(error)}`);
   });
   const tps = /^tps = ([\d.]+)/m.exec(stdout)?.[1];
   const latency = /^latency average = ([\d.]+) ms/m.exec(stdout)?.[1];
@@ -265,33 +326,53 @@ function rate(n: number): string {
   return int.format(n);
 }
 
-function figures(row: Row, side: 'direct' | 'relay' | 'gateway'): string {
-  const f = row[side];
+function figures(f: PgbenchFigures | StreamFigures): string {
   return 'tps' in f ? `${int.format(f.tps)} tps ${f.latencyMs.toFixed(3)}ms` : `${rate(f.rowsPerSecond)} rows/s`;
 }
 
+function percent(ratio: number): string {
+  return `${int.format(ratio * 100)}%`.padStart(14);
+}
+
+function mb(bytes: number): string {
+  return `${int.format(bytes / (1024 * 1024))} MB`;
+}
+
 function table(rows: readonly Row[], memory: { peakRssBytes: number; hwmBytes: number; idleRssBytes: number }): string {
-  const mb = (b: number): string => `${int.format(b / (1024 * 1024))} MB`;
   const lines = [
     `${'workload'.padEnd(38)}${'direct'.padEnd(22)}${'bare relay'.padEnd(22)}${'gateway'.padEnd(22)}gateway/direct  relay/direct`,
     ...rows.map((r) => {
-      const ratio = `${int.format(r.ratio * 100)}%`.padStart(14);
-      const relayRatio = `${int.format(r.relayRatio * 100)}%`.padStart(14);
       const extra = r.gatewayPeakRssBytes === undefined ? '' : `   gateway peak RSS ${mb(r.gatewayPeakRssBytes)}`;
-      return `${r.workload.padEnd(38)}${figures(r, 'direct').padEnd(22)}${figures(r, 'relay').padEnd(22)}${figures(r, 'gateway').padEnd(22)}${ratio}${relayRatio}${extra}`;
+      return `${r.workload.padEnd(38)}${figures(r.direct).padEnd(22)}${figures(r.relay).padEnd(22)}${figures(r.gateway).padEnd(22)}${percent(r.ratio)}${percent(r.relayRatio)}${extra}`;
     }),
     '',
     'bare relay: a child process that copies bytes between client and PostgreSQL and does nothing else.',
     `gateway memory: RSS ${mb(memory.idleRssBytes)} after start; over the whole run peak RSS ${mb(memory.peakRssBytes)} (sampled every 100 ms), VmHWM ${mb(memory.hwmBytes)}`,
-    `${SECONDS} s per pgbench run, scale ${SCALE}; ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}); node ${process.version}; client, gateway and server on one machine`,
   ];
   return lines.join('\n');
+}
+
+function guardrailTable(rows: readonly GuardrailRow[]): string {
+  return [
+    `${'guardrails through the gateway'.padEnd(38)}${'direct'.padEnd(22)}${'guardrails off'.padEnd(22)}${'guardrails on'.padEnd(22)}        on/off     on/direct`,
+    ...rows.map(
+      (r) =>
+        `${r.workload.padEnd(38)}${figures(r.direct).padEnd(22)}${figures(r.off).padEnd(22)}${figures(r.on).padEnd(22)}${percent(r.onOffRatio)}${percent(r.onDirectRatio)}   peak RSS off ${mb(r.offPeakRssBytes)}, on ${mb(r.onPeakRssBytes)}`,
+    ),
+    '',
+    'guardrails on: the default policy pack (no policy section in drawbridge.yaml); off: policy: enabled: false. Target: on/off >= 90%.',
+  ].join('\n');
+}
+
+function machine(): string {
+  return `${SECONDS} s per pgbench run, scale ${SCALE}; ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}); node ${process.version}; client, gateway and server on one machine`;
 }
 
 // --- Main -----------------------------------------------------------------------------------
 
 let tmp: string | undefined;
-let gateway: GatewayProcess | undefined;
+/** Every gateway started and not yet stopped, for the cleanup. */
+const gateways = new Set<GatewayProcess>();
 let databaseCreated = false;
 let cleaning: Promise<void> | undefined;
 let interrupted = false;
@@ -301,7 +382,7 @@ const direct: Endpoint = { label: 'direct', ...PG, database: DB, env: {} };
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     relay?.kill();
-    await gateway?.stop().catch(() => undefined);
+    for (const g of gateways) await g.stop().catch(() => undefined);
     if (databaseCreated) {
       await exec('psql', psqlArgs({ ...direct, database: 'postgres' }, '-c', `DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`)).catch(
         (e: unknown) => log(`could not drop ${DB}: ${String(e)}`),
@@ -357,16 +438,29 @@ async function startRelay(): Promise<Endpoint> {
   return { label: 'relay', host: '127.0.0.1', port, user: PG.user, database: DB, env: {} };
 }
 
-async function startGateway(dir: string): Promise<Endpoint> {
+interface Gateway {
+  readonly endpoint: Endpoint;
+  readonly process: GatewayProcess;
+}
+
+/**
+ * `policy: 'default'` writes no policy section, so the gateway runs as a user's would: the
+ * default pack on. `'off'` writes `policy: enabled: false`. Each gateway has its own folder
+ * (store, log) under `dir`.
+ */
+async function startGateway(dir: string, policy: 'default' | 'off'): Promise<Gateway> {
+  const home = join(dir, policy === 'default' ? 'gateway' : 'gateway-policy-off');
+  await mkdir(home);
   const [apiPort, pgPort] = [await freePort(), await freePort()];
-  const config = join(dir, 'drawbridge.yaml');
+  const config = join(home, 'drawbridge.yaml');
   await writeFile(
     config,
     [
-      `store: sqlite:${join(dir, 'state.db')}`,
+      `store: sqlite:${join(home, 'state.db')}`,
       'listen:',
       `  api: 127.0.0.1:${apiPort}`,
       `  postgres: 127.0.0.1:${pgPort}`,
+      ...(policy === 'off' ? ['policy:', '  enabled: false'] : []),
       'connections:',
       '  - name: bench',
       '    type: postgres',
@@ -379,15 +473,17 @@ async function startGateway(dir: string): Promise<Endpoint> {
     ].join('\n'),
   );
 
-  log(`starting the gateway (postgres listener 127.0.0.1:${pgPort})`);
-  gateway = GatewayProcess.start(config, join(dir, 'gateway.log'));
+  const label = policy === 'default' ? 'gateway' : 'gateway, guardrails off';
+  log(`starting the ${label} (postgres listener 127.0.0.1:${pgPort})`);
+  const gateway = GatewayProcess.start(config, join(home, 'gateway.log'));
+  gateways.add(gateway);
   const deadline = Date.now() + 20_000;
   while (!(await canConnect('127.0.0.1', pgPort))) {
     if (gateway.exitReason !== undefined) {
-      throw new BenchError(`the gateway ${gateway.exitReason} before listening; its log:\n${await gateway.logTail()}`);
+      throw new BenchError(`the ${label} ${gateway.exitReason} before listening; its log:\n${await gateway.logTail()}`);
     }
     if (Date.now() > deadline)
-      throw new BenchError(`the gateway did not listen on 127.0.0.1:${pgPort} within 20 s; its log:\n${await gateway.logTail()}`);
+      throw new BenchError(`the ${label} did not listen on 127.0.0.1:${pgPort} within 20 s; its log:\n${await gateway.logTail()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 
@@ -397,7 +493,7 @@ async function startGateway(dir: string): Promise<Endpoint> {
     throw new BenchError(`'drawbridge grant' did not print a dbr_ credential on its first line:\n${stdout}`);
 
   const endpoint: Endpoint = {
-    label: 'gateway',
+    label,
     host: '127.0.0.1',
     port: pgPort,
     user: 'bench',
@@ -407,82 +503,196 @@ async function startGateway(dir: string): Promise<Endpoint> {
   const { stdout: probe } = await exec('psql', psqlArgs(endpoint, '-At', '-c', 'SELECT count(*) FROM pgbench_branches'), {
     env: endpoint.env,
   }).catch(async (e: unknown) => {
-    throw new BenchError(`a query through the gateway failed: ${String(e)}\ngateway log:\n${await gateway?.logTail()}`);
+    throw new BenchError(`a query through the ${label} failed: ${String(e)}\nits log:\n${await gateway.logTail()}`);
   });
   if (probe.trim() !== String(SCALE))
-    throw new BenchError(`through the gateway, pgbench_branches has '${probe.trim()}' rows, expected ${SCALE}`);
-  return endpoint;
+    throw new BenchError(`through the ${label}, pgbench_branches has '${probe.trim()}' rows, expected ${SCALE}`);
+  return { endpoint, process: gateway };
 }
 
-async function main(): Promise<void> {
-  await preflight();
-  tmp = await mkdtemp(join(tmpdir(), 'drawbridge-bench-'));
+/** Runs `work` and returns its result with the gateway's peak RSS while it ran. */
+async function watched<T>(g: Gateway, work: () => Promise<T>): Promise<[T, number]> {
+  g.process.resetPhase();
+  const result = await work();
+  return [result, g.process.resetPhase()];
+}
 
-  log(`creating database ${DB} (pgbench scale ${SCALE})`);
-  const admin = { ...direct, database: 'postgres' };
-  await exec('psql', psqlArgs(admin, '-c', `DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`));
-  await exec('psql', psqlArgs(admin, '-c', `CREATE DATABASE ${DB}`));
-  databaseCreated = true;
-  await exec('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', PG.host, '-p', String(PG.port), '-U', PG.user, DB], { timeoutMs: 600_000 });
+async function stopGateway(g: Gateway): Promise<void> {
+  await g.process.stop();
+  gateways.delete(g.process);
+}
 
-  const relayed = await startRelay();
-  const through = await startGateway(tmp);
-  const gw = gateway as GatewayProcess;
-  const idleRssBytes = gw.memory().rssBytes;
+function pgbenchWorkload(script: Script, mode: 'simple' | 'extended', clients: number): string {
+  return `pgbench ${script === 'select-only' ? '-S' : 'TPC-B'} ${mode}, ${clients} client${clients > 1 ? 's' : ''}`;
+}
+
+function throughput(f: PgbenchFigures | StreamFigures): number {
+  return 'tps' in f ? f.tps : f.rowsPerSecond;
+}
+
+/** The same work directly, through the bare relay and through the gateway (watching its memory). */
+async function proxyRow(
+  workload: string,
+  kind: Row['kind'],
+  relayed: Endpoint,
+  through: Gateway,
+  run: (e: Endpoint) => Promise<PgbenchFigures | StreamFigures>,
+): Promise<Row> {
+  const d = await run(direct);
+  const r = await run(relayed);
+  const [g, peak] = await watched(through, () => run(through.endpoint));
+  const ratio = throughput(g) / throughput(d);
+  return { workload, kind, direct: d, relay: r, gateway: g, ratio, relayRatio: throughput(r) / throughput(d), gatewayPeakRssBytes: peak };
+}
+
+async function proxyRows(relayed: Endpoint, through: Gateway): Promise<Row[]> {
   const rows: Row[] = [];
-
   for (const mode of ['simple', 'extended'] as const) {
     for (const clients of [1, 8]) {
-      const workload = `pgbench -S ${mode}, ${clients} client${clients > 1 ? 's' : ''}`;
+      const workload = pgbenchWorkload('select-only', mode, clients);
       log(`${workload}: direct, bare relay, gateway (${SECONDS} s each)`);
-      const d = await pgbench(direct, mode, clients);
-      const r = await pgbench(relayed, mode, clients);
-      const g = await pgbench(through, mode, clients);
-      rows.push({ workload, kind: 'pgbench', direct: d, relay: r, gateway: g, ratio: g.tps / d.tps, relayRatio: r.tps / d.tps });
+      rows.push(await proxyRow(workload, 'pgbench', relayed, through, (e) => pgbench(e, mode, clients)));
     }
   }
+  return rows;
+}
 
+async function streamRows(relayed: Endpoint, through: Gateway): Promise<Row[]> {
+  const rows: Row[] = [];
   for (const how of ['select', 'copy'] as const) {
     const workload = how === 'select' ? `stream ${int.format(ROWS)} rows (FETCH_COUNT)` : `COPY ${int.format(ROWS)} rows TO STDOUT`;
     log(`${workload}: direct, bare relay, gateway`);
-    const d = await stream(direct, how);
-    const r = await stream(relayed, how);
-    gw.resetPhase();
-    const g = await stream(through, how);
-    const peak = gw.resetPhase();
-    rows.push({
-      workload,
-      kind: 'stream',
-      direct: d,
-      relay: r,
-      gateway: g,
-      ratio: g.rowsPerSecond / d.rowsPerSecond,
-      relayRatio: r.rowsPerSecond / d.rowsPerSecond,
-      gatewayPeakRssBytes: peak,
-    });
+    rows.push(await proxyRow(workload, 'stream', relayed, through, (e) => stream(e, how)));
+  }
+  return rows;
+}
+
+/** Harmless whatever happens (it deletes nothing), and the default pack refuses it: no WHERE that filters. */
+const GUARDRAIL_PROBE = 'DELETE FROM pgbench_history WHERE 1 = 2';
+
+/** The policy named in the refusal psql printed for `sql`, or undefined when the statement ran. */
+async function refusal(e: Endpoint, sql: string): Promise<string | undefined> {
+  try {
+    await exec('psql', psqlArgs(e, '-c', sql), { env: e.env });
+    return undefined;
+  } catch (error) {
+    const refused = /blocked by policy "[^"]+"/.exec(String(error))?.[0];
+    if (refused === undefined) throw error;
+    return refused;
+  }
+}
+
+/** pgbench -S and TPC-B, simple protocol, 1 and 8 clients: direct, guardrails off, guardrails on. */
+async function guardrailRows(onGateway: Gateway, offGateway: Gateway): Promise<GuardrailRow[]> {
+  const [on, off] = [onGateway.endpoint, offGateway.endpoint];
+  // Figures are only worth printing if "on" and "off" are what they say.
+  if ((await refusal(on, GUARDRAIL_PROBE)) === undefined)
+    throw new BenchError(`the gateway with the default configuration ran '${GUARDRAIL_PROBE}': its guardrails are not on`);
+  const offRefused = await refusal(off, GUARDRAIL_PROBE);
+  if (offRefused !== undefined)
+    throw new BenchError(
+      `the gateway with 'policy: enabled: false' refused '${GUARDRAIL_PROBE}' (${offRefused}): its guardrails are not off`,
+    );
+
+  // A short TPC-B through each first: it warms both up alike and fails early if the pack refuses any of its statements.
+  for (const e of [off, on]) await pgbench(e, 'simple', 1, 'tpcb', 1);
+
+  const rows: GuardrailRow[] = [];
+  for (const script of ['select-only', 'tpcb'] as const) {
+    for (const clients of [1, 8]) {
+      const workload = pgbenchWorkload(script, 'simple', clients);
+      log(`${workload}: direct, guardrails off, guardrails on (${SECONDS} s each)`);
+      const d = await pgbench(direct, 'simple', clients, script);
+      const [f, offPeakRssBytes] = await watched(offGateway, () => pgbench(off, 'simple', clients, script));
+      const [n, onPeakRssBytes] = await watched(onGateway, () => pgbench(on, 'simple', clients, script));
+      rows.push({
+        workload,
+        direct: d,
+        off: f,
+        on: n,
+        onOffRatio: n.tps / f.tps,
+        onDirectRatio: n.tps / d.tps,
+        offPeakRssBytes,
+        onPeakRssBytes,
+      });
+    }
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const parts = selectedParts();
+  // In-process and first, while this bench has started nothing else that uses the CPUs.
+  // Imported only when asked for: it loads both WASM modules into this process.
+  let policy: { figures: PolicyFigures; table: string } | undefined;
+  if (parts.has('policy')) {
+    log('guardrails in-process: classify, decide, guard cold and cached');
+    const { measurePolicy, policyTable } = await import('./policy.bench.ts');
+    const figures = await measurePolicy();
+    policy = { figures, table: policyTable(figures) };
   }
 
-  if (gw.exitReason !== undefined) throw new BenchError(`the gateway ${gw.exitReason} during the run; its log:\n${await gw.logTail()}`);
-  const memory = { ...gw.memory(), idleRssBytes };
+  const rows: Row[] = [];
+  let guardrails: GuardrailRow[] = [];
+  let memory: { peakRssBytes: number; hwmBytes: number; rssBytes: number; idleRssBytes: number } | undefined;
+  const throughPgbench = parts.has('proxy') || parts.has('stream') || parts.has('guardrails');
+  if (throughPgbench) {
+    await preflight();
+    tmp = await mkdtemp(join(tmpdir(), 'drawbridge-bench-'));
+
+    log(`creating database ${DB} (pgbench scale ${SCALE})`);
+    const admin = { ...direct, database: 'postgres' };
+    await exec('psql', psqlArgs(admin, '-c', `DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`));
+    await exec('psql', psqlArgs(admin, '-c', `CREATE DATABASE ${DB}`));
+    databaseCreated = true;
+    await exec('pgbench', ['-i', '-q', '-s', String(SCALE), '-h', PG.host, '-p', String(PG.port), '-U', PG.user, DB], {
+      timeoutMs: 600_000,
+    });
+
+    const relayed = parts.has('proxy') || parts.has('stream') ? await startRelay() : undefined;
+    const gateway = await startGateway(tmp, 'default');
+    const idleRssBytes = gateway.process.memory().rssBytes;
+
+    if (relayed && parts.has('proxy')) rows.push(...(await proxyRows(relayed, gateway)));
+    if (relayed && parts.has('stream')) rows.push(...(await streamRows(relayed, gateway)));
+    if (parts.has('guardrails')) {
+      const off = await startGateway(tmp, 'off');
+      guardrails = await guardrailRows(gateway, off);
+      await stopGateway(off);
+    }
+
+    const exit = gateway.process.exitReason;
+    if (exit !== undefined) throw new BenchError(`the gateway ${exit} during the run; its log:\n${await gateway.process.logTail()}`);
+    memory = { ...gateway.process.memory(), idleRssBytes };
+  }
 
   if (JSON_OUTPUT) {
-    const pgbenchVersion = (await exec('pgbench', ['--version'])).stdout.trim();
+    const pgbenchVersion = throughPgbench ? (await exec('pgbench', ['--version'])).stdout.trim() : undefined;
     process.stdout.write(
       `${JSON.stringify(
         {
           seconds: SECONDS,
           scale: SCALE,
           streamRows: ROWS,
+          parts: [...parts],
           environment: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, pgbench: pgbenchVersion },
           results: rows,
-          gatewayMemory: memory,
+          gatewayMemory: memory ?? null,
+          guardrails,
+          policy: policy?.figures ?? null,
         },
         null,
         2,
       )}\n`,
     );
   } else {
-    process.stdout.write(`${table(rows, memory)}\n`);
+    const sections = [
+      ...(rows.length > 0 && memory ? [table(rows, memory)] : []),
+      ...(guardrails.length > 0 ? [guardrailTable(guardrails)] : []),
+      ...(policy ? [policy.table] : []),
+      machine(),
+    ];
+    process.stdout.write(`${sections.join('\n\n')}\n`);
   }
 }
 

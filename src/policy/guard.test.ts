@@ -86,6 +86,25 @@ describe('PolicyGuard with the default pack', () => {
     assert.equal(decide(block, 'service-account').outcome, 'deny');
   });
 
+  it('asks Cedar once for statements that classify alike, even those never cached by shape', async () => {
+    let asked = 0;
+    const counting = {
+      version: engine.version,
+      decide: (request: Parameters<PolicyEngine['decide']>[0]) => (asked++, engine.decide(request)),
+    } as unknown as PolicyEngine;
+    const fresh = await PolicyGuard.create(() => counting, new FrozenClock(T0));
+    const update = (sql: string) => fresh.decide(session(), { kind: 'query', text: sql });
+    assert.equal(update('UPDATE accounts SET balance = balance + 5 WHERE aid = 17').outcome, 'allow');
+    assert.equal(update('UPDATE accounts SET balance = balance + -3 WHERE aid = 99').outcome, 'allow');
+    assert.equal(asked, 1);
+    assert.equal(update('UPDATE accounts SET balance = 0 WHERE aid = 1 OR true').outcome, 'deny');
+    assert.equal(update('UPDATE accounts SET balance = 0 WHERE aid = 1 OR false').outcome, 'deny');
+    assert.equal(update('UPDATE accounts SET balance = 0 WHERE 1 = 1').outcome, 'deny');
+    assert.equal(asked, 2, 'the three unfiltered UPDATEs classify alike');
+    assert.equal(fresh.decide(session('user', 'bob'), { kind: 'query', text: 'UPDATE accounts SET balance = 1 WHERE aid = 2' }).outcome, 'allow');
+    assert.equal(asked, 3, 'another principal is decided anew');
+  });
+
   it('answers a repeated statement shape from its cache, but never a literal-sensitive one', () => {
     const first = decide('SELECT * FROM orders WHERE id = 1');
     assert.equal(decide('SELECT * FROM orders WHERE id = 2'), first, 'the same verdict object: a cache hit');

@@ -5,10 +5,12 @@
  * no policy in the default pack permits: fail closed. A fast-path function call is the action
  * `sql:fastpath`, which nothing permits unless a policy names it.
  *
- * Verdicts are cached by statement shape (literals replaced), principal, its groups,
- * connection, policy version and hour, so that repeated statements cost a lookup. Not cached:
- * UPDATE, DELETE and MERGE, whose "has a real WHERE" depends on literal values (`WHERE 1=1`
- * against `WHERE id=1`), and what did not parse.
+ * Two caches, both keyed by principal, its groups, connection, policy version and hour:
+ * - by statement shape (literals replaced), so that a repeated statement costs a lookup. Not for
+ *   UPDATE, DELETE and MERGE (also nested), whose "has a real WHERE" may depend on literal
+ *   values (`WHERE id = 1 OR true` against `... OR false`), nor for what did not parse;
+ * - by classification, so that those still skip Cedar (the costly part) when they classify
+ *   alike: a decision depends on nothing else than the classification and the keys above.
  */
 
 import { allow, type Clock, type Command, type Verdict } from '../core/index.ts';
@@ -40,7 +42,10 @@ type Asker = Pick<PolicyRequest, 'principal' | 'connection' | 'now'>;
 
 /** Classifies `sql` and decides each statement; the one decision path of the gateway, the CLI and the API. */
 export function decideSql(engine: PolicyEngine, asker: Asker, sql: string): SqlDecision {
-  const classification = classify(sql);
+  return decideClassified(engine, asker, classify(sql));
+}
+
+function decideClassified(engine: PolicyEngine, asker: Asker, classification: Classification): SqlDecision {
   const decisions: { statement: StatementInput; outcome: PolicyOutcome }[] = [];
   let verdict: Verdict = allow;
   for (const statement of classification.statements) {
@@ -88,6 +93,7 @@ export class PolicyGuard implements Guard {
   readonly #engine: () => PolicyEngine;
   readonly #clock: Clock;
   readonly #cache = new Map<string, Verdict>();
+  readonly #byClassification = new Map<string, Verdict>();
   readonly #cacheSize: number;
 
   /** Loads the SQL parser (WebAssembly) once, then builds the guard. */
@@ -114,15 +120,27 @@ export class PolicyGuard implements Guard {
     };
     if (command.kind === 'function-call') return decideFastPath(engine, asker);
     const hour = Math.floor(now / 3_600_000);
-    const key = `${engine.version}\0${hour}\0${grant.principal.kind}\0${grant.principal.name}\0${grant.groups.join('\0')}\0${connection.name}\0${statementShape(command.text)}`;
+    const who = `${engine.version}\0${hour}\0${grant.principal.kind}\0${grant.principal.name}\0${grant.groups.join('\0')}\0${connection.name}`;
+    const key = `${who}\0${statementShape(command.text)}`;
     const cached = this.#cache.get(key);
     if (cached) return cached;
 
-    const { verdict, classification } = decideSql(engine, asker, command.text);
-    if (this.#cacheSize > 0 && !classification.statements.some(literalSensitive)) {
-      if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
-      this.#cache.set(key, verdict);
+    const classification = classify(command.text);
+    const parsed = classification.parseError === undefined;
+    // JSON of objects the classifier builds in a fixed property order: equal facts, equal keys.
+    const classKey = parsed ? `${who}\0${JSON.stringify(classification.statements)}` : undefined;
+    let verdict = classKey === undefined ? undefined : this.#byClassification.get(classKey);
+    if (verdict === undefined) {
+      verdict = decideClassified(engine, asker, classification).verdict;
+      if (classKey !== undefined) this.#remember(this.#byClassification, classKey, verdict);
     }
+    if (parsed && !classification.statements.some(literalSensitive)) this.#remember(this.#cache, key, verdict);
     return verdict;
+  }
+
+  #remember(cache: Map<string, Verdict>, key: string, verdict: Verdict): void {
+    if (this.#cacheSize <= 0) return;
+    if (cache.size >= this.#cacheSize) cache.delete(cache.keys().next().value!);
+    cache.set(key, verdict);
   }
 }

@@ -1,0 +1,252 @@
+/**
+ * Masking strategies: how a value found by the detectors is rewritten, and `maskText`, which
+ * detects and rewrites a whole text value in one call.
+ *
+ * What it is for: the data path hands every text value that leaves the gateway to `maskText` and
+ * sends what comes back (or SQL NULL). Column rules and exemptions, and the protocol-specific
+ * rewriting of rows and bodies, are built on top of this elsewhere.
+ *
+ * What it guarantees:
+ * - Pure and synchronous. The configuration is compiled and checked once (`compileMasking`,
+ *   which throws `MaskingConfigError` naming the field).
+ * - A text with nothing to find comes back as the very same string (`result.text === text`) with
+ *   `changed: false`; that path costs the detectors' pre-filters and nothing more.
+ * - A masked span never contains the value it replaces: at most the pieces each strategy says it
+ *   keeps (below).
+ * - Masking a masked text again changes nothing: no strategy's output is found again by the
+ *   built-in detectors (with one improbable exception, under Known limits).
+ *
+ * Strategies, per span:
+ * - `partial` keeps what helps debugging and the characters' layout:
+ *     email   first character of the local part and the top-level label:
+ *             john.doe@example.com -> j*******@*******.com
+ *     card    the last four digits, separators kept: 4111 1111 1111 1111 -> **** **** **** 1111
+ *     ssn     the last four: 123-45-6789 -> ***-**-6789
+ *     phone   the last two digits, '+' and separators kept: +1 415 555 2671 -> +* *** *** **71
+ *     iban    the country code and the last four: DE89 3704 0044 0532 0130 00 -> DE** **** **** **** **30 00
+ *     ipv4    the first octet: 192.168.1.10 -> 192.*.*.*   (decision: the first octet tells a
+ *             private network from a public one, which is what debugging needs; one octet of
+ *             four does not identify a host)
+ *     ipv6    the first group: 2001:db8::1 -> 2001:****
+ *     jwt, private-key, api-key, drawbridge-token: nothing but a prefix that names the kind:
+ *             eyJ****, ghp_****, sk-ant-****, AKIA****, dbr_****, dbr_sak_****,
+ *             -----BEGIN RSA PRIVATE KEY-----****-----END RSA PRIVATE KEY-----
+ *     custom  letters and digits masked, except the last four when there are 12 or more.
+ *   Partial masks keep the value's length (it is a debugging aid, not a secrecy measure).
+ * - `full` replaces the span with `****`, whatever its length. Decision: a fixed length, so that
+ *   the length does not leak (it tells an Amex from a Visa, a short password from a long one).
+ * - `hash` replaces the span with `h:` + the first 16 hex digits of HMAC-SHA-256(salt, value),
+ *   the value first normalised per kind (card, SSN, phone: digits only; IBAN: letters and digits,
+ *   upper case; email: lower case), so that the same value masks the same way wherever and
+ *   however it is written, and joins and GROUP BY on masked values still line up. The salt must
+ *   be secret and at least 16 bytes: without it a 9-digit SSN space is searched in seconds.
+ * - `null` turns the whole value into SQL NULL: `maskText` returns `text: null`; the caller
+ *   sends NULL (in a JSON body: null).
+ * Defaults: `partial` for every built-in kind, `full` for custom kinds; `strategies` overrides
+ * per kind.
+ *
+ * Known limits:
+ * - A hash is 64 bits of HMAC: no collisions in practice, but it is a pseudonym, not
+ *   anonymisation: equal values stay equal, by design.
+ * - A `hash` output made of 16 decimal digits that happen to pass the card checks (about one in
+ *   10^5 hashes) is found again as a card if masked a second time; it then changes, but never
+ *   leaks anything.
+ * - Custom detectors may well match masked output (a pattern for `\*+` would); that is theirs.
+ */
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import {
+  compileDetection,
+  DEFAULT_DETECTION,
+  detect,
+  KIND_RANK,
+  MaskingConfigError,
+  type BuiltinKind,
+  type DetectionConfig,
+  type DetectionPlan,
+  type FindingKind,
+} from './detectors.ts';
+
+export type MaskStrategy = 'partial' | 'full' | 'hash' | 'null';
+export const MASK_STRATEGIES: readonly MaskStrategy[] = Object.freeze(['partial', 'full', 'hash', 'null'] as const);
+
+export type StrategyMap = { readonly [K in FindingKind]?: MaskStrategy };
+
+export interface MaskingConfig extends DetectionConfig {
+  /** Per kind, over the defaults (`partial` for built-in kinds, `full` for `custom:<name>`). */
+  readonly strategies?: StrategyMap;
+  /** The HMAC key of the `hash` strategy; required (16 bytes or more) when any kind uses it. */
+  readonly salt?: string | Uint8Array;
+}
+
+/** A compiled, frozen masking configuration: made by `compileMasking`, shared freely. */
+export interface MaskingPlan {
+  readonly detection: DetectionPlan;
+  readonly strategies: ReadonlyMap<FindingKind, MaskStrategy>;
+  /** The salt as a key object (an HMAC keyed by one is several times cheaper than by bytes). */
+  readonly hashKey: KeyObject | undefined;
+}
+
+export interface MaskResult {
+  /** The masked text; the input itself when nothing was found; null when the value must become SQL NULL. */
+  readonly text: string | null;
+  readonly changed: boolean;
+  /** The kind of every span found, in text order (a kind appears once per finding). */
+  readonly findings: readonly FindingKind[];
+}
+
+export const FULL_MASK = '****';
+export const SALT_MIN_BYTES = 16;
+
+export const DEFAULT_STRATEGIES: Readonly<Record<BuiltinKind, MaskStrategy>> = Object.freeze(
+  Object.fromEntries(KIND_RANK.map((k) => [k, 'partial'])) as Record<BuiltinKind, MaskStrategy>,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Strategies on one value
+
+/** Every character matching `maskable` becomes '*', except the last `keepLast` of them. */
+function maskKeepingLast(value: string, maskable: RegExp, keepLast: number): string {
+  const chars = [...value];
+  let toKeep = keepLast;
+  for (let i = chars.length - 1; i >= 0; i--) {
+    if (!maskable.test(chars[i]!)) continue;
+    if (toKeep > 0) toKeep--;
+    else chars[i] = '*';
+  }
+  return chars.join('');
+}
+
+const DIGIT = /^[0-9]$/;
+const ALNUM = /^[\p{L}\p{N}]$/u;
+const KEY_PREFIX = /^(?:AKIA|ASIA|AIza|gh[pousr]_|github_pat_|xox[a-z]-|xapp-|[a-z]{2}_(?:live|test)_|sk-(?:ant-|proj-|svcacct-|admin-)?)/;
+const DRAWBRIDGE_PREFIX = /^dbr_(?:sak_|ses_|ref_)?/;
+const PEM_BEGIN_LINE = /^-----BEGIN [^-]+-----/;
+const PEM_END_LINE = /-----END [^-]+-----$/;
+
+const stars = (n: number): string => '*'.repeat(Math.max(0, n));
+
+function partialEmail(value: string): string {
+  const at = value.lastIndexOf('@');
+  const local = [...value.slice(0, at)];
+  const domain = value.slice(at + 1);
+  const dot = domain.lastIndexOf('.');
+  return `${local[0] ?? ''}${stars(local.length - 1)}@${stars([...domain.slice(0, dot)].length)}${domain.slice(dot)}`;
+}
+
+function partialIban(value: string): string {
+  const alnum = value.replace(/ /g, '').length;
+  let seen = 0;
+  return value.replace(/[A-Z0-9]/g, (ch) => (++seen <= 2 || seen > alnum - 4 ? ch : '*'));
+}
+
+function partialCustom(value: string): string {
+  const alnum = [...value].filter((ch) => ALNUM.test(ch)).length;
+  return maskKeepingLast(value, ALNUM, alnum >= 12 ? 4 : 0);
+}
+
+/** The `partial` strategy (see the header for what each kind keeps). */
+export function partialMask(value: string, kind: FindingKind): string {
+  switch (kind) {
+    case 'email':
+      return partialEmail(value);
+    case 'card':
+    case 'ssn':
+      return maskKeepingLast(value, DIGIT, 4);
+    case 'phone':
+      return maskKeepingLast(value, DIGIT, 2);
+    case 'iban':
+      return partialIban(value);
+    case 'ipv4':
+      return `${value.slice(0, value.indexOf('.'))}.*.*.*`;
+    case 'ipv6': {
+      const first = value.slice(0, value.indexOf(':'));
+      return first === '' ? FULL_MASK : `${first}:${FULL_MASK}`;
+    }
+    case 'jwt':
+      return `eyJ${FULL_MASK}`;
+    case 'private-key':
+      return `${PEM_BEGIN_LINE.exec(value)?.[0] ?? ''}${FULL_MASK}${PEM_END_LINE.exec(value)?.[0] ?? ''}`;
+    case 'api-key':
+      return `${KEY_PREFIX.exec(value)?.[0] ?? ''}${FULL_MASK}`;
+    case 'drawbridge-token':
+      return `${DRAWBRIDGE_PREFIX.exec(value)?.[0] ?? ''}${FULL_MASK}`;
+    default:
+      return partialCustom(value);
+  }
+}
+
+/** The value as the `hash` strategy sees it, so that one value hashes the same however written. */
+function normalized(value: string, kind: FindingKind): string {
+  switch (kind) {
+    case 'card':
+    case 'ssn':
+    case 'phone':
+      return value.replace(/\D/g, '');
+    case 'iban':
+      return value.replace(/[^A-Za-z0-9]/g, '').toUpperCase();
+    case 'email':
+      return value.toLowerCase();
+    default:
+      return value;
+  }
+}
+
+/** The `hash` strategy: `h:` + 16 hex digits of HMAC-SHA-256(salt, normalised value). */
+export function hashMask(value: string, kind: FindingKind, salt: KeyObject | Uint8Array): string {
+  return `h:${createHmac('sha256', salt).update(normalized(value, kind)).digest('hex').slice(0, 16)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plan and `maskText`
+
+/** Compiles a masking configuration once; throws MaskingConfigError naming the field. */
+export function compileMasking(config: MaskingConfig = {}): MaskingPlan {
+  const detection =
+    config.kinds === undefined && config.defaultCountry === undefined && config.custom === undefined
+      ? DEFAULT_DETECTION
+      : compileDetection(config);
+  const strategies = new Map<FindingKind, MaskStrategy>(Object.entries(DEFAULT_STRATEGIES) as [BuiltinKind, MaskStrategy][]);
+  for (const c of detection.custom) strategies.set(c.kind, 'full');
+  for (const [kind, strategy] of Object.entries(config.strategies ?? {})) {
+    if (strategy === undefined) continue;
+    if (!strategies.has(kind as FindingKind)) {
+      throw new MaskingConfigError(`strategies.${kind}`, 'names no detector (a built-in kind, or custom:<name> of a custom detector)');
+    }
+    if (!MASK_STRATEGIES.includes(strategy)) {
+      throw new MaskingConfigError(`strategies.${kind}`, `must be one of ${MASK_STRATEGIES.join(', ')}`);
+    }
+    strategies.set(kind as FindingKind, strategy);
+  }
+  const salt = typeof config.salt === 'string' ? new TextEncoder().encode(config.salt) : config.salt;
+  if ([...strategies.values()].includes('hash') && (salt === undefined || salt.byteLength < SALT_MIN_BYTES)) {
+    throw new MaskingConfigError('salt', `the hash strategy needs a secret salt of at least ${SALT_MIN_BYTES} bytes`);
+  }
+  return Object.freeze({ detection, strategies, hashKey: salt === undefined ? undefined : createSecretKey(salt) });
+}
+
+/** `partial` everywhere, every built-in detector, phones read as US numbers. */
+export const DEFAULT_MASKING: MaskingPlan = compileMasking();
+
+const NO_FINDINGS: readonly FindingKind[] = Object.freeze([]);
+
+/** Detects and masks every sensitive value in `text` with the plan's strategy for its kind. */
+export function maskText(text: string, plan: MaskingPlan = DEFAULT_MASKING): MaskResult {
+  const spans = detect(text, plan.detection);
+  if (spans.length === 0) return { text, changed: false, findings: NO_FINDINGS };
+  const findings = spans.map((s) => s.kind);
+  const strategyOf = (kind: FindingKind): MaskStrategy => plan.strategies.get(kind) ?? 'full';
+  if (findings.some((k) => strategyOf(k) === 'null')) return { text: null, changed: true, findings };
+  let out = '';
+  let last = 0;
+  for (const s of spans) {
+    const value = text.slice(s.start, s.end);
+    const strategy = strategyOf(s.kind);
+    // compileMasking refuses a hash strategy without a salt, so the key is there when it is used.
+    const masked =
+      strategy === 'partial' ? partialMask(value, s.kind) : strategy === 'hash' ? hashMask(value, s.kind, plan.hashKey!) : FULL_MASK;
+    out += text.slice(last, s.start) + masked;
+    last = s.end;
+  }
+  out += text.slice(last);
+  return { text: out, changed: out !== text, findings };
+}
