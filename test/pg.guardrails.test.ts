@@ -365,44 +365,59 @@ describe('refusals and the session around them', () => {
   });
 
   const smuggled = String.raw`SELECT 'a\'' ; DELETE FROM canary; --'`;
-  const scsTodo = 'SET standard_conforming_strings = off is allowed, and the classifier then reads strings differently from the server';
+  const BACKSLASH = /^blocked: standard_conforming_strings is off \(or being changed\) in this session/;
 
-  /** What the superuser sees after the smuggling attempt, then whether the SET was refused (its SQLSTATE). */
-  async function assertNotSmuggled(setState: string | undefined): Promise<void> {
-    assertNoDamage(await fixtureDamage());
-    assert.equal(setState, '42501', 'SET standard_conforming_strings = off was allowed');
+  // With standard_conforming_strings off the server reads 'a\'' as an escaped quote, so the text
+  // above would be a SELECT and a DELETE to it, and one SELECT to the classifier. The gateway
+  // lets the setting change, and refuses every statement with a backslash while it is off.
+  for (const how of ['SET standard_conforming_strings = off', "SELECT set_config('standard_conforming_strings', 'off', false)"]) {
+    test(`after ${how}, ${smuggled} is refused and nothing is deleted (node-postgres)`, async () => {
+      const session = await gatewayPg('alice', await gw.mint('alice', CONNECTION));
+      session.on('error', () => {});
+      try {
+        await session.query(how);
+        await assert.rejects(session.query(smuggled), { code: '42501', message: BACKSLASH });
+        await assert.rejects(session.query({ text: smuggled, values: [] }), { code: '42501', message: BACKSLASH });
+        assert.deepEqual((await session.query("SELECT 'no backslash here' AS ok")).rows, [{ ok: 'no backslash here' }]);
+        await session.query('SET standard_conforming_strings = on');
+        assert.deepEqual((await session.query(String.raw`SELECT 'a\' AS text`)).rows, [{ text: 'a\\' }]);
+      } finally {
+        await session.end().catch(() => {});
+      }
+      assertNoDamage(await fixtureDamage());
+    });
   }
 
-  test(`a session cannot turn standard_conforming_strings off to smuggle ${smuggled} (node-postgres)`, { todo: scsTodo }, async () => {
+  test(`a pipeline cannot slip ${smuggled} behind its own SET (node-postgres)`, async () => {
     const session = await gatewayPg('alice', await gw.mint('alice', CONNECTION));
     session.on('error', () => {});
     try {
-      const set = await session.query('SET standard_conforming_strings = off').then(
-        () => '00000',
-        (error: unknown) => sqlstate(error),
-      );
-      await session.query(smuggled).catch(() => {});
-      await assertNotSmuggled(set);
+      // Sent back to back: the gateway decides the second before the target has run the first.
+      const [set, sneak] = await Promise.allSettled([
+        session.query({ text: 'SET standard_conforming_strings = off', values: [] }),
+        session.query({ text: smuggled, values: [] }),
+      ]);
+      assert.equal(set.status, 'fulfilled');
+      assert.equal(sneak.status, 'rejected');
+      assert.equal(sqlstate((sneak as PromiseRejectedResult).reason), '42501');
     } finally {
       await session.end().catch(() => {});
     }
+    assertNoDamage(await fixtureDamage());
   });
 
-  test(
-    `a session cannot turn standard_conforming_strings off to smuggle ${smuggled} (psql)`,
-    { todo: scsTodo, skip: skipPsql },
-    async () => {
-      const { stdout } = await psql('alice', await gw.mint('alice', CONNECTION), [
-        '-c',
-        'SET standard_conforming_strings = off',
-        '-c',
-        '\\echo @@set :SQLSTATE',
-        '-c',
-        smuggled,
-      ]);
-      await assertNotSmuggled(/^@@set (\w{5})$/m.exec(stdout)?.[1]);
-    },
-  );
+  test(`after SET standard_conforming_strings = off, ${smuggled} is refused (psql)`, { skip: skipPsql }, async () => {
+    const { stdout } = await psql('alice', await gw.mint('alice', CONNECTION), [
+      '-c',
+      'SET standard_conforming_strings = off',
+      '-c',
+      smuggled,
+      '-c',
+      '\\echo @@smuggled :SQLSTATE',
+    ]);
+    assert.match(stdout, /^@@smuggled 42501$/m);
+    assertNoDamage(await fixtureDamage());
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -393,3 +393,27 @@ describe('refusals when the target answers in the smallest pieces', () => {
     assert.equal(await canary(), 10);
   });
 });
+
+describe('a session that starts with standard_conforming_strings off', () => {
+  test('is told at login, and its statements with a backslash are refused', async () => {
+    const legacy = await createDatabase('legacy_strings');
+    const own = await startTestGateway({ connections: [{ name: 'legacy', database: legacy.name }], policies: 'default-pack' });
+    try {
+      await asAdmin((admin) => admin.query(`ALTER DATABASE ${legacy.name} SET standard_conforming_strings = off`));
+      const client = await gatewayClient(own, 'legacy');
+      try {
+        assert.deepEqual((await client.query('SHOW standard_conforming_strings')).rows, [{ standard_conforming_strings: 'off' }]);
+        await assert.rejects(client.query(String.raw`SELECT 'a\'' AS x`), {
+          code: '42501',
+          message: /^blocked: standard_conforming_strings is off/,
+        });
+        assert.deepEqual((await client.query("SELECT 'plain' AS x")).rows, [{ x: 'plain' }]);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await own.close();
+      await legacy.drop();
+    }
+  });
+});

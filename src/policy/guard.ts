@@ -78,9 +78,14 @@ function refusal(outcome: Exclude<PolicyOutcome, { outcome: 'allow' }>, connecti
   return { outcome: 'deny', policy: outcome.policy, reason: `blocked by policy "${outcome.policy}": ${outcome.reason} on ${connection}${because}` };
 }
 
-/** True when the verdict may depend on literal values: UPDATE, DELETE or MERGE, also inside PREPARE, EXPLAIN, ... */
+/**
+ * True when the verdict may depend on literal values: UPDATE, DELETE or MERGE, also inside
+ * PREPARE, EXPLAIN, ...; and code (a DO block's or a function's body is a string literal).
+ */
 function literalSensitive(statement: StatementInput): boolean {
-  for (let s: StatementInput | undefined = statement; s; s = s.inner) if (UNCACHED_KINDS.has(s.kind)) return true;
+  for (let s: StatementInput | undefined = statement; s; s = s.inner) {
+    if (UNCACHED_KINDS.has(s.kind) || s.body !== undefined || s.dynamicSql === true) return true;
+  }
   return false;
 }
 

@@ -191,11 +191,6 @@ function several(expect: GuardrailCase['expect'], ...sqls: string[]): GuardrailC
 /** What the default pack must do for every principal (the suite runs them as a user). `scratchPath` prefixes the files cases ask the server to write. */
 export function guardrailCases(database: string, scratchPath: string): GuardrailCase[] {
   const file = (n: number): string => `${scratchPath}-${n}`;
-  const renameInTable = 'ALTER TABLE ... RENAME COLUMN/CONSTRAINT classifies as an alter of a column or constraint, not of the table';
-  const stringSyntax =
-    'standard_conforming_strings can be turned off, after which the classifier reads strings differently from the server';
-  const codeForUsers =
-    'the default pack forbids DO blocks, functions and rules only for agents: a user runs code whose SQL the classifier never sees';
   return [
     // ---- DROP TABLE in every spelling
     ...each(
@@ -275,9 +270,9 @@ export function guardrailCases(database: string, scratchPath: string): Guardrail
       'ALTER TABLE order_summary RENAME TO gone_summary',
       '/* x */ ALTER /* y */ TABLE canary -- z\nADD COLUMN pwned int',
     ),
-    { sql: 'ALTER TABLE canary RENAME COLUMN note TO gone', expect: ALTER_TABLE, todo: renameInTable },
-    { sql: 'alter table if exists canary rename note to gone', expect: ALTER_TABLE, todo: renameInTable },
-    { sql: 'ALTER TABLE canary RENAME CONSTRAINT canary_pkey TO gone_pkey', expect: ALTER_TABLE, todo: renameInTable },
+    { sql: 'ALTER TABLE canary RENAME COLUMN note TO gone', expect: ALTER_TABLE },
+    { sql: 'alter table if exists canary rename note to gone', expect: ALTER_TABLE },
+    { sql: 'ALTER TABLE canary RENAME CONSTRAINT canary_pkey TO gone_pkey', expect: ALTER_TABLE },
     ...each(ALTER_SCHEMA, 'ALTER SCHEMA sales RENAME TO gone', 'alter schema "sales" owner to pg_monitor'),
 
     // ---- DELETE and UPDATE that do not filter
@@ -328,7 +323,6 @@ export function guardrailCases(database: string, scratchPath: string): Guardrail
     {
       sql: "INSERT INTO canary SELECT * FROM canary ON CONFLICT (id) DO UPDATE SET note = 'pwned'",
       expect: { policy: 'no-unfiltered-writes' },
-      todo: 'INSERT ... ON CONFLICT DO UPDATE over every row is an UPDATE without WHERE, but an insert is not checked for one',
     },
 
     // ---- the same writes hidden in CTEs, second statements, comments, PREPARE, EXPLAIN ANALYZE, COPY
@@ -379,19 +373,27 @@ export function guardrailCases(database: string, scratchPath: string): Guardrail
     ...several(UNPARSED, 'SELECT $a$ $b$ $a$; DROP TABLE canary; SELECT $b$'),
     ...several(DROP_TABLE, String.raw`SELECT E'\\'; DROP TABLE canary; --'`),
     ...several(UNFILTERED_DELETE, String.raw`SELECT U&'\0027'; DELETE FROM canary`),
-    { sql: `DO $$BEGIN DELETE FROM canary; END$$`, expect: REFUSED, todo: codeForUsers },
-    { sql: `DO $x$BEGIN EXECUTE 'DROP TABLE ' || 'canary'; END$x$`, expect: REFUSED, todo: codeForUsers },
-    { sql: `DO LANGUAGE plpgsql 'BEGIN EXECUTE format(''TRUNCATE %I'', ''canary''); END'`, expect: REFUSED, todo: codeForUsers },
+    // Code is decided by what it runs; what cannot be read is refused.
+    ...each(UNFILTERED_DELETE, `DO $$BEGIN DELETE FROM canary; END$$`, `do $$ begin if true then delete from canary where 1 = 1; end if; end $$`),
+    ...each(DROP_TABLE, `DO $$ BEGIN DROP TABLE canary; END $$`),
+    ...each(
+      { policy: 'no-unchecked-code' },
+      `DO $x$BEGIN EXECUTE 'DROP TABLE ' || 'canary'; END$x$`,
+      `DO LANGUAGE plpgsql 'BEGIN EXECUTE format(''TRUNCATE %I'', ''canary''); END'`,
+    ),
     {
       sql: 'CREATE FUNCTION wipe_canary() RETURNS void LANGUAGE sql AS $$DELETE FROM canary$$; SELECT wipe_canary()',
-      expect: REFUSED,
+      expect: UNFILTERED_DELETE,
       multi: true,
-      todo: codeForUsers,
     },
+    ...each(
+      UNFILTERED_DELETE,
+      'CREATE FUNCTION wipe_later() RETURNS void LANGUAGE plpgsql AS $$ BEGIN DELETE FROM canary; END $$',
+      'CREATE PROCEDURE wipe_proc() LANGUAGE sql BEGIN ATOMIC DELETE FROM canary; END',
+    ),
     {
       sql: 'CREATE RULE wipe_on_insert AS ON INSERT TO scratch DO ALSO DELETE FROM canary',
-      expect: UNFILTERED_DELETE,
-      todo: 'a rule whose action deletes without WHERE is DDL: no-unfiltered-writes only decides sql:delete, and rules are refused only for agents',
+      expect: { policy: 'no-unfiltered-writes' },
     },
 
     // ---- COPY to or from server files and programs
@@ -444,7 +446,6 @@ export function guardrailCases(database: string, scratchPath: string): Guardrail
       'SELECT pg_cancel_backend(pg_backend_pid())',
       'SELECT pg_reload_conf()',
     ),
-    { sql: "SELECT set_config('standard_conforming_strings', 'off', false)", expect: REFUSED, todo: stringSyntax },
     ...each(
       SERVER_FUNCTION,
       "SELECT query_to_xml('DELETE FROM canary RETURNING *', true, false, '')",
@@ -455,14 +456,7 @@ export function guardrailCases(database: string, scratchPath: string): Guardrail
     ...each(ALTER_SYSTEM, "ALTER SYSTEM SET drawbridge.guardrail_canary = 'on'", 'alter system reset drawbridge.guardrail_canary'),
     ...each(LOAD, "LOAD 'plpgsql'", "/* x */ load '$libdir/plpgsql'"),
 
-    // ---- switching the server to a string syntax the classifier does not read
-    { sql: 'SET standard_conforming_strings = off', expect: REFUSED, todo: stringSyntax },
-    { sql: 'set session standard_conforming_strings to false', expect: REFUSED, todo: stringSyntax },
-    {
-      sql: `ALTER DATABASE ${database} SET standard_conforming_strings = off`,
-      expect: REFUSED,
-      todo: `${stringSyntax} (in every new session)`,
-    },
+    // (Switching standard_conforming_strings off has tests of its own: it changes the session.)
 
     // ---- what does not parse is refused (fail closed), including what psql cannot send
     ...each(UNPARSED, 'SELEC 1', 'DROP TABLE canary garbage garbage'),

@@ -141,6 +141,12 @@ describe('outcomes', () => {
       { file: 'b.cedar', text: '@id("second") forbid (principal, action in Drawbridge::Action::"sql:write", resource);' },
     ]);
     assert.equal((e.decide(request(stmt({ kind: 'delete', hasWhere: true }))) as { policy: string }).policy, 'first');
+    // Within one file too, whatever order Cedar keeps them in.
+    const names = Array.from({ length: 12 }, (_, i) => `rule-${String(i).padStart(2, '0')}`);
+    const one = PolicyEngine.load([
+      { file: 'c.cedar', text: ALLOW_ALL + names.map((n) => `@id("${n}") forbid (principal, action, resource);`).join('\n') },
+    ]);
+    assert.equal((one.decide(request(stmt({ kind: 'select' }))) as { policy: string }).policy, 'rule-00');
   });
 
   const APPROVAL =
@@ -358,6 +364,21 @@ describe('request mapping', () => {
       ALLOW_ALL + '@id("hold-deletes") @approval("dba") forbid (principal, action == Drawbridge::Action::"sql:delete", resource);',
     );
     assert.equal(approval.decide(request(stmt({ kind: 'explain', explainAnalyze: true, inner: unfiltered }))).outcome, 'approval');
+  });
+
+  it('decides what code runs: the statements of a DO block or a function body', () => {
+    const pack = PolicyEngine.defaultPack();
+    const harmless = stmt({ kind: 'do', body: [stmt({ kind: 'select', tablesRead: ['orders'] })] });
+    assert.equal(pack.decide(request(harmless)).outcome, 'allow');
+    const wipes = stmt({ kind: 'do', body: [stmt({ kind: 'select' }), stmt({ kind: 'delete', hasWhere: false, dataModifying: true })] });
+    assert.deepEqual(pack.decide(request(wipes)), {
+      outcome: 'deny',
+      policy: 'no-unfiltered-writes',
+      reason: 'DELETE without a WHERE clause that filters rows is not allowed',
+    });
+    const unreadable = stmt({ kind: 'create', objectType: 'function', dynamicSql: true });
+    assert.equal((pack.decide(request(unreadable)) as { policy: string }).policy, 'no-unchecked-code');
+    assert.equal((pack.decide(request(harmless, { agent: true })) as { policy: string }).policy, 'no-agent-code');
   });
 });
 

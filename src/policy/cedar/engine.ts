@@ -8,8 +8,8 @@
 //   approval instead of refusing it, when every forbid that matched is such a one.
 // - decide() is synchronous and never throws. What it cannot evaluate (a policy that errors at
 //   run time, a request Cedar refuses) is denied: fail closed.
-// - Statements nested in others and run by them (EXPLAIN ANALYZE x, PREPARE p AS x) are decided
-//   too, and the strictest outcome wins.
+// - Statements nested in others and run by them (EXPLAIN ANALYZE x, PREPARE p AS x, the code of
+//   a DO block or a function) are decided too, and the strictest outcome wins.
 //
 // Who writes which part of the client's error: the engine returns `policy` (the @id name) and
 // `reason` (the policy's @reason, or a fallback), never naming the connection; the caller renders
@@ -40,6 +40,8 @@ export interface StatementInput {
   readonly copy?: { readonly direction: 'to' | 'from'; readonly target: 'stdout' | 'stdin' | 'file' | 'program' };
   readonly explainAnalyze?: boolean;
   readonly inner?: StatementInput;
+  /** What a DO block's or a function's code runs: each is decided too. */
+  readonly body?: readonly StatementInput[];
   readonly dynamicSql?: boolean;
   readonly dataModifying: boolean;
 }
@@ -153,10 +155,17 @@ export class PolicyEngine {
       const parts = cedar.policySetTextToParts(text);
       if (parts.type === 'failure') throw policyError(file, text, parts.errors[0]);
       if (parts.policy_templates.length > 0) throw new PolicyError(`${file}: policy templates are not supported`, file);
-      let cursor = 0;
-      for (const policyText of parts.policies) {
-        const at = text.indexOf(policyText, cursor);
-        if (at >= 0) cursor = at + policyText.length;
+      // Cedar hands the policies back in an order of its own: find each one's place in the file,
+      // for its line and for "the first forbid" (the order the file gives).
+      const taken = new Set<number>();
+      const located = parts.policies.map((policyText) => {
+        let at = text.indexOf(policyText);
+        while (at >= 0 && taken.has(at)) at = text.indexOf(policyText, at + 1);
+        if (at >= 0) taken.add(at);
+        return { policyText, at };
+      });
+      located.sort((a, b) => (a.at < 0 ? Infinity : a.at) - (b.at < 0 ? Infinity : b.at));
+      for (const { policyText, at } of located) {
         const line = at >= 0 ? text.slice(0, at).split('\n').length : undefined;
         const where = line === undefined ? file : `${file}:${line}`;
         const json = cedar.policyToJson(policyText);
@@ -206,13 +215,19 @@ export class PolicyEngine {
 
   #decide(request: PolicyRequest, statement: StatementInput, depth: number): PolicyOutcome {
     if (depth > MAX_DEPTH) return evaluationFailed('evaluation-error', 'statement nesting too deep');
-    const outcome = this.#decideOne(request, statement);
     const inner = statement?.inner;
     // EXPLAIN without ANALYZE only plans its statement; everything else that holds a statement
-    // (EXPLAIN ANALYZE, PREPARE, DECLARE CURSOR, ...) runs it, now or later.
+    // (EXPLAIN ANALYZE, PREPARE, DECLARE CURSOR, ...) runs it, now or later. A DO block runs its
+    // code now, a function when it is called: either way for this principal, so what the code
+    // runs is decided as if sent on its own.
     const innerRuns = inner != null && (normalized(statement.kind) !== 'explain' || statement.explainAnalyze === true);
-    if (outcome.outcome === 'deny' || !innerRuns) return outcome;
-    return strictest(outcome, this.#decide(request, inner, depth + 1));
+    const nested = [...(innerRuns ? [inner] : []), ...(Array.isArray(statement?.body) ? statement.body : [])];
+    let result = this.#decideOne(request, statement);
+    for (const part of nested) {
+      if (result.outcome === 'deny') break;
+      result = strictest(result, this.#decide(request, part, depth + 1));
+    }
+    return result;
   }
 
   #decideOne(request: PolicyRequest, statement: StatementInput): PolicyOutcome {
@@ -297,6 +312,9 @@ export function cedarRequest(request: PolicyRequest, statement: StatementInput):
     functions: strings(statement.functions),
     dangerous_functions: strings(statement.dangerousFunctions),
     has_where: statement.hasWhere === true,
+    // A statement that holds another (PREPARE, EXPLAIN ANALYZE, COPY (query)) leaves this to the
+    // one it holds, which is decided too and names the write in its refusal.
+    unfiltered_write: statement.hasWhere === false && statement.inner == null,
     object_type: normalized(statement.objectType ?? ''),
     copy_target: normalized(copy?.target ?? ''),
     copy_direction: normalized(copy?.direction ?? ''),

@@ -281,6 +281,14 @@ describe('same shape, same classification', () => {
           const ca = classify(sa);
           const cb = classify(sb);
           fc.pre(ca.parseError === undefined && cb.parseError === undefined);
+          // Code (DO, CREATE FUNCTION) is a string literal that the classifier reads: its shape
+          // says nothing of it. Such statements carry a body, and the guard never caches them
+          // by shape; the invariant is that both sides say so.
+          const code = (c: typeof ca) => c.statements.map((st) => st.body !== undefined || st.dynamicSql === true);
+          if (code(ca).some(Boolean) || code(cb).some(Boolean)) {
+            assert.deepEqual(code(ca), code(cb), `${sa} / ${sb}`);
+            return;
+          }
           assert.deepEqual(ca, cb, `${sa} / ${sb}`);
         },
       ),
@@ -322,7 +330,13 @@ describe('same shape, same classification', () => {
     for (const [, sqls] of byShape) {
       if (sqls.length > 1) groups++;
       const first = classify(sqls[0]!);
-      for (const other of sqls.slice(1)) assert.deepEqual(classify(other), first, `${sqls[0]} / ${other}`);
+      const code = first.statements.some((st) => st.body !== undefined || st.dynamicSql === true);
+      for (const other of sqls.slice(1)) {
+        const classified = classify(other);
+        // Code is a literal the classifier reads (see above): only its being code must agree.
+        if (code) assert.ok(classified.statements.some((st) => st.body !== undefined || st.dynamicSql === true), other);
+        else assert.deepEqual(classified, first, `${sqls[0]} / ${other}`);
+      }
     }
     assert.ok(groups >= 6, 'the corpus exercises shared shapes');
   });

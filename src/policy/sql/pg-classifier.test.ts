@@ -8,6 +8,8 @@ before(() => initClassifier());
 type Expect = Partial<{ [K in keyof StatementClass]: StatementClass[K] }> & {
   /** Asserts on `inner` field by field, the same way. */
   innerIs?: Expect;
+  /** Asserts on each statement of `body` field by field, in order (and on their number). */
+  bodyIs?: Expect[];
   /** Tables that must appear among tablesRead / tablesWritten (without listing all). */
   reads?: string[];
   writes?: string[];
@@ -19,6 +21,10 @@ function check(actual: StatementClass, expected: Expect, where: string): void {
     if (key === 'innerIs') {
       assert.ok(actual.inner, `${where}: no inner statement`);
       check(actual.inner, want as Expect, `${where} > inner`);
+    } else if (key === 'bodyIs') {
+      const parts = want as Expect[];
+      assert.equal(actual.body?.length, parts.length, `${where}: body of ${JSON.stringify(actual.body)}`);
+      parts.forEach((part, i) => check(actual.body![i]!, part, `${where} > body[${i}]`));
     } else if (key === 'reads') {
       for (const t of want as string[]) assert.ok(actual.tablesRead.includes(t), `${where}: reads ${t}: ${JSON.stringify(actual)}`);
     } else if (key === 'writes') {
@@ -67,7 +73,7 @@ cases('every statement kind', [
   ['TRUNCATE orders, public.items', { kind: 'truncate', tablesWritten: ['orders', 'public.items'], dataModifying: true }],
   ['COPY orders TO STDOUT', { kind: 'copy', copy: { direction: 'to', target: 'stdout' }, tablesRead: ['orders'], ...none }],
   ['CALL refresh_all(1)', { kind: 'call', functions: ['refresh_all'], dynamicSql: true, dataModifying: true }],
-  ['DO $$ BEGIN RAISE NOTICE $q$hi$q$; END $$', { kind: 'do', dynamicSql: true, dataModifying: true }],
+  ['DO $$ BEGIN RAISE NOTICE $q$hi$q$; END $$', { kind: 'do', dynamicSql: undefined, dataModifying: true, bodyIs: [] }],
   [
     'PREPARE p (int) AS SELECT * FROM orders WHERE id = $1',
     { kind: 'prepare', innerIs: { kind: 'select', tablesRead: ['orders'] }, dataModifying: false },
@@ -125,13 +131,26 @@ cases('create / alter / drop by object type', [
   ['CREATE SCHEMA s', { kind: 'create', objectType: 'schema' }],
   [
     'CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$',
-    { kind: 'create', objectType: 'function', dynamicSql: true, dataModifying: true },
+    { kind: 'create', objectType: 'function', dynamicSql: undefined, dataModifying: true, bodyIs: [{ kind: 'select' }] },
   ],
-  ["CREATE OR REPLACE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql", { kind: 'create', objectType: 'function', dynamicSql: true }],
-  ['CREATE PROCEDURE p() LANGUAGE sql AS $$ DELETE FROM orders $$', { kind: 'create', objectType: 'procedure', dynamicSql: true }],
+  [
+    "CREATE OR REPLACE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql",
+    { kind: 'create', objectType: 'function', dynamicSql: undefined, bodyIs: [{ kind: 'select', tablesRead: [] }] },
+  ],
+  [
+    'CREATE PROCEDURE p() LANGUAGE sql AS $$ DELETE FROM orders $$',
+    { kind: 'create', objectType: 'procedure', bodyIs: [{ kind: 'delete', tablesWritten: ['orders'], hasWhere: false }] },
+  ],
+  ["CREATE FUNCTION py() RETURNS int LANGUAGE plpython3u AS 'return 1'", { kind: 'create', dynamicSql: true, body: undefined }],
   [
     'CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC DELETE FROM orders; END',
-    { kind: 'create', objectType: 'function', writes: ['orders'], hasWhere: false, dataModifying: true },
+    {
+      kind: 'create',
+      objectType: 'function',
+      hasWhere: undefined,
+      dataModifying: true,
+      bodyIs: [{ kind: 'delete', tablesWritten: ['orders'], hasWhere: false }],
+    },
   ],
   [
     'CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION audit()',
@@ -214,8 +233,14 @@ cases('tables through CTEs, subqueries and joins', [
   ['DELETE FROM orders USING items WHERE orders.id = items.order_id', { tablesWritten: ['orders'], tablesRead: ['items'], hasWhere: true }],
   [
     'INSERT INTO orders SELECT * FROM staging ON CONFLICT (id) DO UPDATE SET total = excluded.total',
-    { kind: 'insert', tablesWritten: ['orders'], reads: ['staging'] },
+    { kind: 'update', tablesWritten: ['orders'], reads: ['staging'], dmlKinds: ['insert', 'update'], hasWhere: false },
   ],
+  [
+    'INSERT INTO orders SELECT * FROM staging WHERE id = 4 ON CONFLICT (id) DO UPDATE SET total = excluded.total',
+    { kind: 'update', hasWhere: true },
+  ],
+  ["INSERT INTO orders VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET total = excluded.total", { kind: 'update', hasWhere: true }],
+  ["INSERT INTO orders VALUES (1, 'a') ON CONFLICT (id) DO NOTHING", { kind: 'insert', hasWhere: undefined }],
 ]);
 
 cases('data-modifying statements hidden in the tree', [
@@ -334,6 +359,45 @@ cases('EXPLAIN, PREPARE and COPY', [
   [
     'COPY (DELETE FROM orders RETURNING *) TO STDOUT',
     { kind: 'copy', dataModifying: true, writes: ['orders'], hasWhere: false, innerIs: { kind: 'delete' } },
+  ],
+]);
+
+cases('code: what DO blocks and functions run is read', [
+  [
+    'DO $$BEGIN DELETE FROM canary; END$$',
+    { kind: 'do', dynamicSql: undefined, bodyIs: [{ kind: 'delete', tablesWritten: ['canary'], hasWhere: false }] },
+  ],
+  ['DO $$ BEGIN DROP TABLE canary; END $$', { bodyIs: [{ kind: 'drop', objectType: 'table' }] }],
+  [
+    "DO LANGUAGE plpgsql 'BEGIN EXECUTE format(''TRUNCATE %I'', ''canary''); END'",
+    { kind: 'do', dynamicSql: true, bodyIs: [{ kind: 'select', functions: ['format'] }] },
+  ],
+  [
+    'DO $$ DECLARE n int := 0; BEGIN n := n + (SELECT count(*) FROM orders); IF pg_read_file($f$x$f$) IS NULL THEN UPDATE t SET a = 1 WHERE id = n; END IF; END $$',
+    {
+      bodyIs: [
+        { kind: 'select', tablesRead: [] },
+        { kind: 'select', tablesRead: ['orders'] },
+        { kind: 'select', dangerous: ['pg_read_file'] },
+        { kind: 'update', hasWhere: true },
+      ],
+    },
+  ],
+  ['DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE $q$SELECT 1$q$ LOOP END LOOP; END $$', { dynamicSql: true }],
+  ['DO $$ BEGIN this is not plpgsql; END $$', { bodyIs: [{ kind: 'unknown' }] }],
+  [
+    'CREATE FUNCTION tr() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.total := NEW.total + 1; RETURN NEW; END $$',
+    { kind: 'create', objectType: 'function', dynamicSql: undefined, bodyIs: [{ kind: 'select' }] },
+  ],
+  [
+    'CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC DELETE FROM orders WHERE id = a; SELECT 1; END',
+    { kind: 'create', bodyIs: [{ kind: 'delete', hasWhere: true }, { kind: 'select' }] },
+  ],
+  ['ALTER TABLE canary RENAME COLUMN note TO gone', { kind: 'alter', objectType: 'table' }],
+  ['ALTER TABLE canary RENAME CONSTRAINT canary_pkey TO gone', { kind: 'alter', objectType: 'table' }],
+  [
+    'CREATE RULE r AS ON INSERT TO scratch DO ALSO DELETE FROM canary',
+    { kind: 'create', objectType: 'rule', hasWhere: false, writes: ['canary'] },
   ],
 ]);
 

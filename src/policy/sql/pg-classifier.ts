@@ -40,7 +40,7 @@
  *   other than UTF-8, could make the server read the text differently: the gateway must not
  *   allow either (`setting` is reported for SET/RESET/SHOW/ALTER SYSTEM to make that easy).
  */
-import { loadModule, parseSync } from 'libpg-query';
+import { loadModule, parsePlPgSQLSync, parseSync } from 'libpg-query';
 
 export type StatementKind =
   | 'select'
@@ -119,7 +119,17 @@ export interface StatementClass {
   readonly explainAnalyze?: boolean;
   /** explain, prepare, declare, create table as / materialized view / view, copy (query): the inner statement. */
   readonly inner?: StatementClass;
-  /** The statement runs SQL that is not in this text: DO, EXECUTE, CALL, CREATE FUNCTION/PROCEDURE, dblink, query_to_xml, ... */
+  /**
+   * DO blocks and CREATE FUNCTION/PROCEDURE in LANGUAGE sql or plpgsql: the statements their
+   * code runs, classified as if sent on their own (PL/pgSQL expressions as SELECTs of them).
+   * Absent for code in any other language, which is `dynamicSql`.
+   */
+  readonly body?: readonly StatementClass[];
+  /**
+   * The statement runs SQL that is not in this text: EXECUTE of a prepared statement, CALL,
+   * dblink, query_to_xml, PL/pgSQL's EXECUTE of a string built at run time, or code in a
+   * language other than sql and plpgsql.
+   */
   readonly dynamicSql?: boolean;
   /** SET/RESET/SHOW/ALTER SYSTEM: the configuration parameter, lower-case ('all' for RESET ALL). */
   readonly setting?: string;
@@ -252,7 +262,13 @@ export function classify(sql: string): Classification {
     return unparsed(errorMessage(err));
   }
   try {
-    const statements = (tree.stmts ?? []).map((s) => classifyNode(s.stmt));
+    const bytes = Buffer.from(sql, 'utf8');
+    const statements = (tree.stmts ?? []).map((s) => {
+      // Offsets are in bytes of the UTF-8 text; a length of 0 (omitted) runs to the end.
+      const at = (s as { stmt_location?: number }).stmt_location ?? 0;
+      const length = (s as { stmt_len?: number }).stmt_len ?? 0;
+      return classifyNode(s.stmt, () => bytes.toString('utf8', at, length === 0 ? bytes.length : at + length), 0);
+    });
     return { statements, multiStatement: statements.length > 1 };
   } catch (err) {
     // A tree too deep to walk is not classified: fail closed.
@@ -507,7 +523,8 @@ interface KindInfo {
 function kindOf(type: string, body: Obj): KindInfo {
   const simple = SIMPLE_KINDS[type];
   if (simple !== undefined) {
-    if (simple === 'do' || simple === 'execute' || simple === 'call') return { kind: simple, dynamicSql: true };
+    // DO: whether its code builds SQL at run time is read from the code (readCode).
+    if (simple === 'execute' || simple === 'call') return { kind: simple, dynamicSql: true };
     if (simple === 'show') return { kind: simple, setting: str(body.name)?.toLowerCase() ?? '' };
     if (simple === 'alter-system') {
       const set = isObj(body.setstmt) ? body.setstmt : {};
@@ -529,7 +546,7 @@ function kindOf(type: string, body: Obj): KindInfo {
     case 'VacuumStmt':
       return { kind: body.is_vacuumcmd === true ? 'vacuum' : 'analyze' };
     case 'CreateFunctionStmt':
-      return { kind: 'create', objectType: body.is_procedure === true ? 'procedure' : 'function', dynamicSql: true };
+      return { kind: 'create', objectType: body.is_procedure === true ? 'procedure' : 'function' };
     case 'CreateTableAsStmt':
       return { kind: 'create', objectType: objectTypeName(body.objtype) ?? 'table' };
     case 'DefineStmt':
@@ -543,8 +560,15 @@ function kindOf(type: string, body: Obj): KindInfo {
     case 'AlterOwnerStmt':
     case 'AlterObjectDependsStmt':
       return { kind: 'alter', objectType: objectTypeName(body.objectType) ?? 'other' };
-    case 'RenameStmt':
-      return { kind: 'alter', objectType: objectTypeName(body.renameType) ?? 'other' };
+    case 'RenameStmt': {
+      // RENAME COLUMN and RENAME CONSTRAINT alter the table (or view, ...) they belong to.
+      const part = body.renameType === 'OBJECT_COLUMN' || body.renameType === 'OBJECT_TABCONSTRAINT';
+      // (For ALTER TABLE … RENAME CONSTRAINT the parser leaves relationType at its zero value,
+      // OBJECT_ACCESS_METHOD, which a relation never is: it is a table.)
+      const relation = body.relationType === undefined || body.relationType === 'OBJECT_ACCESS_METHOD' ? 'table' : objectTypeName(body.relationType);
+      const objectType = part ? relation : objectTypeName(body.renameType);
+      return { kind: 'alter', objectType: objectType ?? 'other' };
+    }
     case 'DropStmt':
       return { kind: 'drop', objectType: objectTypeName(body.removeType) ?? 'other' };
     case 'CommentStmt':
@@ -561,6 +585,121 @@ function kindOf(type: string, body: Obj): KindInfo {
   if (type.startsWith('Alter')) return { kind: 'alter', objectType: 'other' };
   if (type.startsWith('Drop')) return { kind: 'drop', objectType: 'other' };
   return { kind: 'other' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Code bodies: DO blocks and functions in LANGUAGE sql or plpgsql are read, so that what they
+// run is decided like any statement. Code in another language cannot be read: dynamic SQL.
+
+/** Bodies nested deeper than this (a DO that creates a function that …) are not followed. */
+const MAX_CODE_DEPTH = 4;
+
+interface Code {
+  /** The statements the code runs; undefined when it cannot be read. */
+  readonly body: StatementClass[] | undefined;
+  /** The code builds SQL at run time, or is in a language that cannot be read. */
+  readonly dynamic: boolean;
+}
+
+function readCode(type: string, stmt: Obj, text: () => string, depth: number): Code {
+  const list = type === 'DoStmt' ? stmt.args : stmt.options;
+  const options: unknown[] = Array.isArray(list) ? list : [];
+  let language = type === 'DoStmt' ? 'plpgsql' : stmt.sql_body !== undefined ? 'sql' : undefined;
+  let source: string | undefined;
+  for (const option of options) {
+    const d = unwrap(option);
+    if (!d || d[0] !== 'DefElem') continue;
+    const arg = unwrap(d[1].arg);
+    if (d[1].defname === 'language' && arg?.[0] === 'String') language = str(arg[1].sval)?.toLowerCase();
+    if (d[1].defname === 'as') {
+      if (arg?.[0] === 'String') source = str(arg[1].sval);
+      else if (arg?.[0] === 'List' && Array.isArray(arg[1].items) && arg[1].items.length === 1) source = str(unwrap(arg[1].items[0])?.[1].sval);
+    }
+  }
+  // A SQL-standard body (BEGIN ATOMIC … END, RETURN …) is part of the tree already.
+  if (stmt.sql_body !== undefined) return { body: sqlBodyStatements(stmt.sql_body).map((node) => classifyNode(node, () => '', depth + 1)), dynamic: false };
+  if (depth >= MAX_CODE_DEPTH) return { body: [UNKNOWN], dynamic: false };
+  if (language === 'sql' && source !== undefined) {
+    const inner = classifyAt(source, depth + 1);
+    return { body: [...inner], dynamic: false };
+  }
+  if (language === 'plpgsql' && source !== undefined) {
+    let tree: unknown;
+    try {
+      tree = parsePlPgSQLSync(type === 'DoStmt' ? asFunction(source) : text());
+    } catch {
+      // What PL/pgSQL's own parser refuses would not run either; it is not guessed at.
+      return { body: [UNKNOWN], dynamic: false };
+    }
+    const body: StatementClass[] = [];
+    const dynamic = readPlPgSql(tree, body, depth + 1);
+    return { body, dynamic };
+  }
+  return { body: undefined, dynamic: true };
+}
+
+/** The statements of BEGIN ATOMIC … END (a List of one List of them), or the RETURN statement. */
+function sqlBodyStatements(sqlBody: unknown): unknown[] {
+  const outer = unwrap(sqlBody);
+  if (outer?.[0] !== 'List') return [sqlBody];
+  const lists = Array.isArray(outer[1].items) ? outer[1].items : [];
+  return lists.flatMap((list) => {
+    const inner = unwrap(list);
+    return inner?.[0] === 'List' && Array.isArray(inner[1].items) ? inner[1].items : [list];
+  });
+}
+
+/** A DO block's body as the one function PL/pgSQL's parser reads (DO blocks return nothing). */
+function asFunction(source: string): string {
+  let tag = 'drawbridge';
+  while (source.includes(`$${tag}$`)) tag += '_';
+  return `CREATE FUNCTION drawbridge_do() RETURNS void LANGUAGE plpgsql AS $${tag}$${source}$${tag}$`;
+}
+
+/** The statements of a text nested in code, each as classify() would give it; unparsable text is unknown. */
+function classifyAt(sql: string, depth: number): StatementClass[] {
+  let tree: { stmts?: { stmt?: unknown; stmt_location?: number; stmt_len?: number }[] };
+  try {
+    tree = parseSync(sql) as typeof tree;
+  } catch {
+    return [UNKNOWN];
+  }
+  const bytes = Buffer.from(sql, 'utf8');
+  return (tree.stmts ?? []).map((s) => {
+    const at = s.stmt_location ?? 0;
+    const length = s.stmt_len ?? 0;
+    return classifyNode(s.stmt, () => bytes.toString('utf8', at, length === 0 ? bytes.length : at + length), depth);
+  });
+}
+
+/** PL/pgSQL's parse modes (RawParseMode): 0 is a whole statement, 2 an expression, 3 to 5 an assignment. */
+const PARSE_STATEMENT = 0;
+const PARSE_ASSIGNMENT = new Set([3, 4, 5]);
+
+/** Collects what a PL/pgSQL tree runs into `body`; true when it builds SQL at run time. */
+function readPlPgSql(node: unknown, body: StatementClass[], depth: number): boolean {
+  let dynamic = false;
+  if (Array.isArray(node)) {
+    for (const item of node) dynamic = readPlPgSql(item, body, depth) || dynamic;
+    return dynamic;
+  }
+  if (!isObj(node)) return false;
+  for (const [key, value] of Object.entries(node)) {
+    if (key === 'PLpgSQL_stmt_dynexecute' || key === 'PLpgSQL_stmt_dynfors' || key === 'dynquery') dynamic = true;
+    if (key === 'PLpgSQL_expr' && isObj(value) && typeof value.query === 'string') {
+      const mode = typeof value.parseMode === 'number' ? value.parseMode : PARSE_STATEMENT;
+      let query = value.query;
+      if (PARSE_ASSIGNMENT.has(mode)) {
+        // "target := expression" (or "="): the target is a variable, the expression is read.
+        const at = query.indexOf(':=') >= 0 ? query.indexOf(':=') + 2 : query.indexOf('=') + 1;
+        query = query.slice(at);
+      }
+      body.push(...classifyAt(mode === PARSE_STATEMENT ? query : `SELECT ${query}`, depth));
+      continue;
+    }
+    dynamic = readPlPgSql(value, body, depth) || dynamic;
+  }
+  return dynamic;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -626,11 +765,13 @@ function newCollector(): Collector {
   };
 }
 
-function classifyNode(stmt: unknown): StatementClass {
+function classifyNode(stmt: unknown, text: () => string, depth: number): StatementClass {
   const u = unwrap(stmt);
   if (!u) return UNKNOWN;
   const [type, body] = u;
   const info = kindOf(type, body);
+  const code = type === 'DoStmt' || type === 'CreateFunctionStmt' ? readCode(type, body, text, depth) : undefined;
+  if (code !== undefined) info.dynamicSql = code.dynamic;
   const c = newCollector();
   walkNode(type, body, c, { ctes: new Set(), executes: true });
 
@@ -670,14 +811,19 @@ function classifyNode(stmt: unknown): StatementClass {
       break;
     }
   }
+  if (code?.body !== undefined) {
+    out.body = code.body;
+    if (code.body.some((b) => b.dataModifying)) dataModifying = true;
+  }
   if (inner !== undefined) {
-    out.inner = classifyNode(inner);
+    out.inner = classifyNode(inner, () => '', depth);
     if (type === 'ExplainStmt' && !out.explainAnalyze) dataModifying = false;
   }
 
   // A SELECT that deletes is a delete, and so is an INSERT whose CTE deletes: the statement
   // takes the kind of the most destructive DML it carries, so that the rules for that kind apply.
   if ((kind === 'select' || kind === 'insert') && c.dml.size > 0) {
+    // (An INSERT … ON CONFLICT DO UPDATE carries an update, so it is decided as one.)
     kind = (['delete', 'merge', 'update', 'insert'] as const).find((k) => c.dml.has(k))!;
   }
   const functions = [...c.functions];
@@ -689,7 +835,7 @@ function classifyNode(stmt: unknown): StatementClass {
   out.dangerousFunctions = functions.filter(isDangerousFunction);
   out.dmlKinds = (['insert', 'update', 'delete', 'merge'] as const).filter((k) => c.dml.has(k));
   if (c.whereOk !== undefined) out.hasWhere = c.whereOk;
-  if (c.dynamicSql || info.dynamicSql) out.dynamicSql = true;
+  if (c.dynamicSql || info.dynamicSql || code?.body?.some((b) => b.dynamicSql)) out.dynamicSql = true;
   if (info.setting !== undefined) out.setting = info.setting;
   out.dataModifying = dataModifying;
   return out;
@@ -776,6 +922,10 @@ function walkNode(type: string, body: Obj, c: Collector, scope: Scope): void {
       callFunction(body.funcname, c);
       walkFields(body, c, scope, new Set(['funcname']));
       return;
+    case 'CreateFunctionStmt':
+      // Its code is classified on its own (readCode), as what it runs, not as this statement.
+      walkFields(body, c, scope, new Set(['sql_body']));
+      return;
     case 'CallStmt':
       if (isObj(body.funccall)) walkNode('FuncCall', body.funccall, c, scope);
       walkFields(body, c, scope, new Set(['funccall']));
@@ -826,6 +976,14 @@ function walkNode(type: string, body: Obj, c: Collector, scope: Scope): void {
     c.modifying = true;
     if (dml !== 'insert') {
       const ok = filters(dml === 'merge' ? body.joinCondition : body.whereClause);
+      c.whereOk = (c.whereOk ?? true) && ok;
+    } else if (isObj(body.onConflictClause) && body.onConflictClause.action === 'ONCONFLICT_UPDATE') {
+      // INSERT … ON CONFLICT DO UPDATE is an update of the rows it conflicts with: as many as
+      // its source has. A VALUES list names its rows; a query must filter (or DO UPDATE … WHERE).
+      c.dml.add('update');
+      const source = unwrap(body.selectStmt);
+      const values = source?.[0] === 'SelectStmt' && Array.isArray(source[1].valuesLists);
+      const ok = values || filters(body.onConflictClause.whereClause) || (source?.[0] === 'SelectStmt' && filters(source[1].whereClause));
       c.whereOk = (c.whereOk ?? true) && ok;
     }
   }

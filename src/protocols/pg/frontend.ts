@@ -284,6 +284,7 @@ class PgLogin {
         takeOverTarget: target.takeOver,
         cancelTarget: backendKey && (() => void this.#cancelOnTarget(connection, backendKey)),
         maxMessageLength: this.#deps.options.maxMessageLength,
+        parameterStatus: target.parameterStatus,
       },
       session,
       log,

@@ -22,6 +22,7 @@ import { allow, GatewayError, type Verdict } from '../../core/index.ts';
 import type { PooledReadHandler } from '../../net/pooled-reads.ts';
 import type { LiveSession, StatementTrace } from '../../session/pipeline.ts';
 import {
+  decodeBackend,
   decodeErrorFields,
   decodeFrontend,
   encodeFrontend,
@@ -52,9 +53,10 @@ const BackendType = {
   CloseComplete: 0x33, // 3
   RowDescription: 0x54, // T
   NoData: 0x6e, // n
+  ParameterStatus: 0x53, // S
 } as const;
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
-const KEPT = [BackendType.CommandComplete, BackendType.ErrorResponse, BackendType.ReadyForQuery];
+const KEPT = [BackendType.CommandComplete, BackendType.ErrorResponse, BackendType.ReadyForQuery, BackendType.ParameterStatus];
 
 type Expected =
   | {
@@ -92,6 +94,8 @@ export interface ProxySides {
   /** Cancels whatever the target is running, with the target's own key. */
   readonly cancelTarget: (() => void) | undefined;
   readonly maxMessageLength: number;
+  /** The target's ParameterStatus messages of the login, as on the wire. */
+  readonly parameterStatus: readonly Buffer[];
 }
 
 export class PgProxy {
@@ -112,6 +116,16 @@ export class PgProxy {
   #transactionStatus = 0x49; // 'I'
   /** Bytes of a target message under way that may have to be cut out (see 'swallow'). */
   #heldBack: Buffer | undefined;
+  /**
+   * The target reads backslashes in '…' strings as escapes (standard_conforming_strings off),
+   * unlike the classifier: a text with a backslash could then mean something else to it.
+   */
+  #backslashEscapes = false;
+  /**
+   * A statement that may change standard_conforming_strings is on its way to the target: until
+   * every answer is in (and with it the target's ParameterStatus), the setting is not known.
+   */
+  #settingUnsure = false;
   #closed = false;
   /** The client said goodbye: the target still answers what came before, for the record. */
   #terminating = false;
@@ -128,6 +142,7 @@ export class PgProxy {
     this.#cancelTarget = sides.cancelTarget;
     this.#session = session;
     this.#log = log;
+    for (const raw of sides.parameterStatus) this.#parameterStatus(raw.subarray(5));
   }
 
   /** Starts relaying; `pending` is what either side sent before the relay began. */
@@ -211,6 +226,14 @@ export class PgProxy {
   }
 
   #decide(message: FrontendMessage): Verdict | Promise<Verdict> {
+    if (message.type === 'Query' || message.type === 'Parse') {
+      // Fail closed: with standard_conforming_strings off, 'a\'' hides what follows from the
+      // classifier (which reads SQL as PostgreSQL does with it on) but not from the target.
+      if (message.sql.includes('\\') && (this.#backslashEscapes || (this.#settingUnsure && this.#expected.length > 0))) {
+        return BACKSLASH_REFUSED;
+      }
+      if (MAY_CHANGE_SETTING.test(message.sql)) this.#settingUnsure = true;
+    }
     switch (message.type) {
       case 'Query':
         return this.#session.decide(queryCommand(message.sql));
@@ -454,6 +477,22 @@ export class PgProxy {
         this.#transactionStatus = body![0] ?? 0x49;
         this.#readyForQuery();
         break;
+      case BackendType.ParameterStatus:
+        this.#parameterStatus(body!);
+        break;
+    }
+  }
+
+  #parameterStatus(body: Buffer): void {
+    let message;
+    try {
+      message = decodeBackend({ type: BackendType.ParameterStatus, body, raw: body });
+    } catch (error) {
+      if (error instanceof ProtocolError) return;
+      throw error;
+    }
+    if (message.type === 'ParameterStatus' && message.name === 'standard_conforming_strings') {
+      this.#backslashEscapes = message.value !== 'on';
     }
   }
 
@@ -489,6 +528,12 @@ export class PgProxy {
   }
 
   #readyForQuery(): void {
+    this.#completeUpToReady();
+    // Once the target has answered everything, its ParameterStatus messages said all there is.
+    if (this.#expected.every((e) => e.kind === 'inject')) this.#settingUnsure = false;
+  }
+
+  #completeUpToReady(): void {
     for (;;) {
       const head = this.#expected[0];
       if (!head || head.kind === 'inject') return;
@@ -558,6 +603,21 @@ function readErrorFields(body: Buffer): ReturnType<typeof errorFieldsToObject> {
     throw error;
   }
 }
+
+const BACKSLASH_REFUSED: Verdict = Object.freeze({
+  outcome: 'deny',
+  policy: 'standard-conforming-strings',
+  reason:
+    'blocked: standard_conforming_strings is off (or being changed) in this session, and Drawbridge reads strings as PostgreSQL does with it on, so it refuses statements with a backslash until the setting is on again',
+});
+
+/**
+ * Text that may change standard_conforming_strings: naming it (also quoted), set_config, a
+ * U&"…" identifier (which can spell it), RESET, DISCARD, and code that can do either (DO, CALL,
+ * EXECUTE). Known limit: a function of the user's own that changes it, called in a pipeline
+ * with a statement right behind it.
+ */
+const MAY_CHANGE_SETTING = /standard_conforming_strings|set_config|u&"|\b(?:reset|discard|do|call|execute)\b/i;
 
 /** ReadyForQuery's status inside a transaction block. */
 const TRANSACTION_OPEN = 0x54; // 'T'
