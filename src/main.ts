@@ -23,8 +23,11 @@ import { CancelKeys } from './protocols/pg/cancel-keys.ts';
 import { servePgClient } from './protocols/pg/frontend.ts';
 import { StoreRecorder } from './recording/recorder.ts';
 import { StoreAuditLog } from './audit/audit-log.ts';
-import { allowAllGuard, Pipeline, type Guard } from './session/pipeline.ts';
-import { PolicyError } from './policy/cedar/engine.ts';
+import { allowAllGuard, Pipeline, type Guard, type PipelineDeps } from './session/pipeline.ts';
+import { PolicyError, type PolicyEngine } from './policy/cedar/engine.ts';
+import { MaskingConfigError } from './policy/masking/detectors.ts';
+import { compileColumnRules } from './policy/masking/columns.ts';
+import { compileMasking, maskText, type MaskingConfig } from './policy/masking/strategies.ts';
 import { PolicyGuard } from './policy/guard.ts';
 import { LivePolicy, type ReloadOutcome } from './policy/live-policy.ts';
 import { GrantWatch, type GrantWatchOptions } from './session/grant-watch.ts';
@@ -70,7 +73,16 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     throw error;
   }
   const guard = options.guard ?? (policy ? await PolicyGuard.create(() => policy.engine, clock) : allowAllGuard);
-  const pipeline = new Pipeline({ guard, recorder, clock, audit });
+  let masking: ReturnType<typeof maskingFor>;
+  try {
+    masking = maskingFor(config, () => policy?.engine, audit);
+  } catch (error) {
+    policy?.stop();
+    await store.close();
+    if (error instanceof MaskingConfigError) throw new StartupError(`${config.file ?? "config"}: masking.${error.message}`, { cause: error });
+    throw error;
+  }
+  const pipeline = new Pipeline({ guard, recorder, clock, audit, masking });
   const grantWatch = new GrantWatch(
     { revokedSince: (since) => store.listRevokedSince(since), claimExpired: (now) => store.claimExpiredGrants(now, 100) },
     audit,
@@ -195,6 +207,34 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       await recorder.close();
       await store.close();
     },
+  };
+}
+
+/**
+ * How each session's data is masked: the configured plan, unless a policy permits the
+ * principal `data:unmasked` on the connection (decided when the session opens, and on record).
+ */
+function maskingFor(config: Config, engine: () => PolicyEngine | undefined, audit: StoreAuditLog): PipelineDeps['masking'] {
+  if (!config.masking.enabled) return undefined;
+  const plan = compileMasking(config.masking.plan as MaskingConfig);
+  const rules = compileColumnRules(config.masking.columns, plan);
+  const text = (value: string) => maskText(value, plan);
+  return (session) => {
+    const mask = { text, column: (name: string) => rules(session.connection.name, name) };
+    const { principal, groups } = session.grant;
+    const exemption = engine()?.unmasked(
+      { name: principal.name, kind: principal.kind, groups },
+      { name: session.connection.name, type: 'postgres' },
+    );
+    if (!exemption?.exempt) return mask;
+    audit.note({
+      actor: principal.name,
+      action: 'masking.exempted',
+      subject: session.id,
+      outcome: 'success',
+      details: { connection: session.connection.name, grant: session.grant.id, policies: exemption.policies },
+    });
+    return undefined;
   };
 }
 

@@ -41,7 +41,8 @@ export type AuditAction =
   | 'access.requested'
   | 'policy.loaded'
   | 'policy.changed'
-  | 'command.denied';
+  | 'command.denied'
+  | 'masking.exempted';
 
 export interface AuditLog {
   append(event: AuditEvent): Promise<void>;

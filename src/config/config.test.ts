@@ -95,6 +95,14 @@ describe('valid configuration', () => {
         '    approver: [dbas]',
         'policy:',
         '  files: [guardrails.cedar]',
+        'masking:',
+        '  strategies: { ssn: hash }',
+        '  salt: a salt of sixteen or more',
+        '  custom:',
+        '    - name: employee-id',
+        '      pattern: E-[0-9]{6}',
+        '  columns:',
+        "    - { column: 'secret_*', action: mask, strategy: hash }",
       ],
       { ORDERS_DB_PASSWORD: 'pw-from-env' },
     );
@@ -142,6 +150,11 @@ describe('valid configuration', () => {
         roleGroups: { admin: ['dba-admins'], approver: ['dbas'], auditor: [], user: [] },
       },
       policy: { enabled: true, files: [join(dir, 'guardrails.cedar')] },
+      masking: {
+        enabled: true,
+        plan: { strategies: { ssn: 'hash' }, salt: 'a salt of sixteen or more', custom: [{ name: 'employee-id', pattern: 'E-[0-9]{6}' }] },
+        columns: [{ column: 'secret_*', action: 'mask', strategy: 'hash' }],
+      },
       warnings: [],
     });
   });
@@ -379,6 +392,17 @@ describe('errors name the file, line:column, path and reason', () => {
     ]);
   });
 
+  test('masking: strategies, country and custom detectors are checked', () => {
+    assert.deepEqual(
+      errorsOf(['masking:', '  strategies: { email: blur }', '  default_country: usa', '  custom:', '    - name: "bad name!"', '      pattern: x']),
+      [
+        `${F}:2:24: masking.strategies.email: expected one of partial, full, hash, null, got "blur"`,
+        `${F}:3:20: masking.default_country: expected a two-letter country code such as US or DE, got "usa"`,
+        `${F}:5:13: masking.custom[0].name: expected a name of letters, digits or "-", got "bad name!"`,
+      ],
+    );
+  });
+
   test('duplicate connection names (case-insensitive)', () => {
     assert.deepEqual(errorsOf([...CONNECTION, ...CONNECTION.slice(1).map((l) => l.replace('orders-db', 'Orders-DB'))]), [
       `${F}:7:11: connections[1].name: duplicate connection name "Orders-DB" (also connections[0].name)`,
@@ -439,6 +463,12 @@ describe('errors name the file, line:column, path and reason', () => {
 describe('warnings for insecure choices', () => {
   const F = '<dir>/drawbridge.yaml';
   const warnings = (lines: string[]) => parse(lines).warnings.map((w) => w.replaceAll(`${dir}/`, '<dir>/'));
+
+  test('masking turned off', () => {
+    assert.deepEqual(warnings(['masking:', '  enabled: false']), [
+      `${F}:2:12: masking.enabled: false: results leave the gateway unmasked, sensitive values included`,
+    ]);
+  });
 
   test('guardrails turned off', () => {
     assert.deepEqual(warnings(['policy:', '  enabled: false']), [

@@ -41,8 +41,28 @@ export interface Config {
   /** The company's identity provider, when people and agents sign in with it. */
   readonly oidc: OidcConfig | undefined;
   readonly policy: PolicyConfig;
+  readonly masking: MaskingSettings;
   /** Insecure but valid choices, formatted like errors; print them loudly at start. */
   readonly warnings: readonly string[];
+}
+
+export interface MaskingSettings {
+  /** false: results leave the gateway as the target sent them (a loud warning at start). */
+  readonly enabled: boolean;
+  /** Checked and compiled when the gateway starts (policy/masking); the shape of MaskingConfig. */
+  readonly plan: {
+    readonly defaultCountry?: string;
+    readonly strategies?: Readonly<Record<string, 'partial' | 'full' | 'hash' | 'null'>>;
+    readonly salt?: string;
+    readonly custom?: readonly { readonly name: string; readonly pattern: string; readonly flags?: string; readonly validator?: 'luhn' | 'iban' }[];
+  };
+  /** Column rules, in order (policy/masking/columns.ts). */
+  readonly columns: readonly {
+    readonly column: string;
+    readonly connection?: string;
+    readonly action: 'mask' | 'null' | 'never';
+    readonly strategy?: 'partial' | 'full' | 'hash';
+  }[];
 }
 
 export interface PolicyConfig {
@@ -85,6 +105,7 @@ export const defaultConfig: Config = deepFreeze({
   connections: [],
   oidc: undefined,
   policy: { enabled: true, files: [] },
+  masking: { enabled: true, plan: {}, columns: [] },
   warnings: [],
 });
 
@@ -307,6 +328,30 @@ function build(
     connections,
     oidc,
     policy: { enabled: f.policy?.enabled ?? true, files: policyFiles },
+    masking: {
+      enabled: f.masking?.enabled ?? true,
+      plan: {
+        ...(f.masking?.default_country ? { defaultCountry: f.masking.default_country } : {}),
+        ...(f.masking?.strategies ? { strategies: f.masking.strategies } : {}),
+        ...(f.masking?.salt ? { salt: f.masking.salt } : {}),
+        ...(f.masking?.custom
+          ? {
+              custom: f.masking.custom.map((c) => ({
+                name: c.name,
+                pattern: c.pattern,
+                ...(c.flags ? { flags: c.flags } : {}),
+                ...(c.validator ? { validator: c.validator } : {}),
+              })),
+            }
+          : {}),
+      },
+      columns: (f.masking?.columns ?? []).map((c) => ({
+        column: c.column,
+        action: c.action,
+        ...(c.connection ? { connection: c.connection } : {}),
+        ...(c.strategy ? { strategy: c.strategy } : {}),
+      })),
+    },
   };
 }
 
@@ -347,6 +392,9 @@ function resolveStore(store: string | undefined, dir: string): string {
 }
 
 function checkInsecure(config: Omit<Config, 'warnings'>, warn: (path: Path, reason: string) => void): void {
+  if (!config.masking.enabled) {
+    warn(['masking', 'enabled'], 'false: results leave the gateway unmasked, sensitive values included');
+  }
   if (!config.policy.enabled) {
     warn(['policy', 'enabled'], 'false: guardrails are off, every statement a grant holder sends reaches the target');
   }
@@ -453,6 +501,18 @@ const KNOWN_KEYS = [
   'policy',
   'enabled',
   'files',
+  'masking',
+  'default_country',
+  'strategies',
+  'salt',
+  'custom',
+  'pattern',
+  'flags',
+  'validator',
+  'columns',
+  'column',
+  'action',
+  'strategy',
 ];
 
 function unknownKey(key: string): string {

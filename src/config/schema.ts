@@ -199,6 +199,34 @@ export const fileSchema = object({
   ),
   log: optional(object({ level: optional(oneOf(LOG_LEVELS)) })),
   oidc: optional(oidc),
+  masking: optional(
+    object({
+      enabled: optional(leaf('true or false', (v) => (typeof v === 'boolean' ? v : v === 'true' ? true : v === 'false' ? false : undefined))),
+      default_country: optional(leaf('a two-letter country code such as US or DE', (v) => (typeof v === 'string' && /^[A-Z]{2}$/.test(v) ? v : undefined))),
+      strategies: optional(z.record(z.string(), oneOf(['partial', 'full', 'hash', 'null'] as const))),
+      salt: optional(text),
+      custom: optional(
+        z.array(
+          object({
+            name: leaf('a name of letters, digits or "-"', (v) => (typeof v === 'string' && /^[a-z0-9-]{1,40}$/i.test(v) ? v : undefined)),
+            pattern: text,
+            flags: optional(text),
+            validator: optional(oneOf(['luhn', 'iban'] as const)),
+          }),
+        ),
+      ),
+      columns: optional(
+        z.array(
+          object({
+            column: text,
+            connection: optional(connectionName),
+            action: oneOf(['mask', 'null', 'never'] as const),
+            strategy: optional(oneOf(['partial', 'full', 'hash'] as const)),
+          }),
+        ),
+      ),
+    }),
+  ),
   policy: optional(
     object({
       enabled: optional(leaf('true or false', (v) => (typeof v === 'boolean' ? v : v === 'true' ? true : v === 'false' ? false : undefined))),

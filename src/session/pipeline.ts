@@ -7,6 +7,7 @@
 
 import { allow, GatewayError, type AccessGrant, type Clock, type Command, type Connection, type Verdict } from '../core/index.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
+import type { ColumnAction } from '../policy/masking/columns.ts';
 import type { Recorder } from '../recording/recorder.ts';
 import type { StatementOutcome } from '../store/index.ts';
 
@@ -33,8 +34,23 @@ export interface StatementEnd {
   readonly errorMessage?: string | undefined;
 }
 
+/** Masks one text value: what a session's results and records go through (see policy/masking). */
+export type MaskText = (text: string) => { readonly text: string | null; readonly changed: boolean; readonly findings: readonly string[] };
+
+/** How one session's data is masked: by content, and by column name where a rule says. */
+export interface SessionMasking {
+  readonly text: MaskText;
+  readonly column: (name: string) => ColumnAction | undefined;
+}
+
 export interface PipelineDeps {
   readonly guard: Guard;
+  /**
+   * How a session's data is masked, decided once when it opens (a principal may be exempt by
+   * policy); undefined: not masked. Recordings and audit events of a masked session hold
+   * masked text only.
+   */
+  readonly masking?: (session: SessionInfo) => SessionMasking | undefined;
   readonly recorder: Recorder;
   readonly clock: Clock;
   readonly audit: AuditLog;
@@ -95,7 +111,8 @@ export class Pipeline {
       clientAddress: fields.clientAddress,
       startedAt,
     });
-    const session = new LiveSession({ ...fields, id, startedAt }, this.#deps, () => this.#live.delete(session));
+    const info = { ...fields, id, startedAt };
+    const session = new LiveSession(info, this.#deps, () => this.#live.delete(session), this.#deps.masking?.(info));
     this.#live.add(session);
     this.#deps.audit.note({
       actor: fields.grant.principal.name,
@@ -121,11 +138,29 @@ export class LiveSession {
   #closed = false;
   #terminate: ((error: GatewayError) => void) | undefined;
   #expiry: NodeJS.Timeout | undefined;
+  /** How what the protocol sends the client is masked; undefined: this session's data is not masked. */
+  readonly masking: SessionMasking | undefined;
+  /** How many values of each kind were masked, for the session's end record. */
+  readonly #masked = new Map<string, number>();
 
-  constructor(info: SessionInfo, deps: PipelineDeps, onClose: () => void = () => {}) {
+  constructor(info: SessionInfo, deps: PipelineDeps, onClose: () => void = () => {}, masking?: SessionMasking) {
     this.info = info;
     this.#deps = deps;
     this.#onClose = onClose;
+    this.masking = masking;
+  }
+
+  /** The protocol's report of what it masked (kinds, never values). */
+  masked(kinds: readonly string[]): void {
+    for (const kind of kinds) this.#masked.set(kind, (this.#masked.get(kind) ?? 0) + 1);
+  }
+
+  /** Text for our own records: masked like the client's results, when the session is. */
+  #redact(text: string): string;
+  #redact(text: string | undefined): string | undefined;
+  #redact(text: string | undefined): string | undefined {
+    if (text === undefined || this.masking === undefined) return text;
+    return this.masking.text(text).text ?? '****';
   }
 
   /**
@@ -179,7 +214,7 @@ export class LiveSession {
       action: 'command.denied',
       subject: this.info.id,
       outcome: 'failure',
-      details: { connection: this.info.connection.name, seq: trace.seq, statement: text, code, policy, reason },
+      details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#redact(text), code, policy, reason: this.#redact(reason) },
     });
   }
 
@@ -188,13 +223,13 @@ export class LiveSession {
     this.#deps.recorder.statement({
       sessionId: this.info.id,
       seq: trace.seq,
-      text: trace.text,
+      text: this.#redact(trace.text),
       startedAt: trace.startedAt,
       durationMs: now - trace.startedAt,
       rows: end.rows,
       outcome: end.outcome,
       errorCode: end.errorCode,
-      errorMessage: end.errorMessage,
+      errorMessage: this.#redact(end.errorMessage),
     });
   }
 
@@ -208,7 +243,7 @@ export class LiveSession {
       action: 'session.ended',
       subject: this.info.id,
       outcome: 'success',
-      details: { reason },
+      details: { reason, ...(this.#masked.size > 0 ? { masked: Object.fromEntries(this.#masked) } : {}) },
     });
     this.#deps.recorder.endSession(this.info.id, this.#deps.clock.now(), reason);
   }

@@ -21,8 +21,9 @@ export interface TestGatewayOptions {
   readonly guard?: Guard;
   /**
    * The Cedar policies in force: the texts of policy files, or 'default-pack' (the product's
-   * default). Default: one policy that permits every statement, fast-path calls included, so
-   * that suites about the protocol run through the policy guard without being refused.
+   * default). Default: one policy that permits every action, fast-path calls and unmasked
+   * results included, so that suites about the protocol run through the policy guard without
+   * being refused, and see their data as the target sends it.
    */
   readonly policies?: readonly string[] | 'default-pack';
   /** Top-level YAML lines appended to the generated config (an `oidc:` section, say). */

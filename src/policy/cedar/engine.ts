@@ -104,6 +104,15 @@ export function actionFor(statement: StatementInput): string {
 const NS = 'Drawbridge';
 const SCHEMA_TEXT = asset('schema.cedarschema');
 const DEFAULT_PACK_FILE = 'default-pack.cedar';
+/** For requests about a session rather than a statement (the principal and connection are what count). */
+const NO_STATEMENT: StatementInput = Object.freeze({
+  kind: 'select',
+  tablesRead: [],
+  tablesWritten: [],
+  functions: [],
+  dangerousFunctions: [],
+  dataModifying: false,
+});
 /** Nested statements deeper than this are refused rather than followed. */
 const MAX_DEPTH = 8;
 
@@ -201,6 +210,31 @@ export class PolicyEngine {
   /** The default pack's Cedar text, as shipped. */
   static defaultPackText(): string {
     return asset(DEFAULT_PACK_FILE);
+  }
+
+  /**
+   * Whether a policy permits `principal` unmasked results on `connection` (the action
+   * `data:unmasked`); the permits that did, for the record. Never throws: an evaluation that
+   * fails does not exempt (fail closed).
+   */
+  unmasked(principal: PolicyRequest['principal'], connection: PolicyRequest['connection']): { readonly exempt: boolean; readonly policies: readonly string[] } {
+    try {
+      const full = cedarRequest({ principal, connection, statement: NO_STATEMENT, statementCount: 0, now: 0 }, NO_STATEMENT);
+      const action = { type: `${NS}::Action`, id: 'data:unmasked' };
+      const answer = cedar.statefulIsAuthorized({
+        principal: full.principal,
+        action,
+        resource: full.resource,
+        context: full.context,
+        entities: [...full.entities, { uid: action, attrs: {}, parents: [] }],
+        preparsedPolicySetId: this.#policySetId,
+      });
+      if (answer.type === 'failure' || answer.response.diagnostics.errors.length > 0) return { exempt: false, policies: [] };
+      const policies = answer.response.diagnostics.reason.map((id) => this.#policies.get(id)?.name ?? id);
+      return { exempt: answer.response.decision === 'allow', policies };
+    } catch {
+      return { exempt: false, policies: [] };
+    }
   }
 
   /** Synchronous, never throws: whatever cannot be evaluated is denied (fail closed). */

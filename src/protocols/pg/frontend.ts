@@ -30,6 +30,7 @@ import {
 import { CancelKeys } from './cancel-keys.ts';
 import { cancelOnTarget, connectTarget } from './connector.ts';
 import { FrameReader, PeerClosed } from './frame-reader.ts';
+import { PgMasker } from './mask.ts';
 import { PgProxy } from './proxy.ts';
 import { renderFatal } from './render.ts';
 
@@ -285,6 +286,7 @@ class PgLogin {
         cancelTarget: backendKey && (() => void this.#cancelOnTarget(connection, backendKey)),
         maxMessageLength: this.#deps.options.maxMessageLength,
         parameterStatus: target.parameterStatus,
+        masker: session.masking && new PgMasker(session.masking, (kinds) => session.masked(kinds)),
       },
       session,
       log,

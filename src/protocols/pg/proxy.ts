@@ -38,6 +38,7 @@ import {
 } from '../../wire/pg/index.ts';
 import { functionCallCommand, prepareCommand, queryCommand, rowsOfTag } from './commands.ts';
 import { framingError } from './frame-reader.ts';
+import { MASKED_TYPES, type PgMasker } from './mask.ts';
 import { renderError, renderFatal, sqlstateOf } from './render.ts';
 
 /** The target's messages the proxy follows; the scanner hands over the bodies of those it reads. */
@@ -65,9 +66,9 @@ type Expected =
       rows: number | undefined;
       error: { code: string; message: string } | undefined;
     }
-  | { readonly kind: 'execute'; readonly trace: StatementTrace }
+  | { readonly kind: 'execute'; readonly trace: StatementTrace; readonly portal: string; described: boolean }
   /** Parse, Bind and Close end with their own completion message; Describe with RowDescription or NoData. */
-  | { readonly kind: 'reply'; readonly endsWith: readonly number[] }
+  | { readonly kind: 'reply'; readonly endsWith: readonly number[]; readonly describes?: string }
   | { readonly kind: 'sync' }
   | { readonly kind: 'inject'; readonly bytes: Buffer }
   /** A reply to a message the gateway sent on its own: it is cut out of the stream to the client. */
@@ -81,7 +82,8 @@ type Expected =
 const PARSE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.ParseComplete] };
 const BIND_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.BindComplete] };
 const CLOSE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.CloseComplete] };
-const DESCRIBE_REPLY: Expected = { kind: 'reply', endsWith: [BackendType.RowDescription, BackendType.NoData] };
+const DESCRIBE_ENDS = [BackendType.RowDescription, BackendType.NoData];
+const DESCRIBE_REPLY: Expected = { kind: 'reply', endsWith: DESCRIBE_ENDS };
 /** The prepared statement the gateway raises refusals of the extended protocol with. */
 const REFUSAL_STATEMENT = 'drawbridge_refusal';
 
@@ -96,6 +98,8 @@ export interface ProxySides {
   readonly maxMessageLength: number;
   /** The target's ParameterStatus messages of the login, as on the wire. */
   readonly parameterStatus: readonly Buffer[];
+  /** Rewrites what carries data before it reaches the client; undefined: this session is not masked. */
+  readonly masker: PgMasker | undefined;
 }
 
 export class PgProxy {
@@ -111,6 +115,9 @@ export class PgProxy {
   readonly #clientQueue: Frame[] = [];
   readonly #statements = new Map<string, string>();
   readonly #portals = new Map<string, string>();
+  /** The prepared statement each portal was bound from, for the masker's column types. */
+  readonly #portalStatements = new Map<string, string>();
+  readonly #masker: PgMasker | undefined;
   #deciding = false;
   #skipUntilSync = false;
   #transactionStatus = 0x49; // 'I'
@@ -137,7 +144,11 @@ export class PgProxy {
     this.#client = sides.client;
     this.#target = sides.target;
     this.#clientFramer = sides.clientFramer;
-    this.#targetScanner = new FrameScanner({ maxMessageLength: sides.maxMessageLength, keep: KEPT });
+    this.#masker = sides.masker;
+    this.#targetScanner = new FrameScanner({
+      maxMessageLength: sides.maxMessageLength,
+      keep: sides.masker ? [...KEPT, ...MASKED_TYPES] : KEPT,
+    });
     this.#takeOverTarget = sides.takeOverTarget;
     this.#cancelTarget = sides.cancelTarget;
     this.#session = session;
@@ -269,16 +280,25 @@ export class PgProxy {
         break;
       case 'Bind':
         this.#portals.set(message.portal, this.#statements.get(message.statement) ?? '');
+        this.#portalStatements.set(message.portal, message.statement);
         this.#expected.push(BIND_REPLY);
         break;
       case 'Describe':
-        this.#expected.push(DESCRIBE_REPLY);
+        this.#expected.push(
+          this.#masker ? { kind: 'reply', endsWith: DESCRIBE_ENDS, describes: `${message.target}${message.name}` } : DESCRIBE_REPLY,
+        );
         break;
       case 'Execute':
-        this.#expected.push({ kind: 'execute', trace: this.#session.begin(this.#portals.get(message.portal) ?? '') });
+        this.#expected.push({
+          kind: 'execute',
+          trace: this.#session.begin(this.#portals.get(message.portal) ?? ''),
+          portal: message.portal,
+          described: false,
+        });
         break;
       case 'Close':
         (message.target === 'S' ? this.#statements : this.#portals).delete(message.name);
+        this.#masker?.forget(`${message.target}${message.name}`);
         this.#expected.push(CLOSE_REPLY);
         break;
       case 'Sync':
@@ -396,6 +416,14 @@ export class PgProxy {
         else {
           if (head?.kind === 'refusal' && cut) parts.push(head.bytes);
           this.#observe(type, body);
+          const masked = !cut && body !== undefined ? this.#masker?.rewrite(type, body) : undefined;
+          if (masked) {
+            // The message goes out rewritten, in its own place.
+            const start = end - length - 1;
+            if (start < forwarded) throw new Error('a message to mask began in bytes already sent to the client');
+            parts.push(chunk.subarray(forwarded, start), masked);
+            forwarded = end;
+          }
         }
         if (this.#expected[0]?.kind !== 'inject') return;
         // Gateway-made messages go in at this message boundary, in the target's place.
@@ -418,8 +446,8 @@ export class PgProxy {
       return;
     }
     const next = this.#expected[0]?.kind;
-    if ((next === 'swallow' || next === 'refusal') && this.#targetScanner.midMessage) {
-      // The message under way may be one to cut out: keep its start until its end comes.
+    if ((this.#masker || next === 'swallow' || next === 'refusal') && this.#targetScanner.midMessage) {
+      // The message under way may be one to cut out or rewrite: keep its start until its end comes.
       this.#heldBack = Buffer.from(chunk.subarray(forwarded));
     } else {
       // The rest goes on at once, even the start of a message whose end is still to come.
@@ -449,6 +477,11 @@ export class PgProxy {
     const head = this.#expected[0];
     switch (type) {
       case BackendType.DataRow:
+        if (head?.kind === 'execute' && !head.described) {
+          // Rows of an Execute are described by the Describe of its portal or statement.
+          head.described = true;
+          this.#masker?.use(head.portal, this.#portalStatements.get(head.portal));
+        }
         if (head?.kind === 'query' || head?.kind === 'execute') head.trace.rows++;
         break;
       case BackendType.ParseComplete:
@@ -456,7 +489,10 @@ export class PgProxy {
       case BackendType.CloseComplete:
       case BackendType.RowDescription:
       case BackendType.NoData:
-        if (head?.kind === 'reply' && head.endsWith.includes(type)) this.#expected.shift();
+        if (head?.kind === 'reply' && head.endsWith.includes(type)) {
+          if (head.describes !== undefined) this.#masker?.describe(head.describes, type === BackendType.RowDescription ? body : undefined);
+          this.#expected.shift();
+        }
         break;
       case BackendType.CommandComplete: {
         const rows = rowsOfTag(body!.toString('utf8', 0, body!.length - 1));
