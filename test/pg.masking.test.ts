@@ -8,6 +8,12 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
@@ -15,6 +21,7 @@ import { seedSql } from '../src/demo/seed.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, type ThrowawayDatabase } from './support/pg-db.ts';
 
+const run = promisify(execFile);
 const BASE = '@id("base")\npermit (principal, action in Drawbridge::Action::"sql:any", resource);\n';
 const EXEMPT = '@id("pii-readers-see-data")\npermit (principal in Drawbridge::Group::"pii-readers", action == Drawbridge::Action::"data:unmasked", resource);\n';
 
@@ -264,5 +271,33 @@ describe('a masking configuration that cannot work stops the start', () => {
       startTestGateway({ extraYaml: ['masking:', '  strategies: { ssn: hash }'] }),
       /masking\.salt: the hash strategy needs a secret salt of at least 16 bytes/,
     );
+  });
+});
+
+describe('masking through JDBC', () => {
+  const JAR = '/usr/share/java/postgresql.jar';
+  const skip = existsSync(JAR) ? undefined : `${JAR} missing (.ci/run installs libpostgresql-jdbc-java)`;
+
+  test('prepared statements with binary transfer, and a plain statement', { skip }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drawbridge-jdbc-masking-'));
+    try {
+      const source = fileURLToPath(new URL('./jdbc/JdbcMasking.java', import.meta.url));
+      await run('javac', ['-encoding', 'UTF-8', '-cp', JAR, '-d', dir, source], { timeout: 120_000 });
+      const url = `jdbc:postgresql://127.0.0.1:${tap.port}/crm?prepareThreshold=1&binaryTransfer=true`;
+      const { stdout } = await run('java', ['-cp', `${dir}${delimiter}${JAR}`, 'JdbcMasking', url, 'erin', await gw.mint('erin', 'crm')], {
+        timeout: 120_000,
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      const lines = stdout.split('\n').filter(Boolean);
+      assert.ok(lines.filter((l) => l.startsWith('email=')).length >= 60, 'three rounds of rows');
+      assert.ok(lines.filter((l) => l.startsWith('email=')).every((l) => /^email=[a-z]\*+@\*+\.[a-z]+$/.test(l)), lines.find((l) => l.startsWith('email=')));
+      const amounts = (await asAdmin((admin) => admin.query('SELECT amount::text AS a FROM payments'), db.name)).rows.map((r: { a: string }) => r.a);
+      assert.ok(lines.filter((l) => l.startsWith('amount=')).every((l) => amounts.includes(l.slice('amount='.length))), 'amounts unchanged');
+      for (const doc of lines.filter((l) => l.startsWith('doc='))) JSON.parse(doc.slice(4));
+      assertNothingLeaked(stdout, 'JDBC output');
+      assertNothingLeaked(tap.take(), 'JDBC wire');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
