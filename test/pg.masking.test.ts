@@ -14,11 +14,11 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { seedSql } from '../src/demo/seed.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
+import { slicer, tap as tapOf } from './support/relays.ts';
 import { asAdmin, createDatabase, type ThrowawayDatabase } from './support/pg-db.ts';
 
 const run = promisify(execFile);
@@ -27,37 +27,9 @@ const EXEMPT = '@id("pii-readers-see-data")\npermit (principal in Drawbridge::Gr
 
 let db: ThrowawayDatabase;
 let gw: TestGateway;
-let tap: Tap;
+let tap: Awaited<ReturnType<typeof tapOf>>;
 /** Every sensitive value the tables hold, as the target would send it. */
 let secrets: string[];
-
-/** A hop between clients and the gateway that keeps every byte the gateway sends. */
-class Tap {
-  readonly server: Server;
-  received: Buffer[] = [];
-  constructor(target: number) {
-    this.server = createServer((client) => {
-      const upstream = connect({ host: '127.0.0.1', port: target });
-      client.pipe(upstream);
-      upstream.on('data', (chunk: Buffer) => {
-        this.received.push(chunk);
-        client.write(chunk);
-      });
-      const end = () => (client.destroy(), upstream.destroy());
-      client.on('error', end).on('close', end);
-      upstream.on('error', end).on('close', end);
-    });
-  }
-  get port(): number {
-    return (this.server.address() as AddressInfo).port;
-  }
-  /** What clients received since the last call, as text. */
-  take(): string {
-    const text = Buffer.concat(this.received).toString('latin1');
-    this.received = [];
-    return text;
-  }
-}
 
 before(async () => {
   db = await createDatabase('masking');
@@ -71,12 +43,11 @@ before(async () => {
     ];
   }, db.name);
   gw = await startTestGateway({ connections: [{ name: 'crm', database: db.name }], policies: [BASE, EXEMPT] });
-  tap = new Tap(gw.pgPort);
-  await new Promise<void>((resolve) => tap.server.listen(0, '127.0.0.1', resolve));
+  tap = await tapOf(gw.pgPort);
 });
 
 after(async () => {
-  tap?.server.close();
+  tap?.close();
   await gw?.close();
   await db?.drop();
 });
@@ -262,6 +233,41 @@ describe('exemption and records', () => {
     assert.ok((ended[0]?.details.masked as Record<string, number> | undefined)?.email! >= 40, JSON.stringify(ended[0]?.details));
     const audit = JSON.stringify(await gw.gateway.store.listAudit({ limit: 1000 }));
     assert.ok(!audit.includes(sample), 'an audit event holds a seeded value');
+  });
+});
+
+describe('masking when the target answers in the smallest pieces', () => {
+  test('rows and COPY split at every point are masked whole, and nothing is lost', async () => {
+    const relay = await slicer(5432, 7);
+    const sliced = await startTestGateway({ connections: [{ name: 'crm', database: db.name, port: relay.port }], policies: [BASE] });
+    const seen = await tapOf(sliced.pgPort);
+    try {
+      const c = new pg.Client({ host: '127.0.0.1', port: seen.port, user: 'frank', database: 'crm', password: await sliced.mint('frank', 'crm') });
+      await c.connect();
+      const rows = await c.query('SELECT id, email, ssn, phone FROM customers ORDER BY id');
+      assert.equal(rows.rows.length, 40);
+      assert.deepEqual(
+        rows.rows.map((r: { id: number }) => r.id),
+        Array.from({ length: 40 }, (_, i) => i + 1),
+      );
+      await c.end();
+      const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) =>
+        sliced.mint('frank', 'crm').then((credential) =>
+          execFile(
+            'psql',
+            ['-X', '-h', '127.0.0.1', '-p', String(seen.port), '-U', 'frank', '-d', 'crm', '-c', 'COPY customers TO STDOUT'],
+            { env: { ...process.env, PGPASSWORD: credential }, timeout: 20_000 },
+            (error, out) => (error ? reject(error) : resolve({ stdout: out })),
+          ),
+        ),
+      );
+      assert.equal(stdout.trim().split('\n').length, 40);
+      assertNothingLeaked(seen.take(), 'sliced wire');
+    } finally {
+      seen.close();
+      await sliced.close();
+      relay.close();
+    }
   });
 });
 

@@ -11,8 +11,8 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { writeFile } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { callApi } from './support/api.ts';
+import { slicer, type Relay } from './support/relays.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, eventually, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
 
@@ -340,31 +340,12 @@ describe('the policy API', () => {
 describe('refusals when the target answers in the smallest pieces', () => {
   // A hop between gateway and PostgreSQL that passes the target's answers on a few bytes at a
   // time, so that the replies the gateway cuts out and replaces arrive split at every point.
-  let relay: Server;
+  let relay: Relay;
   let sliced: TestGateway;
   before(async () => {
-    relay = createServer((client) => {
-      const target = connect({ host: '127.0.0.1', port: 5432 });
-      target.setNoDelay(true);
-      client.setNoDelay(true);
-      client.pipe(target);
-      target.on('data', (chunk: Buffer) => {
-        target.pause();
-        let at = 0;
-        const next = () => {
-          if (at >= chunk.length || client.destroyed) return target.resume();
-          client.write(chunk.subarray(at, (at += 3)));
-          setImmediate(next);
-        };
-        next();
-      });
-      const end = () => (client.destroy(), target.destroy());
-      client.on('error', end).on('close', end);
-      target.on('error', end).on('close', end);
-    });
-    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    relay = await slicer(5432);
     sliced = await startTestGateway({
-      connections: [{ name: 'orders-db', database: db.name, port: (relay.address() as AddressInfo).port }],
+      connections: [{ name: 'orders-db', database: db.name, port: relay.port }],
       policies: 'default-pack',
     });
   });

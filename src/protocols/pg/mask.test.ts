@@ -197,3 +197,13 @@ describe('PgMasker: everything else that carries data', () => {
     assert.equal(binary.rewrite(0x64, bytes().int16(-1).body()), undefined, 'the trailer');
   });
 });
+
+describe('PgMasker: COPY rows field by field', () => {
+  it('reads each field on its own, so neighbouring numbers are not one phone number', () => {
+    const masker = new PgMasker(mask);
+    masker.rewrite(0x48, bytes().byte(0).int16(3).int16(0).int16(0).int16(0).body());
+    assert.equal(masker.rewrite(0x64, Buffer.from('100000\t150000.00\t415\n')), undefined);
+    const row = masker.rewrite(0x64, Buffer.from(`7,${EMAIL},${CARD}\n`))!;
+    assert.equal(row.subarray(5).toString(), '7,j*******@*******.com,**** **** **** 1111\n');
+  });
+});

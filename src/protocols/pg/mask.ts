@@ -69,6 +69,9 @@ const Type = {
   ParameterStatus: 0x53,
 } as const;
 
+/** COPY's text format for NULL. */
+const NULL_IN_COPY = Buffer.from('\\N');
+
 /** The message types `rewrite` may change: the relay hands over exactly these. */
 export const MASKED_TYPES: readonly number[] = Object.values(Type);
 
@@ -126,7 +129,7 @@ export class PgMasker {
         this.#copyHeaderPending = this.#copyBinary;
         return undefined;
       case Type.CopyData:
-        return this.#copyBinary ? this.#binaryCopy(body) : this.#whole(Type.CopyData, body, 0);
+        return this.#copyBinary ? this.#binaryCopy(body) : this.#copyText(body);
       case Type.ErrorResponse:
       case Type.NoticeResponse:
         return this.#fields(type, body);
@@ -239,6 +242,32 @@ export class PgMasker {
     if (masked === undefined) return undefined;
     const text = masked ?? Buffer.from('****');
     return message(type, Buffer.concat([body.subarray(0, from), text, body.subarray(end)]));
+  }
+
+  /**
+   * A row of COPY in text or csv: each field on its own (split at tabs, commas and the line
+   * end, which no mask contains), so that numbers in neighbouring columns are not read as one.
+   */
+  #copyText(body: Buffer): Buffer | undefined {
+    const found: string[] = [];
+    let out: Buffer[] | undefined;
+    let copied = 0;
+    let start = 0;
+    for (let i = 0; i <= body.length; i++) {
+      const b = body[i];
+      if (i < body.length && b !== 0x09 && b !== 0x2c && b !== 0x0a) continue;
+      const masked = i > start ? this.#text(body.subarray(start, i), found) : undefined;
+      if (masked !== undefined) {
+        out ??= [];
+        out.push(body.subarray(copied, start), masked ?? NULL_IN_COPY);
+        copied = i;
+      }
+      start = i + 1;
+    }
+    if (found.length > 0) this.#onFindings(found);
+    if (out === undefined) return undefined;
+    out.push(body.subarray(copied));
+    return message(Type.CopyData, Buffer.concat(out));
   }
 
   #fields(type: number, body: Buffer): Buffer | undefined {

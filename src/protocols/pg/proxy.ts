@@ -447,8 +447,13 @@ export class PgProxy {
     }
     const next = this.#expected[0]?.kind;
     if ((this.#masker || next === 'swallow' || next === 'refusal') && this.#targetScanner.midMessage) {
-      // The message under way may be one to cut out or rewrite: keep its start until its end comes.
-      this.#heldBack = Buffer.from(chunk.subarray(forwarded));
+      // The message under way may be one to cut out or rewrite: what comes before it goes on,
+      // its start is kept until its end comes.
+      // (It began at or after `forwarded`: a message is cut or rewritten only whole, and what
+      // was held back last time is at the front of this chunk.)
+      const start = Math.max(forwarded, chunk.length - this.#targetScanner.progress);
+      if (start > forwarded) parts.push(chunk.subarray(forwarded, start));
+      this.#heldBack = Buffer.from(chunk.subarray(start));
     } else {
       // The rest goes on at once, even the start of a message whose end is still to come.
       parts.push(forwarded === 0 ? chunk : chunk.subarray(forwarded));

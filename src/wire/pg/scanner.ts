@@ -49,6 +49,12 @@ export class FrameScanner {
     return this.#headerFilled > 0 || this.#remaining >= 0;
   }
 
+  /** How many bytes of the message under way have been scanned (0 between messages). */
+  get progress(): number {
+    if (this.#remaining >= 0) return 1 + this.#length - this.#remaining;
+    return this.#headerFilled;
+  }
+
   scan(chunk: Buffer, onEnd: MessageEnd): void {
     if (this.#failed !== null) throw this.#failed;
     const end = chunk.length;
