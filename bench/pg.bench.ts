@@ -14,6 +14,12 @@
  *    gateway with `policy: enabled: false` and through the gateway as configured by default
  *    (the default policy pack on): TPS, and guardrails on over guardrails off;
  *  - in-process, microseconds per statement to classify and decide (bench/policy.bench.ts).
+ * And what inline masking costs:
+ *  - a streaming read of BENCH_ROWS rows with PII and non-PII columns (psql with FETCH_COUNT,
+ *    and COPY … TO STDOUT) directly, through a gateway with `masking: enabled: false` and
+ *    through the gateway as configured by default (masking on): rows per second, masking on
+ *    over masking off, and each gateway's peak RSS while it streams;
+ *  - in-process, values per second through the detectors (bench/masking.bench.ts).
  *
  * Needs: pgbench and psql, PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`
  * (it creates and drops the database `drawbridge_bench`), and the gateway's CLI
@@ -21,7 +27,7 @@
  *
  * Usage: npm run bench [-- --json]
  * env: BENCH_SECONDS (default 10), BENCH_ROWS (default 2000000),
- *      BENCH_PARTS (default proxy,stream,guardrails,policy: which parts to run)
+ *      BENCH_PARTS (default proxy,stream,guardrails,policy,masking: which parts to run)
  *
  * Limits: client, gateway and server share one machine (2 cores on CI machines), so the
  * ratio includes the gateway competing with pgbench and PostgreSQL for CPU. The figures are
@@ -34,6 +40,7 @@ import { connect, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { MaskingFigures } from './masking.bench.ts';
 import type { PolicyFigures } from './policy.bench.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -49,11 +56,11 @@ const JSON_OUTPUT = process.argv.includes('--json');
 
 class BenchError extends Error {}
 
-const PARTS = ['proxy', 'stream', 'guardrails', 'policy'] as const;
+const PARTS = ['proxy', 'stream', 'guardrails', 'policy', 'masking'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Endpoint {
-  readonly label: 'direct' | 'relay' | 'gateway' | 'gateway, guardrails off';
+  readonly label: 'direct' | 'relay' | GatewayLabel;
   readonly host: string;
   readonly port: number;
   readonly user: string;
@@ -85,20 +92,28 @@ interface Row {
   readonly gatewayPeakRssBytes?: number;
 }
 
-/** The same pgbench workload directly and through gateways with the guardrails off and on. */
-interface GuardrailRow {
+/** The same workload directly and through two gateways that differ in one setting, off and on. */
+interface OnOffRow<F extends PgbenchFigures | StreamFigures> {
   readonly workload: string;
-  readonly direct: PgbenchFigures;
-  readonly off: PgbenchFigures;
-  readonly on: PgbenchFigures;
-  /** guardrails on / guardrails off, TPS. */
+  readonly direct: F;
+  readonly off: F;
+  readonly on: F;
+  /** on / off, throughput (TPS or rows/s). */
   readonly onOffRatio: number;
-  /** guardrails on / direct, TPS. */
+  /** on / direct, throughput. */
   readonly onDirectRatio: number;
   /** Peak RSS of each gateway process during its run. */
   readonly offPeakRssBytes: number;
   readonly onPeakRssBytes: number;
+  /** RSS of each gateway process when its run began. */
+  readonly offStartRssBytes: number;
+  readonly onStartRssBytes: number;
 }
+
+/** pgbench directly and through gateways with the guardrails off and on. */
+type GuardrailRow = OnOffRow<PgbenchFigures>;
+/** A streaming read of rows with PII directly and through gateways with masking off and on. */
+type MaskingRow = OnOffRow<StreamFigures>;
 
 type Script = 'select-only' | 'tpcb';
 
@@ -303,15 +318,26 @@ async function pgbench(
   return { tps: Number(tps), latencyMs: Number(latency) };
 }
 
-const STREAM_SELECT = `SELECT g, repeat('x', 90) FROM generate_series(1, ${ROWS}) g`;
+/** Rows of about 100 bytes: an int4 and 90 x's, nothing to mask. */
+function streamSelect(rows: number): string {
+  return `SELECT g, repeat('x', 90) FROM generate_series(1, ${rows}) g`;
+}
 
-async function stream(e: Endpoint, how: 'select' | 'copy'): Promise<StreamFigures> {
-  const args =
-    how === 'select'
-      ? psqlArgs(e, '-At', '-v', 'FETCH_COUNT=10000', '-c', STREAM_SELECT, '-o', '/dev/null')
-      : psqlArgs(e, '-c', `COPY (${STREAM_SELECT}) TO STDOUT`, '-o', '/dev/null');
+const STREAM_SELECT = streamSelect(ROWS);
+
+type StreamHow = 'select' | 'copy';
+
+/** psql reading `select` through a cursor (FETCH_COUNT) or as COPY … TO STDOUT; to stdout unless `output` says. */
+function streamArgs(e: Endpoint, how: StreamHow, select: string, output?: string): string[] {
+  const to = output === undefined ? [] : ['-o', output];
+  return how === 'select'
+    ? psqlArgs(e, '-At', '-v', 'FETCH_COUNT=10000', '-c', select, ...to)
+    : psqlArgs(e, '-c', `COPY (${select}) TO STDOUT`, ...to);
+}
+
+async function stream(e: Endpoint, how: StreamHow, select = STREAM_SELECT): Promise<StreamFigures> {
   const started = process.hrtime.bigint();
-  await exec('psql', args, { env: e.env, timeoutMs: 600_000 });
+  await exec('psql', streamArgs(e, how, select, '/dev/null'), { env: e.env, timeoutMs: 1_800_000 });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   return { rows: ROWS, seconds, rowsPerSecond: ROWS / seconds };
 }
@@ -352,15 +378,24 @@ function table(rows: readonly Row[], memory: { peakRssBytes: number; hwmBytes: n
   return lines.join('\n');
 }
 
-function guardrailTable(rows: readonly GuardrailRow[]): string {
+/** `setting` names the columns ('guardrails' → 'guardrails off', 'guardrails on'); `withStart` adds each run's starting RSS. */
+function onOffTable(
+  title: string,
+  setting: string,
+  rows: readonly OnOffRow<PgbenchFigures | StreamFigures>[],
+  footer: string,
+  withStart = false,
+): string {
+  const rss = (peak: number, start: number): string => (withStart ? `${mb(peak)} (${mb(start)} at start)` : mb(peak));
+  const width = Math.max(38, ...rows.map((r) => r.workload.length + 2));
   return [
-    `${'guardrails through the gateway'.padEnd(38)}${'direct'.padEnd(22)}${'guardrails off'.padEnd(22)}${'guardrails on'.padEnd(22)}        on/off     on/direct`,
+    `${title.padEnd(width)}${'direct'.padEnd(22)}${`${setting} off`.padEnd(22)}${`${setting} on`.padEnd(22)}        on/off     on/direct`,
     ...rows.map(
       (r) =>
-        `${r.workload.padEnd(38)}${figures(r.direct).padEnd(22)}${figures(r.off).padEnd(22)}${figures(r.on).padEnd(22)}${percent(r.onOffRatio)}${percent(r.onDirectRatio)}   peak RSS off ${mb(r.offPeakRssBytes)}, on ${mb(r.onPeakRssBytes)}`,
+        `${r.workload.padEnd(width)}${figures(r.direct).padEnd(22)}${figures(r.off).padEnd(22)}${figures(r.on).padEnd(22)}${percent(r.onOffRatio)}${percent(r.onDirectRatio)}   peak RSS off ${rss(r.offPeakRssBytes, r.offStartRssBytes)}, on ${rss(r.onPeakRssBytes, r.onStartRssBytes)}`,
     ),
     '',
-    'guardrails on: the default policy pack (no policy section in drawbridge.yaml); off: policy: enabled: false. Target: on/off >= 90%.',
+    footer,
   ].join('\n');
 }
 
@@ -444,12 +479,20 @@ interface Gateway {
 }
 
 /**
- * `policy: 'default'` writes no policy section, so the gateway runs as a user's would: the
- * default pack on. `'off'` writes `policy: enabled: false`. Each gateway has its own folder
- * (store, log) under `dir`.
+ * What each gateway's drawbridge.yaml says besides its store, listeners and connection, and the
+ * folder (store, log) it gets under the bench's temporary folder. The default writes neither a
+ * policy nor a masking section, so that gateway runs as a user's would: the default pack on,
+ * masking on.
  */
-async function startGateway(dir: string, policy: 'default' | 'off'): Promise<Gateway> {
-  const home = join(dir, policy === 'default' ? 'gateway' : 'gateway-policy-off');
+const GATEWAYS = {
+  gateway: { home: 'gateway', config: [] },
+  'gateway, guardrails off': { home: 'gateway-policy-off', config: ['policy:', '  enabled: false'] },
+  'gateway, masking off': { home: 'gateway-masking-off', config: ['masking:', '  enabled: false'] },
+} as const satisfies Record<string, { home: string; config: readonly string[] }>;
+type GatewayLabel = keyof typeof GATEWAYS;
+
+async function startGateway(dir: string, label: GatewayLabel): Promise<Gateway> {
+  const home = join(dir, GATEWAYS[label].home);
   await mkdir(home);
   const [apiPort, pgPort] = [await freePort(), await freePort()];
   const config = join(home, 'drawbridge.yaml');
@@ -460,7 +503,7 @@ async function startGateway(dir: string, policy: 'default' | 'off'): Promise<Gat
       'listen:',
       `  api: 127.0.0.1:${apiPort}`,
       `  postgres: 127.0.0.1:${pgPort}`,
-      ...(policy === 'off' ? ['policy:', '  enabled: false'] : []),
+      ...GATEWAYS[label].config,
       'connections:',
       '  - name: bench',
       '    type: postgres',
@@ -473,7 +516,6 @@ async function startGateway(dir: string, policy: 'default' | 'off'): Promise<Gat
     ].join('\n'),
   );
 
-  const label = policy === 'default' ? 'gateway' : 'gateway, guardrails off';
   log(`starting the ${label} (postgres listener 127.0.0.1:${pgPort})`);
   const gateway = GatewayProcess.start(config, join(home, 'gateway.log'));
   gateways.add(gateway);
@@ -510,11 +552,12 @@ async function startGateway(dir: string, policy: 'default' | 'off'): Promise<Gat
   return { endpoint, process: gateway };
 }
 
-/** Runs `work` and returns its result with the gateway's peak RSS while it ran. */
-async function watched<T>(g: Gateway, work: () => Promise<T>): Promise<[T, number]> {
+/** Runs `work` and returns its result with the gateway's peak RSS while it ran, and its RSS when it began. */
+async function watched<T>(g: Gateway, work: () => Promise<T>): Promise<[T, number, number]> {
   g.process.resetPhase();
+  const start = g.process.memory().rssBytes;
   const result = await work();
-  return [result, g.process.resetPhase()];
+  return [result, g.process.resetPhase(), start];
 }
 
 async function stopGateway(g: Gateway): Promise<void> {
@@ -602,19 +645,97 @@ async function guardrailRows(onGateway: Gateway, offGateway: Gateway): Promise<G
     for (const clients of [1, 8]) {
       const workload = pgbenchWorkload(script, 'simple', clients);
       log(`${workload}: direct, guardrails off, guardrails on (${SECONDS} s each)`);
-      const d = await pgbench(direct, 'simple', clients, script);
-      const [f, offPeakRssBytes] = await watched(offGateway, () => pgbench(off, 'simple', clients, script));
-      const [n, onPeakRssBytes] = await watched(onGateway, () => pgbench(on, 'simple', clients, script));
-      rows.push({
-        workload,
-        direct: d,
-        off: f,
-        on: n,
-        onOffRatio: n.tps / f.tps,
-        onDirectRatio: n.tps / d.tps,
-        offPeakRssBytes,
-        onPeakRssBytes,
-      });
+      rows.push(await onOffRow(workload, offGateway, onGateway, (e) => pgbench(e, 'simple', clients, script)));
+    }
+  }
+  return rows;
+}
+
+/** The same work directly, through the gateway with a setting off, then with it on (watching each one's memory). */
+async function onOffRow<F extends PgbenchFigures | StreamFigures>(
+  workload: string,
+  offGateway: Gateway,
+  onGateway: Gateway,
+  run: (e: Endpoint) => Promise<F>,
+): Promise<OnOffRow<F>> {
+  const d = await run(direct);
+  const [f, offPeakRssBytes, offStartRssBytes] = await watched(offGateway, () => run(offGateway.endpoint));
+  const [n, onPeakRssBytes, onStartRssBytes] = await watched(onGateway, () => run(onGateway.endpoint));
+  return {
+    workload,
+    direct: d,
+    off: f,
+    on: n,
+    onOffRatio: throughput(n) / throughput(f),
+    onDirectRatio: throughput(n) / throughput(d),
+    offPeakRssBytes,
+    onPeakRssBytes,
+    offStartRssBytes,
+    onStartRssBytes,
+  };
+}
+
+/** Comes back as sent through a gateway that does not mask, and must not through one that does. */
+const MASKING_PROBE = 'user1@example.com';
+
+/** What psql prints for `how` of `select`, as text. */
+async function read(e: Endpoint, how: StreamHow, select: string): Promise<string> {
+  return (await exec('psql', streamArgs(e, how, select), { env: e.env })).stdout;
+}
+
+/** What the masking part streams: a query of `rows` rows, and the columns (from 0) whose every value must come back masked. */
+interface MaskingData {
+  readonly name: string;
+  readonly select: (rows: number) => string;
+  readonly piiColumns: readonly number[];
+}
+
+/** Fails unless the gateway with masking on masks the probe and the one with masking off does not. */
+async function checkProbe(on: Endpoint, off: Endpoint): Promise<void> {
+  const probe = `SELECT '${MASKING_PROBE}'`;
+  const [onProbe, offProbe] = [(await read(on, 'select', probe)).trim(), (await read(off, 'select', probe)).trim()];
+  if (onProbe.includes(MASKING_PROBE))
+    throw new BenchError(`the gateway with the default configuration answered '${onProbe}' to ${probe}: it does not mask`);
+  if (offProbe !== MASKING_PROBE)
+    throw new BenchError(`the gateway with 'masking: enabled: false' answered '${offProbe}' to ${probe}: it masks`);
+}
+
+/**
+ * Fails unless a few rows of the workload itself, both ways (rows and COPY), come back as read
+ * directly through masking off, and through masking on with exactly the PII columns changed.
+ */
+async function checkRows(on: Endpoint, off: Endpoint, select: string, piiColumns: readonly number[]): Promise<void> {
+  for (const how of ['select', 'copy'] as const) {
+    const separator = how === 'select' ? '|' : '\t';
+    const [d, f, n] = [await read(direct, how, select), await read(off, how, select), await read(on, how, select)];
+    if (f !== d) throw new BenchError(`${how}: the gateway with masking off changed the rows:\ndirect:\n${d}\nmasking off:\n${f}`);
+    const [directLines, onLines] = [d.trim().split('\n'), n.trim().split('\n')];
+    const wrong = directLines.some((line, i) => {
+      const [want, got] = [line.split(separator), onLines[i]?.split(separator) ?? []];
+      return got.length !== want.length || want.some((v, c) => (piiColumns.includes(c) ? got[c] === v : got[c] !== v));
+    });
+    if (wrong || onLines.length !== directLines.length)
+      throw new BenchError(
+        `${how}: the gateway with masking on did not mask exactly columns [${piiColumns.join(', ')}]:\ndirect:\n${d}\nmasking on:\n${n}`,
+      );
+  }
+}
+
+/** Each data set streamed with FETCH_COUNT and as COPY: direct, masking off, masking on. */
+async function maskingRows(onGateway: Gateway, offGateway: Gateway, data: readonly MaskingData[]): Promise<MaskingRow[]> {
+  const [on, off] = [onGateway.endpoint, offGateway.endpoint];
+  // Figures are only worth printing if "on" and "off" are what they say.
+  await checkProbe(on, off);
+  for (const d of data) await checkRows(on, off, d.select(3), d.piiColumns);
+
+  const rows: MaskingRow[] = [];
+  for (const { name, select } of data) {
+    const query = select(ROWS);
+    for (const how of ['select', 'copy'] as const) {
+      const workload =
+        how === 'select' ? `stream ${int.format(ROWS)} rows ${name} (FETCH_COUNT)` : `COPY ${int.format(ROWS)} rows ${name} TO STDOUT`;
+      log(`${workload}: direct, masking off, masking on`);
+      rows.push(await onOffRow(workload, offGateway, onGateway, (e) => stream(e, how, query)));
     }
   }
   return rows;
@@ -631,11 +752,19 @@ async function main(): Promise<void> {
     const figures = await measurePolicy();
     policy = { figures, table: policyTable(figures) };
   }
+  const maskingBench = parts.has('masking') ? await import('./masking.bench.ts') : undefined;
+  let detectors: { figures: MaskingFigures; table: string } | undefined;
+  if (maskingBench) {
+    log('masking in-process: values per second through the detectors');
+    const figures = maskingBench.measureMasking();
+    detectors = { figures, table: maskingBench.maskingTable(figures) };
+  }
 
   const rows: Row[] = [];
   let guardrails: GuardrailRow[] = [];
+  let masking: MaskingRow[] = [];
   let memory: { peakRssBytes: number; hwmBytes: number; rssBytes: number; idleRssBytes: number } | undefined;
-  const throughPgbench = parts.has('proxy') || parts.has('stream') || parts.has('guardrails');
+  const throughPgbench = parts.has('proxy') || parts.has('stream') || parts.has('guardrails') || parts.has('masking');
   if (throughPgbench) {
     await preflight();
     tmp = await mkdtemp(join(tmpdir(), 'drawbridge-bench-'));
@@ -650,14 +779,22 @@ async function main(): Promise<void> {
     });
 
     const relayed = parts.has('proxy') || parts.has('stream') ? await startRelay() : undefined;
-    const gateway = await startGateway(tmp, 'default');
+    const gateway = await startGateway(tmp, 'gateway');
     const idleRssBytes = gateway.process.memory().rssBytes;
 
     if (relayed && parts.has('proxy')) rows.push(...(await proxyRows(relayed, gateway)));
     if (relayed && parts.has('stream')) rows.push(...(await streamRows(relayed, gateway)));
     if (parts.has('guardrails')) {
-      const off = await startGateway(tmp, 'off');
+      const off = await startGateway(tmp, 'gateway, guardrails off');
       guardrails = await guardrailRows(gateway, off);
+      await stopGateway(off);
+    }
+    if (maskingBench) {
+      const off = await startGateway(tmp, 'gateway, masking off');
+      masking = await maskingRows(gateway, off, [
+        { name: 'with PII', select: maskingBench.piiSelect, piiColumns: maskingBench.PII_COLUMNS },
+        { name: 'without PII', select: streamSelect, piiColumns: [] },
+      ]);
       await stopGateway(off);
     }
 
@@ -680,6 +817,8 @@ async function main(): Promise<void> {
           gatewayMemory: memory ?? null,
           guardrails,
           policy: policy?.figures ?? null,
+          masking,
+          maskingDetectors: detectors?.figures ?? null,
         },
         null,
         2,
@@ -688,8 +827,29 @@ async function main(): Promise<void> {
   } else {
     const sections = [
       ...(rows.length > 0 && memory ? [table(rows, memory)] : []),
-      ...(guardrails.length > 0 ? [guardrailTable(guardrails)] : []),
+      ...(guardrails.length > 0
+        ? [
+            onOffTable(
+              'guardrails through the gateway',
+              'guardrails',
+              guardrails,
+              'guardrails on: the default policy pack (no policy section in drawbridge.yaml); off: policy: enabled: false. Target: on/off >= 90%.',
+            ),
+          ]
+        : []),
       ...(policy ? [policy.table] : []),
+      ...(masking.length > 0
+        ? [
+            onOffTable(
+              'masking through the gateway',
+              'masking',
+              masking,
+              'masking on: the default configuration (no masking section in drawbridge.yaml); off: masking: enabled: false. Target: on/off >= 60%, flat RSS.',
+              true,
+            ),
+          ]
+        : []),
+      ...(detectors ? [detectors.table] : []),
       machine(),
     ];
     process.stdout.write(`${sections.join('\n\n')}\n`);
