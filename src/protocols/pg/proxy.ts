@@ -10,9 +10,13 @@
  * its error into that queue, so that it reaches the client exactly where the target's answer
  * would have been, even in a pipeline.
  *
- * Inside a transaction block a refused simple query is raised by the target itself (a DO block
- * carrying our SQLSTATE and message), so that the transaction aborts as it would have. Known
- * limit: a refused message of the extended protocol in a transaction does not abort it.
+ * A refused Parse, and any refusal inside a transaction block, is raised by the target itself
+ * (a DO block carrying our SQLSTATE and message, whose replies the relay cuts out or replaces),
+ * so that it aborts what a failed statement would have: the transaction, the batch up to Sync.
+ *
+ * In a masked session every message that carries data is complete before it goes on, and goes
+ * rewritten when the masker found something (mask.ts); only the message under way at the end
+ * of a chunk is held back.
  */
 
 import { randomBytes } from 'node:crypto';
