@@ -696,3 +696,47 @@ describe('detect: hostile text', () => {
     assert.deepEqual(detect(text, plan), [{ start: 0, end: text.length, kind: 'custom:all' }]);
   });
 });
+
+describe('detect: plain numbers and timestamps skip the detectors', () => {
+  // The shortcut must never hide a finding: every detector, run on its own, finds nothing either.
+  const everyDetector = (text: string): Span[] => [
+    ...findEmails(text),
+    ...findCards(text),
+    ...findSsns(text),
+    ...findPhones(text),
+    ...findIbans(text),
+    ...findIpAddresses(text),
+    ...findJwts(text),
+    ...findPrivateKeys(text),
+    ...findApiKeys(text),
+  ];
+  const plain = fc.oneof(
+    fc.integer({ min: -999_999_999_999, max: 999_999_999_999 }).map(String),
+    fc.tuple(fc.integer({ min: 0, max: 999_999_999_999 }), fc.integer({ min: 0, max: 999_999 })).map(([a, b]) => `${a}.${b}`),
+    fc.date({ min: new Date('1900-01-01'), max: new Date('2999-12-31'), noInvalidDate: true }).map((d) => d.toISOString()),
+    fc.date({ min: new Date('1900-01-01'), max: new Date('2999-12-31'), noInvalidDate: true }).map((d) => d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '+00')),
+    fc.date({ min: new Date('1900-01-01'), max: new Date('2999-12-31'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)),
+  );
+
+  it('finds nothing in them, as each detector alone would not', () => {
+    fc.assert(
+      fc.property(plain, (text) => {
+        assert.deepEqual(detect(text), []);
+        assert.deepEqual(everyDetector(text), [], text);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('still finds what is more than a plain number', () => {
+    assert.equal(detect('4111111111111111')[0]?.kind, 'card');
+    assert.equal(detect('+14155552671')[0]?.kind, 'phone');
+    assert.equal(detect('192.168.1.10')[0]?.kind, 'ipv4');
+    assert.equal(detect('2024-06-06 19:20:47+00 user@example.com').at(-1)?.kind, 'email');
+  });
+
+  it('leaves custom detectors to run on them', () => {
+    const plan = compileDetection({ custom: [{ name: 'account', pattern: '\\b\\d{8}\\b' }] });
+    assert.equal(detect('12345678', plan)[0]?.kind, 'custom:account');
+  });
+});

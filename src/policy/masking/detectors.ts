@@ -781,12 +781,21 @@ export function resolveOverlaps(spans: readonly Span[]): Span[] {
   return kept.sort((a, b) => a.start - b.start);
 }
 
+/**
+ * A value that is wholly a plain number (at most 12 digits, optionally a minus and a fraction) or
+ * an ISO date or timestamp: no built-in detector finds anything in one (cards need 13 digits,
+ * SSNs their separators, phones a + or separators, IPs three dots or colons in other places), so
+ * they skip the detectors. COPY rows bring many such fields, and timestamps are costly to read
+ * for phones and IPv6.
+ */
+const PLAIN_VALUE = /^(?:-?\d{1,12}(?:\.\d{1,12})?|\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)?)?)$/;
+
 /** Runs every enabled detector whose pre-filter passes; non-overlapping spans sorted by start. */
 export function detect(text: string, plan: DetectionPlan = DEFAULT_DETECTION): Span[] {
   const spans: Span[] = [];
   if (text.length === 0) return spans;
   for (const c of plan.custom) for (const s of findCustom(text, c)) spans.push(s);
-  if (text.length >= 3) {
+  if (text.length >= 3 && !PLAIN_VALUE.test(text)) {
     const f = features(text);
     for (const b of BUILTINS) {
       if (!b.kinds.some((k) => plan.kinds.has(k)) || !b.gate(f, text)) continue;
