@@ -69,6 +69,9 @@ const Type = {
   ParameterStatus: 0x53,
 } as const;
 
+/** What stands for a value whose masking says NULL where NULL cannot be sent (inside a text). */
+const FULL_MASK = Buffer.from('****');
+
 /** COPY's text format for NULL. */
 const NULL_IN_COPY = Buffer.from('\\N');
 
@@ -240,7 +243,7 @@ export class PgMasker {
     const masked = this.#text(body.subarray(from, end), found);
     if (found.length > 0) this.#onFindings(found);
     if (masked === undefined) return undefined;
-    const text = masked ?? Buffer.from('****');
+    const text = masked ?? FULL_MASK;
     return message(type, Buffer.concat([body.subarray(0, from), text, body.subarray(end)]));
   }
 
@@ -284,7 +287,7 @@ export class PgMasker {
       if (masked === undefined) out.push(body.subarray(off, end + 1));
       else {
         changed = true;
-        out.push(Buffer.from([code]), masked ?? Buffer.from('****'), Buffer.from([0]));
+        out.push(Buffer.from([code]), masked ?? FULL_MASK, Buffer.from([0]));
       }
       off = end + 1;
     }
@@ -361,9 +364,11 @@ function message(type: number, body: Buffer): Buffer {
   return out;
 }
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 function isUtf8(bytes: Buffer): boolean {
   try {
-    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    STRICT_UTF8.decode(bytes);
     return true;
   } catch {
     return false;

@@ -61,6 +61,7 @@ const BackendType = {
   ParameterStatus: 0x53, // S
 } as const;
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+const NOTHING = Buffer.alloc(0);
 const KEPT = [BackendType.CommandComplete, BackendType.ErrorResponse, BackendType.ReadyForQuery, BackendType.ParameterStatus];
 
 type Expected =
@@ -408,26 +409,22 @@ export class PgProxy {
       this.#targetScanner.scan(held ? chunk.subarray(shift) : chunk, (type, endInChunk, body, length) => {
         const end = endInChunk + shift;
         const head = this.#expected[0];
-        const cut =
-          (head?.kind === 'swallow' && head.type === type) || (head?.kind === 'refusal' && type === BackendType.ErrorResponse);
-        if (cut) {
-          const start = end - length - 1;
-          if (start < forwarded) throw new Error('a reply to cut out began in bytes already sent to the client');
-          parts.push(chunk.subarray(forwarded, start));
-          forwarded = end;
-        }
-        if (head?.kind === 'swallow' && cut) this.#expected.shift();
-        else {
-          if (head?.kind === 'refusal' && cut) parts.push(head.bytes);
+        // What goes out in this message's place: nothing (a reply to a message of ours), our
+        // refusal (the target raising it), the message masked, or (undefined) the message itself.
+        let replacement: Buffer | undefined;
+        if (head?.kind === 'swallow' && head.type === type) {
+          replacement = NOTHING;
+          this.#expected.shift();
+        } else {
+          if (head?.kind === 'refusal' && type === BackendType.ErrorResponse) replacement = head.bytes;
           this.#observe(type, body);
-          const masked = !cut && body !== undefined ? this.#masker?.rewrite(type, body) : undefined;
-          if (masked) {
-            // The message goes out rewritten, in its own place.
-            const start = end - length - 1;
-            if (start < forwarded) throw new Error('a message to mask began in bytes already sent to the client');
-            parts.push(chunk.subarray(forwarded, start), masked);
-            forwarded = end;
-          }
+          if (replacement === undefined && body !== undefined) replacement = this.#masker?.rewrite(type, body);
+        }
+        if (replacement !== undefined) {
+          const start = end - length - 1;
+          if (start < forwarded) throw new Error('a message to replace began in bytes already sent to the client');
+          parts.push(chunk.subarray(forwarded, start), replacement);
+          forwarded = end;
         }
         if (this.#expected[0]?.kind !== 'inject') return;
         // Gateway-made messages go in at this message boundary, in the target's place.
@@ -575,7 +572,7 @@ export class PgProxy {
   #readyForQuery(): void {
     this.#completeUpToReady();
     // Once the target has answered everything, its ParameterStatus messages said all there is.
-    if (this.#expected.every((e) => e.kind === 'inject')) this.#settingUnsure = false;
+    if (this.#settingUnsure && this.#expected.every((e) => e.kind === 'inject')) this.#settingUnsure = false;
   }
 
   #completeUpToReady(): void {
