@@ -79,7 +79,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   } catch (error) {
     policy?.stop();
     await store.close();
-    if (error instanceof MaskingConfigError) throw new StartupError(`${config.file ?? "config"}: masking.${error.message}`, { cause: error });
+    if (error instanceof MaskingConfigError) throw new StartupError(`${config.file ?? 'config'}: masking.${error.message}`, { cause: error });
     throw error;
   }
   const pipeline = new Pipeline({ guard, recorder, clock, audit, masking });

@@ -158,6 +158,9 @@ const url = leaf('an http(s) URL', (v) => {
 
 const names = z.array(text);
 
+// Values from ${env:…} arrive as strings.
+const flag = leaf('true or false', (v) => (typeof v === 'boolean' ? v : v === 'true' ? true : v === 'false' ? false : undefined));
+
 const oidc = object({
   issuer: url,
   audience: text,
@@ -201,7 +204,7 @@ export const fileSchema = object({
   oidc: optional(oidc),
   masking: optional(
     object({
-      enabled: optional(leaf('true or false', (v) => (typeof v === 'boolean' ? v : v === 'true' ? true : v === 'false' ? false : undefined))),
+      enabled: optional(flag),
       default_country: optional(leaf('a two-letter country code such as US or DE', (v) => (typeof v === 'string' && /^[A-Z]{2}$/.test(v) ? v : undefined))),
       strategies: optional(z.record(z.string(), oneOf(['partial', 'full', 'hash', 'null'] as const))),
       salt: optional(text),
@@ -229,7 +232,7 @@ export const fileSchema = object({
   ),
   policy: optional(
     object({
-      enabled: optional(leaf('true or false', (v) => (typeof v === 'boolean' ? v : v === 'true' ? true : v === 'false' ? false : undefined))),
+      enabled: optional(flag),
       files: optional(names),
     }),
   ),
