@@ -183,12 +183,21 @@ test('a slow client: memory stays bounded while it does not read, then it gets e
   const login = await raw.login(principal, 'local', await gw.mint(principal, 'local'));
   assert.equal(login.ok, true, JSON.stringify(login.error));
 
-  const baseline = process.memoryUsage().rss;
+  // What the gateway can hold of a result: the JS heap and the buffers (queued writes, pooled
+  // reads). Not the process's RSS: V8 compiles the SQL parser's WebAssembly with its optimizing
+  // compiler once it is hot, on a background thread, which takes hundreds of MB for a second or
+  // two whenever it happens to come (the known limit in docs/benchmarks.md).
+  const held = () => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+  const baseline = held();
   raw.socket.pause();
-  raw.send(encodeFrontend({ type: 'Query', sql: `select repeat('x', 1000) as r from generate_series(1, ${ROWS})` }));
+  // Every row different, so that a byte sent from a buffer reused too early shows.
+  raw.send(encodeFrontend({ type: 'Query', sql: `select lpad(g::text, 1000, 'x') as r from generate_series(1, ${ROWS}) g` }));
   let peak = baseline;
-  for (const deadline = Date.now() + 3000; Date.now() < deadline; await sleep(100)) peak = Math.max(peak, process.memoryUsage().rss);
-  assert.ok(peak - baseline < 64 * MiB, `RSS grew by ${((peak - baseline) / MiB).toFixed(1)} MiB while the client did not read`);
+  for (const deadline = Date.now() + 3000; Date.now() < deadline; await sleep(100)) peak = Math.max(peak, held());
+  assert.ok(peak - baseline < 64 * MiB, `memory held grew by ${((peak - baseline) / MiB).toFixed(1)} MiB while the client did not read`);
 
   raw.socket.resume();
   let rows = 0;
@@ -198,6 +207,8 @@ test('a slow client: memory stays bounded while it does not read, then it gets e
     if (frame.type === 0x44) {
       rows++;
       bytes += frame.raw.length;
+      const value = frame.body.toString('latin1', 6);
+      if (value !== String(rows).padStart(1000, 'x')) assert.fail(`row ${rows} came as ${JSON.stringify(value.replace(/^x+/, 'x…'))}`);
     } else if (frame.type === 0x45) {
       assert.fail(`error instead of rows: ${frame.body.toString('latin1')}`);
     } else if (frame.type === 0x5a) {

@@ -464,7 +464,8 @@ export class PgProxy {
       return;
     }
     const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    if (bytes !== chunk) {
+    if (!within(bytes, chunk)) {
+      // The pooled read buffer goes back now unless what is written still lies in it.
       release?.();
       release = undefined;
     }
@@ -637,6 +638,10 @@ export class PgProxy {
  * The fields of a target's error, for the record. The error itself goes on to the client as it
  * came; one the codec refuses (text in an encoding other than UTF-8) is recorded without them.
  */
+/** Whether `part`'s bytes are bytes of `whole` (and not a copy of them). */
+const within = (part: Buffer, whole: Buffer): boolean =>
+  part.buffer === whole.buffer && part.byteOffset >= whole.byteOffset && part.byteOffset + part.length <= whole.byteOffset + whole.length;
+
 function readErrorFields(body: Buffer): ReturnType<typeof errorFieldsToObject> {
   try {
     return errorFieldsToObject(decodeErrorFields(body));
