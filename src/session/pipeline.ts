@@ -34,12 +34,30 @@ export interface StatementEnd {
   readonly errorMessage?: string | undefined;
 }
 
+/** What masking one value gave: its text (null: the value becomes SQL NULL) and what was found. */
+export interface Masked {
+  readonly text: string | null;
+  readonly changed: boolean;
+  readonly findings: readonly string[];
+}
+
 /** Masks one text value: what a session's results and records go through (see policy/masking). */
-export type MaskText = (text: string) => { readonly text: string | null; readonly changed: boolean; readonly findings: readonly string[] };
+export type MaskText = (text: string) => Masked;
+
+/**
+ * Masks the UTF-8 text at `bytes[start, end)`: undefined when nothing could be found (not
+ * decoded); `written` when the masks were written over the bytes (each kept its length).
+ */
+export type MaskBytes = (
+  bytes: Buffer,
+  start: number,
+  end: number,
+) => Masked | { readonly written: true; readonly findings: readonly string[] } | undefined;
 
 /** How one session's data is masked: by content, and by column name where a rule says. */
 export interface SessionMasking {
   readonly text: MaskText;
+  readonly bytes: MaskBytes;
   readonly column: (name: string) => ColumnAction | undefined;
 }
 

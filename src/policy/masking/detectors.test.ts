@@ -6,6 +6,7 @@ import { CREDENTIAL_PREFIX } from '../../identity/credentials.ts';
 import { SERVICE_ACCOUNT_KEY_PREFIX } from '../../identity/accounts.ts';
 import { REFRESH_TOKEN_PREFIX, SESSION_TOKEN_PREFIX } from '../../identity/gateway-sessions.ts';
 import {
+  byteCandidates,
   cardNetwork,
   compileDetection,
   DEFAULT_DETECTION,
@@ -24,6 +25,7 @@ import {
   PHONE_LIBRARY_BUDGET,
   MaskingConfigError,
   resolveOverlaps,
+  textCandidates,
   type BuiltinKind,
   type DetectionPlan,
   type Span,
@@ -738,5 +740,59 @@ describe('detect: plain numbers and timestamps skip the detectors', () => {
   it('leaves custom detectors to run on them', () => {
     const plan = compileDetection({ custom: [{ name: 'account', pattern: '\\b\\d{8}\\b' }] });
     assert.equal(detect('12345678', plan)[0]?.kind, 'custom:account');
+  });
+});
+
+describe('pre-filters: never a finding less', () => {
+  // Texts made of pieces of every kind of finding and of what the pre-filters count.
+  const PIECES = [
+    '4111 1111 1111 1111', '4111111111111111', 'john@example.com', '123-45-6789', '123 45 6789', '+1 415 555 2671',
+    '(213) 373-4253', '415\u2010555\u20102671', '415\u00a0555\u00a02671', 'DE89 3704 0044 0532 0130 00', 'DE89370400440532013000', '10.0.0.1', '2001:db8::1', '::1',
+    'eyJhbGciOiJIUzI1NiJ9.eyJ4IjoxfQ.c2ln', '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----',
+    'AKIAIOSFODNN7EXAMPLE', `ghp_${'a1B2'.repeat(9)}`, 'sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t', ' ', '-', '.', ':', '@', '_', '\t',
+    '(', ')', '+', '/', '\u00a0', '\u2010', 'x', 'Q', 'é', '€', '😀', '0', '7', '42', '2024-01-15', '10:22:33',
+  ];
+  const text = fc.array(fc.constantFrom(...PIECES), { maxLength: 12 }).map((p) => p.join(''));
+  /** Every detector's bit: what detect runs with no pre-filter at all. */
+  const EVERY = ~0;
+
+  it('detect finds with its pre-filters what it finds running every detector', () => {
+    fc.assert(fc.property(text, (t) => assert.deepEqual(detect(t), detect(t, DEFAULT_DETECTION, EVERY))), { numRuns: 3000 });
+  });
+
+  it('plain numbers and timestamps are told apart alike in bytes and in characters', () => {
+    const nearPlain = fc
+      .array(fc.constantFrom('0', '7', '42', '2024', '123456', '-', '.', ':', '+', ' ', 'T', 'Z', '05', '1234567890123'), { maxLength: 14 })
+      .map((p) => p.join(''));
+    const stamps = fc
+      .tuple(
+        fc.date({ min: new Date('1900-01-01'), max: new Date('2999-12-31'), noInvalidDate: true }),
+        fc.constantFrom('Z', '+05:30', '-0800', '+00', '', '123Z', '1234+01'),
+        fc.nat(40),
+      )
+      .map(([d, zone, cut]) => d.toISOString().replace(/Z$/, zone).slice(0, 32 - cut));
+    fc.assert(
+      fc.property(fc.oneof(nearPlain, stamps), (t) => {
+        assert.equal(byteCandidates(Buffer.from(t), 0, t.length), textCandidates(t), t);
+      }),
+      { numRuns: 5000 },
+    );
+    assert.equal(textCandidates('2024-01-15 10:22:33.123456+05:30'), 0);
+    assert.equal(byteCandidates(Buffer.from('2024-01-15 10:22:33.123456+05:30'), 0, 32), 0);
+    assert.notEqual(byteCandidates(Buffer.from('2024-01-15 10:22:33.1234567'), 0, 27), 0);
+  });
+
+  it('the bytes of a text pass every pre-filter that its characters pass', () => {
+    fc.assert(
+      fc.property(text, fc.string({ maxLength: 4 }), (t, pad) => {
+        const padded = Buffer.from(`${pad}${t}${pad}`);
+        const start = Buffer.byteLength(pad);
+        const bits = byteCandidates(padded, start, start + Buffer.byteLength(t));
+        const chars = textCandidates(t);
+        assert.equal(bits & chars, chars, t);
+        assert.deepEqual(detect(t, DEFAULT_DETECTION, bits), detect(t));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -24,15 +24,18 @@
  * - Bounded work on hostile text: the built-in patterns are linear (bounded repetitions, a
  *   boundary look-behind at each start), overlap resolution is linear in the text covered, and
  *   libphonenumber reads at most PHONE_LIBRARY_BUDGET runs of one text (fail closed past it).
- * - Cheap when there is nothing to find: one pass over the characters counts digits, dots,
- *   colons, capitals and looks for '@', '-' and '_'; a detector runs only when its pre-filter
- *   (below) passes. A short word runs no built-in detector at all.
+ * - Cheap when there is nothing to find: one pass over the characters (or over the UTF-8 bytes,
+ *   without decoding them: `byteCandidates`) counts digits, dots, colons and capitals and notes
+ *   the other characters the detectors need; a detector runs only when its pre-filter (below)
+ *   passes. A short word runs no built-in detector at all, and a value whose bytes pass no
+ *   pre-filter is not even decoded.
  *
  * Pre-filters (built-in detectors; custom detectors always run, their pattern is their filter):
  *   email              an '@'
  *   card               13 or more ASCII digits
- *   ssn                9 or more ASCII digits
- *   phone              7 or more ASCII digits; then a run of digits and separators reaches
+ *   ssn                9 or more ASCII digits, and a '-' or a space
+ *   phone              7 or more ASCII digits, and a '+' or a separator (space, tab, ( ) . - /, or
+ *                      any character outside ASCII); then a run of digits and separators reaches
  *                      libphonenumber only if it has 7 digits, is written as a phone (below), is
  *                      not glued to a word or a hyphenated token, is not an amount (12345.67) or a
  *                      dotted quad, and lies outside what the other detectors found; a leading date
@@ -141,6 +144,10 @@ export interface DetectionPlan {
   readonly kinds: ReadonlySet<BuiltinKind>;
   readonly defaultCountry: CountryCode;
   readonly custom: readonly CompiledCustomDetector[];
+  /** The built-in detectors that find an enabled kind, in the order they run. */
+  readonly builtins: readonly BuiltinDetector[];
+  /** Their bits. */
+  readonly enabled: Candidates;
 }
 
 /** A configuration the detectors (or the strategies) cannot work with; `path` names the field. */
@@ -154,35 +161,179 @@ export class MaskingConfigError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pre-filter: one pass over the characters.
+// Pre-filter: one pass over the characters (of a string) or the bytes (of UTF-8 text).
 
-interface Features {
-  readonly length: number;
-  readonly digits: number;
-  readonly dots: number;
-  readonly colons: number;
-  readonly capitals: number;
-  readonly at: boolean;
-  readonly dashOrUnderscore: boolean;
+// Character classes, by ASCII code. Every character or byte of 128 and above is NON_ASCII (the
+// bytes of one UTF-8 sequence are all 128 and above), so the bytes of a text and its characters
+// have the same features, the length aside.
+const DIGIT = 1;
+const CAPITAL = 2;
+const DOT = 4;
+const COLON = 8;
+const AT = 16;
+const DASH_OR_UNDERSCORE = 32;
+/** What a phone number is written with besides digits: + ( ) . - / space, tab (and NON_ASCII). */
+const PHONE_MARK = 64;
+/** What separates an SSN's groups: '-' or a space. */
+const SSN_SEPARATOR = 128;
+const NON_ASCII = 256;
+const CLASSES = new Uint16Array(128);
+for (let c = 48; c <= 57; c++) CLASSES[c] = DIGIT;
+for (let c = 65; c <= 90; c++) CLASSES[c] = CAPITAL;
+for (const [ch, k] of [
+  ['.', DOT | PHONE_MARK],
+  [':', COLON],
+  ['@', AT],
+  ['-', DASH_OR_UNDERSCORE | PHONE_MARK | SSN_SEPARATOR],
+  ['_', DASH_OR_UNDERSCORE],
+  [' ', PHONE_MARK | SSN_SEPARATOR],
+  ['\t', PHONE_MARK],
+  ['+', PHONE_MARK],
+  ['(', PHONE_MARK],
+  [')', PHONE_MARK],
+  ['/', PHONE_MARK],
+] as const)
+  CLASSES[ch.charCodeAt(0)] = k;
+
+/** Counts of the classes that the pre-filters count, by `class & COUNTED`; one pass at a time (all of this is synchronous). */
+const COUNTED = 15;
+const COUNTS = new Uint32Array(COUNTED + 1);
+/** The counts a pass starts from (what lands in COUNTS[0] is never read). Cheaper than `fill`. */
+const resetCounts = (): void => {
+  COUNTS[DIGIT] = COUNTS[CAPITAL] = COUNTS[DOT] = COUNTS[COLON] = 0;
+};
+
+/**
+ * Which detectors may find something in a text: a bit per built-in detector (`BuiltinDetector.bit`)
+ * whose pre-filter passes. Made by one pass over a string (`textCandidates`) or over UTF-8 bytes
+ * (`byteCandidates`, without decoding them), which give the same bits for the same text but
+ * where a length is asked (bytes are never fewer than characters, so never fewer bits).
+ */
+export type Candidates = number;
+
+const EMAIL_BIT = 1;
+const CARD_BIT = 2;
+const SSN_BIT = 4;
+const IBAN_BIT = 8;
+const IP_BIT = 16;
+const JWT_BIT = 32;
+const PEM_BIT = 64;
+const KEY_BIT = 128;
+const PHONE_BIT = 256;
+
+/** Texts shorter than this hold nothing a built-in detector finds. */
+const SHORTEST_FINDING = 3;
+
+/**
+ * A value that is wholly a plain number (at most 12 digits, optionally a minus and a fraction) or
+ * an ISO date or timestamp: no built-in detector finds anything in one (cards need 13 digits,
+ * SSNs their separators, phones a + or separators, IPs three dots or colons in other places), so
+ * such a value has no candidates. COPY rows bring many such fields, and timestamps are costly to read
+ * for phones and IPv6.
+ */
+const PLAIN_VALUE = /^(?:-?\d{1,12}(?:\.\d{1,12})?|\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)?)?)$/;
+
+/** Longest PLAIN_VALUE: a timestamp with microseconds and a zone, 2024-01-15T10:22:33.123456+05:30. */
+const PLAIN_MAX = 32;
+
+/** Just after `min` to `max` ASCII digits at `b[i]` (before `end`), or -1. */
+function digitsAt(b: Uint8Array, i: number, end: number, min: number, max: number): number {
+  if (i < 0) return -1;
+  let j = i;
+  while (j < end && j - i < max && b[j]! >= 48 && b[j]! <= 57) j++;
+  return j - i >= min ? j : -1;
 }
 
-function features(text: string): Features {
-  let digits = 0;
-  let dots = 0;
-  let colons = 0;
-  let capitals = 0;
-  let at = false;
-  let dashOrUnderscore = false;
+/** Whether `b[i]` (before `end`) is the ASCII character `c`. */
+const byteIs = (b: Uint8Array, i: number, end: number, c: number): boolean => i >= 0 && i < end && b[i] === c;
+
+const [MINUS, PLUS, DOT_CODE, COLON_CODE, SPACE, T, Z] = ['-', '+', '.', ':', ' ', 'T', 'Z'].map((c) => c.charCodeAt(0)) as [
+  number, number, number, number, number, number, number,
+];
+
+/** PLAIN_VALUE on the bytes at `b[start, end)`, without decoding them (the tests hold the two to one answer). */
+function isPlainBytes(b: Uint8Array, start: number, end: number): boolean {
+  // A number: -?\d{1,12}(\.\d{1,12})?
+  let i = digitsAt(b, byteIs(b, start, end, MINUS) ? start + 1 : start, end, 1, 12);
+  if (i === end || (byteIs(b, i, end, DOT_CODE) && digitsAt(b, i + 1, end, 1, 12) === end)) return true;
+  // A date: \d{4}-\d\d-\d\d
+  i = digitsAt(b, start, end, 4, 4);
+  i = byteIs(b, i, end, MINUS) ? digitsAt(b, i + 1, end, 2, 2) : -1;
+  i = byteIs(b, i, end, MINUS) ? digitsAt(b, i + 1, end, 2, 2) : -1;
+  if (i === -1 || i === end) return i === end;
+  // A time: [ T]\d\d:\d\d(:\d\d(\.\d{1,6})?)?
+  i = byteIs(b, i, end, SPACE) || byteIs(b, i, end, T) ? digitsAt(b, i + 1, end, 2, 2) : -1;
+  i = byteIs(b, i, end, COLON_CODE) ? digitsAt(b, i + 1, end, 2, 2) : -1;
+  if (byteIs(b, i, end, COLON_CODE)) {
+    i = digitsAt(b, i + 1, end, 2, 2);
+    if (byteIs(b, i, end, DOT_CODE)) i = digitsAt(b, i + 1, end, 1, 6);
+  }
+  if (i === -1 || i === end) return i === end;
+  // A zone: Z|[+-]\d\d(:?\d\d)?
+  if (byteIs(b, i, end, Z)) return i + 1 === end;
+  i = byteIs(b, i, end, PLUS) || byteIs(b, i, end, MINUS) ? digitsAt(b, i + 1, end, 2, 2) : -1;
+  if (i === -1 || i === end) return i === end;
+  return digitsAt(b, byteIs(b, i, end, COLON_CODE) ? i + 1 : i, end, 2, 2) === end;
+}
+
+/**
+ * The pre-filters (the table in the header), from the counts of one pass; none for a plain
+ * number or timestamp (`plain` says whether the text is one).
+ */
+function candidates(length: number, classes: number, includes: (ascii: string) => boolean, plain: () => boolean): Candidates {
+  if (length < SHORTEST_FINDING) return 0;
+  const digits = COUNTS[DIGIT]!;
+  const capitals = COUNTS[CAPITAL]!;
+  const dots = COUNTS[DOT]!;
+  let bits = 0;
+  if ((classes & AT) !== 0) bits |= EMAIL_BIT;
+  if (digits >= 13) bits |= CARD_BIT;
+  if (digits >= 9 && (classes & SSN_SEPARATOR) !== 0) bits |= SSN_BIT; // AAA-GG-SSSS or AAA GG SSSS
+  if (digits >= 2 && capitals >= 2 && length >= IBAN_MIN) bits |= IBAN_BIT;
+  if ((dots >= 3 && digits >= 4) || (COUNTS[COLON]! >= 2 && digits >= 1)) bits |= IP_BIT;
+  if (dots >= 2 && includes('eyJ')) bits |= JWT_BIT;
+  if ((classes & DASH_OR_UNDERSCORE) !== 0 && includes('-----BEGIN ')) bits |= PEM_BIT;
+  if (length >= 20 && ((classes & DASH_OR_UNDERSCORE) !== 0 || capitals >= 2)) bits |= KEY_BIT;
+  // Written as a phone: a '+' or a separator (a bare run of digits is not taken for one).
+  if (digits >= PHONE_DIGITS_MIN && (classes & (PHONE_MARK | NON_ASCII)) !== 0) bits |= PHONE_BIT;
+  if (bits === 0 || length > PLAIN_MAX || (classes & (AT | NON_ASCII)) !== 0 || capitals > 2) return bits;
+  return plain() ? 0 : bits;
+}
+
+export function textCandidates(text: string): Candidates {
+  resetCounts();
+  let classes = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c >= 48 && c <= 57) digits++;
-    else if (c >= 65 && c <= 90) capitals++;
-    else if (c === 46) dots++;
-    else if (c === 58) colons++;
-    else if (c === 64) at = true;
-    else if (c === 45 || c === 95) dashOrUnderscore = true;
+    const k = c < 128 ? CLASSES[c]! : NON_ASCII;
+    if (k === 0) continue; // most characters: letters and the like
+    classes |= k;
+    COUNTS[k & COUNTED]!++;
   }
-  return { length: text.length, digits, dots, colons, capitals, at, dashOrUnderscore };
+  return candidates(text.length, classes, (ascii) => text.includes(ascii), () => PLAIN_VALUE.test(text));
+}
+
+/** The candidates of the UTF-8 text at `bytes[start, end)`, without decoding it. */
+export function byteCandidates(bytes: Uint8Array, start: number, end: number): Candidates {
+  resetCounts();
+  let classes = 0;
+  for (let i = start; i < end; i++) {
+    const c = bytes[i]!;
+    const k = c < 128 ? CLASSES[c]! : NON_ASCII;
+    if (k === 0) continue;
+    classes |= k;
+    COUNTS[k & COUNTED]!++;
+  }
+  return candidates(end - start, classes, (ascii) => {
+    // A bounded search: Buffer#indexOf would look on past `end`, through the rest of the chunk.
+    const first = ascii.charCodeAt(0);
+    next: for (let i = start; i + ascii.length <= end; i++) {
+      if (bytes[i] !== first) continue;
+      for (let j = 1; j < ascii.length; j++) if (bytes[i + j] !== ascii.charCodeAt(j)) continue next;
+      return true;
+    }
+    return false;
+  }, () => isPlainBytes(bytes, start, end));
 }
 
 const isAsciiAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
@@ -330,10 +481,18 @@ export function cardNetwork(d: string): string | undefined {
 const CARD_RUN = /(?<![A-Za-z0-9_])\d(?:[ -]?\d){12,}(?![A-Za-z0-9_])/g;
 const DIGIT_GROUP = /\d+/g;
 
+function isAllDigits(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
 /** Network and Luhn, and a single kind of separator ("4111-1111 1111 1111" is not printed so). */
 function isCard(candidate: string): boolean {
   if (candidate.includes(' ') && candidate.includes('-')) return false;
-  const digits = candidate.replace(/[ -]/g, '');
+  const digits = isAllDigits(candidate) ? candidate : candidate.replace(/[ -]/g, '');
   return cardNetwork(digits) !== undefined && luhnValid(digits);
 }
 
@@ -345,9 +504,16 @@ function isCard(candidate: string): boolean {
  * digits holds none.
  */
 export function findCards(text: string): Span[] {
+  // How most cards are stored: a value that is one run of digits, nothing around it.
+  if (text.length >= 13 && text.length <= 19 && isAllDigits(text)) return isCard(text) ? [span(0, text.length, 'card')] : [];
   const out: Span[] = [];
   for (const m of matches(CARD_RUN, text)) {
     const run = m[0];
+    if (run.length <= 19 && isAllDigits(run)) {
+      // How most cards are stored: one group, the whole run.
+      if (isCard(run)) out.push(span(m.index, m.index + run.length, 'card'));
+      continue;
+    }
     const groups = [...run.matchAll(DIGIT_GROUP)].map((g) => [g.index, g.index + g[0].length] as const);
     for (let i = 0; i < groups.length;) {
       let last = -1;
@@ -697,32 +863,25 @@ function findCustom(text: string, custom: CompiledCustomDetector): Span[] {
 // ---------------------------------------------------------------------------------------------
 // The plan and `detect`
 
-interface Builtin {
+export interface BuiltinDetector {
   readonly kinds: readonly BuiltinKind[];
-  readonly gate: (f: Features, text: string) => boolean;
+  /** Its bit in `Candidates`: it runs only when its pre-filter passed. */
+  readonly bit: number;
   /** `claimed`: what the detectors before this one found. */
   readonly find: (text: string, plan: DetectionPlan, claimed: readonly Span[]) => Span[];
 }
 
-const BUILTINS: readonly Builtin[] = [
-  { kinds: ['email'], gate: (f) => f.at, find: findEmails },
-  { kinds: ['card'], gate: (f) => f.digits >= 13, find: findCards },
-  { kinds: ['ssn'], gate: (f) => f.digits >= 9, find: findSsns },
-  { kinds: ['iban'], gate: (f) => f.digits >= 2 && f.capitals >= 2 && f.length >= IBAN_MIN, find: findIbans },
-  {
-    kinds: ['ipv4', 'ipv6'],
-    gate: (f) => (f.dots >= 3 && f.digits >= 4) || (f.colons >= 2 && f.digits >= 1),
-    find: findIpAddresses,
-  },
-  { kinds: ['jwt'], gate: (f, t) => f.dots >= 2 && t.includes('eyJ'), find: findJwts },
-  { kinds: ['private-key'], gate: (_f, t) => t.includes('-----BEGIN '), find: findPrivateKeys },
-  {
-    kinds: ['api-key', 'drawbridge-token'],
-    gate: (f) => f.length >= 20 && (f.dashOrUnderscore || f.capitals >= 2),
-    find: findApiKeys,
-  },
+const BUILTINS: readonly BuiltinDetector[] = [
+  { kinds: ['email'], bit: EMAIL_BIT, find: findEmails },
+  { kinds: ['card'], bit: CARD_BIT, find: findCards },
+  { kinds: ['ssn'], bit: SSN_BIT, find: findSsns },
+  { kinds: ['iban'], bit: IBAN_BIT, find: findIbans },
+  { kinds: ['ipv4', 'ipv6'], bit: IP_BIT, find: findIpAddresses },
+  { kinds: ['jwt'], bit: JWT_BIT, find: findJwts },
+  { kinds: ['private-key'], bit: PEM_BIT, find: findPrivateKeys },
+  { kinds: ['api-key', 'drawbridge-token'], bit: KEY_BIT, find: findApiKeys },
   // Last: the expensive one, which skips what the others claimed.
-  { kinds: ['phone'], gate: (f) => f.digits >= PHONE_DIGITS_MIN, find: (t, p, claimed) => findPhones(t, p.defaultCountry, claimed) },
+  { kinds: ['phone'], bit: PHONE_BIT, find: (t, p, claimed) => findPhones(t, p.defaultCountry, claimed) },
 ];
 
 /**
@@ -744,7 +903,9 @@ export function compileDetection(config: DetectionConfig = {}): DetectionPlan {
     if (names.has(c.kind)) throw new MaskingConfigError(`custom[${i}].name`, `"${c.kind.slice(7)}" is used twice`);
     names.add(c.kind);
   });
-  return Object.freeze({ kinds: new Set(kinds), defaultCountry: country, custom: Object.freeze(custom) });
+  const builtins = Object.freeze(BUILTINS.filter((b) => b.kinds.some((k) => kinds.includes(k))));
+  const enabled = builtins.reduce((bits, b) => bits | b.bit, 0);
+  return Object.freeze({ kinds: new Set(kinds), defaultCountry: country, custom: Object.freeze(custom), builtins, enabled });
 }
 
 /** Every built-in detector, phones read as US numbers, no custom detectors. */
@@ -781,26 +942,29 @@ export function resolveOverlaps(spans: readonly Span[]): Span[] {
   return kept.sort((a, b) => a.start - b.start);
 }
 
-/**
- * A value that is wholly a plain number (at most 12 digits, optionally a minus and a fraction) or
- * an ISO date or timestamp: no built-in detector finds anything in one (cards need 13 digits,
- * SSNs their separators, phones a + or separators, IPs three dots or colons in other places), so
- * they skip the detectors. COPY rows bring many such fields, and timestamps are costly to read
- * for phones and IPv6.
- */
-const PLAIN_VALUE = /^(?:-?\d{1,12}(?:\.\d{1,12})?|\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d(?::?\d\d)?)?)?)$/;
 
-/** Runs every enabled detector whose pre-filter passes; non-overlapping spans sorted by start. */
-export function detect(text: string, plan: DetectionPlan = DEFAULT_DETECTION): Span[] {
+/**
+ * Runs every enabled detector whose pre-filter passes; non-overlapping spans sorted by start.
+ * `candidates`: the text's, when the caller has them already (`byteCandidates` of its UTF-8 bytes).
+ */
+export function detect(text: string, plan: DetectionPlan = DEFAULT_DETECTION, candidates?: Candidates): Span[] {
   const spans: Span[] = [];
   if (text.length === 0) return spans;
   for (const c of plan.custom) for (const s of findCustom(text, c)) spans.push(s);
-  if (text.length >= 3 && !PLAIN_VALUE.test(text)) {
-    const f = features(text);
-    for (const b of BUILTINS) {
-      if (!b.kinds.some((k) => plan.kinds.has(k)) || !b.gate(f, text)) continue;
+  const bits = (candidates ?? textCandidates(text)) & plan.enabled;
+  if (bits !== 0) {
+    for (const b of plan.builtins) {
+      if ((bits & b.bit) === 0) continue;
       for (const s of b.find(text, plan, spans)) if (plan.kinds.has(s.kind as BuiltinKind)) spans.push(s);
     }
   }
-  return resolveOverlaps(spans);
+  return spans.length < 2 ? spans : resolveOverlaps(spans);
+}
+
+/**
+ * False when `detect` cannot find anything in a text of these candidates (no pre-filter of the
+ * plan passed, and the plan has no custom detectors): such a text need not even be decoded.
+ */
+export function worthDetecting(candidates: Candidates, plan: DetectionPlan = DEFAULT_DETECTION): boolean {
+  return plan.custom.length > 0 || (candidates & plan.enabled) !== 0;
 }

@@ -7,6 +7,7 @@ import {
   DEFAULT_MASKING,
   FULL_MASK,
   hashMask,
+  maskBytes,
   maskText,
   partialMask,
   type MaskingPlan,
@@ -258,6 +259,37 @@ describe('maskText: properties', () => {
       ),
       { numRuns: 100 },
     );
+  });
+});
+
+describe('maskBytes', () => {
+  it('masks the UTF-8 bytes of a text as maskText masks the text, and decodes nothing when nothing can be found', () => {
+    const piece = fc.constantFrom(...SENSITIVE.map(([, v]) => v), ' ', '-', '@', '.', ':', 'x', '0', '+', '\n', '😀', 'é');
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 10 }), fc.string({ maxLength: 3 }), (parts, pad) => {
+        const text = parts.join('');
+        const bytes = Buffer.from(`${pad}${text}${pad}`);
+        const start = Buffer.byteLength(pad);
+        for (const [, plan] of PLANS) {
+          const copy = Buffer.from(bytes);
+          const end = start + Buffer.byteLength(text);
+          const fromBytes = maskBytes(copy, start, end, plan);
+          const fromText = maskText(text, plan);
+          if (fromBytes === undefined) assert.ok(!fromText.changed && fromText.findings.length === 0, text);
+          else if ('written' in fromBytes) {
+            // Written over the bytes: what maskText makes, where the value lay, and nothing around it touched.
+            assert.deepEqual(fromBytes.findings, fromText.findings);
+            assert.equal(copy.toString('utf8', start, end), fromText.text, text);
+            assert.ok(copy.subarray(0, start).equals(bytes.subarray(0, start)) && copy.subarray(end).equals(bytes.subarray(end)));
+          } else {
+            assert.deepEqual(fromBytes, fromText);
+            assert.ok(copy.equals(bytes), 'bytes untouched when the mask is a new text');
+          }
+        }
+      }),
+      { numRuns: 500 },
+    );
+    assert.equal(maskBytes(Buffer.from('x'.repeat(90)), 0, 90), undefined);
   });
 });
 

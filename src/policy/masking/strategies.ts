@@ -55,6 +55,8 @@
  */
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import {
+  byteCandidates,
+  type Candidates,
   compileDetection,
   DEFAULT_DETECTION,
   detect,
@@ -64,6 +66,8 @@ import {
   type DetectionConfig,
   type DetectionPlan,
   type FindingKind,
+  type Span,
+  worthDetecting,
 } from './detectors.ts';
 
 export type MaskStrategy = 'partial' | 'full' | 'hash' | 'null';
@@ -116,27 +120,112 @@ function maskKeepingLast(value: string, maskable: RegExp, keepLast: number): str
   return chars.join('');
 }
 
-const DIGIT = /^[0-9]$/;
 const ALNUM = /^[\p{L}\p{N}]$/u;
 const KEY_PREFIX = /^(?:AKIA|ASIA|AIza|gh[pousr]_|github_pat_|xox[a-z]-|xapp-|[a-z]{2}_(?:live|test)_|sk-(?:ant-|proj-|svcacct-|admin-)?)/;
 const DRAWBRIDGE_PREFIX = /^dbr_(?:sak_|ses_|ref_)?/;
 const PEM_BEGIN_LINE = /^-----BEGIN [^-]+-----/;
 const PEM_END_LINE = /-----END [^-]+-----$/;
 
-const stars = (n: number): string => '*'.repeat(Math.max(0, n));
+/** Runs of stars, made once: masks are made for every row. */
+const STARS = Array.from({ length: 65 }, (_, n) => '*'.repeat(n));
+const stars = (n: number): string => (n <= 0 ? '' : (STARS[n] ?? '*'.repeat(n)));
 
-function partialEmail(value: string): string {
-  const at = value.lastIndexOf('@');
-  const local = [...value.slice(0, at)];
-  const domain = value.slice(at + 1);
-  const dot = domain.lastIndexOf('.');
-  return `${local[0] ?? ''}${stars(local.length - 1)}@${stars([...domain.slice(0, dot)].length)}${domain.slice(dot)}`;
+/**
+ * A run of a value that a `partial` mask stars, where the mask keeps the value's layout (email,
+ * card, SSN, phone, IBAN): every character of `[from, to)` (a code point becomes one star), or
+ * only its ASCII digits, or only its capitals and digits. In ASCII text a character is a byte, so
+ * the same runs star the value's bytes where they lie (`starBytes`).
+ */
+export interface StarRun {
+  readonly from: number;
+  readonly to: number;
+  readonly only: 'all' | 'digits' | 'capitals-and-digits';
 }
 
-function partialIban(value: string): string {
-  const alnum = value.replace(/ /g, '').length;
-  let seen = 0;
-  return value.replace(/[A-Z0-9]/g, (ch) => (++seen <= 2 || seen > alnum - 4 ? ch : '*'));
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+const isCapitalOrDigit = (c: number): boolean => isDigit(c) || (c >= 65 && c <= 90);
+
+/** Where the characters of `value` end that leave the last `keep` digits after them. */
+function beforeLastDigits(value: string, keep: number): number {
+  let cut = value.length;
+  for (let kept = 0; cut > 0 && kept < keep; cut--) if (isDigit(value.charCodeAt(cut - 1))) kept++;
+  return cut;
+}
+
+/** The runs of the `partial` mask of a kind that keeps the layout (see the header); undefined for the other kinds. */
+export function partialRuns(value: string, kind: FindingKind): StarRun[] | undefined {
+  switch (kind) {
+    case 'email': {
+      // The first character of the local part and the top-level label stay.
+      const at = value.lastIndexOf('@');
+      const dot = value.lastIndexOf('.');
+      const first = Math.min((value.codePointAt(0) ?? 0) > 0xffff ? 2 : 1, at);
+      return [
+        { from: first, to: at, only: 'all' },
+        { from: at + 1, to: dot > at ? dot : value.length - 1, only: 'all' },
+      ];
+    }
+    case 'card':
+    case 'ssn':
+      return [{ from: 0, to: beforeLastDigits(value, 4), only: 'digits' }];
+    case 'phone':
+      return [{ from: 0, to: beforeLastDigits(value, 2), only: 'digits' }];
+    case 'iban': {
+      // The country code and the last four stay (an IBAN is capitals, digits and spaces).
+      let from = 0;
+      for (let seen = 0; from < value.length && seen < 2; from++) if (isCapitalOrDigit(value.charCodeAt(from))) seen++;
+      let to = value.length;
+      for (let seen = 0; to > from && seen < 4; to--) if (isCapitalOrDigit(value.charCodeAt(to - 1))) seen++;
+      return [{ from, to, only: 'capitals-and-digits' }];
+    }
+    default:
+      return undefined;
+  }
+}
+
+const ASCII_DIGITS = /[0-9]/g;
+const CAPITALS_AND_DIGITS = /[A-Z0-9]/g;
+
+/** `value` with `runs` (in order) starred. */
+function starred(value: string, runs: readonly StarRun[]): string {
+  let out = '';
+  let last = 0;
+  for (const { from, to, only } of runs) {
+    if (to <= from) continue;
+    const run = value.slice(from, to);
+    out +=
+      value.slice(last, from) +
+      (only === 'all'
+        ? stars(codePointsIn(value, from, to))
+        : only === 'digits'
+          ? run.replace(ASCII_DIGITS, '*')
+          : run.replace(CAPITALS_AND_DIGITS, '*'));
+    last = to;
+  }
+  return out + value.slice(last);
+}
+
+const STAR = 0x2a;
+
+/** Stars `runs` of the ASCII text at `bytes[at, …)` where it lies (a character is a byte). */
+function starBytes(bytes: Uint8Array, at: number, runs: readonly StarRun[]): void {
+  for (const { from, to, only } of runs) {
+    if (only === 'all') bytes.fill(STAR, at + from, at + Math.max(from, to));
+    else {
+      const test = only === 'digits' ? isDigit : isCapitalOrDigit;
+      for (let i = at + from; i < at + to; i++) if (test(bytes[i]!)) bytes[i] = STAR;
+    }
+  }
+}
+
+/** Code points in `text[from, to)`: its UTF-16 units less the trailing halves of surrogate pairs. */
+function codePointsIn(text: string, from: number, to: number): number {
+  let n = to - from;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xdc00 && c <= 0xdfff && i > from) n--;
+  }
+  return n;
 }
 
 function partialCustom(value: string): string {
@@ -146,16 +235,9 @@ function partialCustom(value: string): string {
 
 /** The `partial` strategy (see the header for what each kind keeps). */
 export function partialMask(value: string, kind: FindingKind): string {
+  const runs = partialRuns(value, kind);
+  if (runs !== undefined) return starred(value, runs);
   switch (kind) {
-    case 'email':
-      return partialEmail(value);
-    case 'card':
-    case 'ssn':
-      return maskKeepingLast(value, DIGIT, 4);
-    case 'phone':
-      return maskKeepingLast(value, DIGIT, 2);
-    case 'iban':
-      return partialIban(value);
     case 'ipv4':
       return `${value.slice(0, value.indexOf('.'))}.*.*.*`;
     case 'ipv6': {
@@ -229,18 +311,24 @@ export const DEFAULT_MASKING: MaskingPlan = compileMasking();
 
 const NO_FINDINGS: readonly FindingKind[] = Object.freeze([]);
 
-/** Detects and masks every sensitive value in `text` with the plan's strategy for its kind. */
-export function maskText(text: string, plan: MaskingPlan = DEFAULT_MASKING): MaskResult {
-  const spans = detect(text, plan.detection);
+/**
+ * Detects and masks every sensitive value in `text` with the plan's strategy for its kind.
+ * `candidates`: the text's, when the caller has them already (see `maskBytes`).
+ */
+export function maskText(text: string, plan: MaskingPlan = DEFAULT_MASKING, candidates?: Candidates): MaskResult {
+  return maskSpans(text, detect(text, plan.detection, candidates), plan);
+}
+
+/** `text` with each span masked with the plan's strategy for its kind. */
+function maskSpans(text: string, spans: readonly Span[], plan: MaskingPlan): MaskResult {
   if (spans.length === 0) return { text, changed: false, findings: NO_FINDINGS };
   const findings = spans.map((s) => s.kind);
-  const strategyOf = (kind: FindingKind): MaskStrategy => plan.strategies.get(kind) ?? 'full';
-  if (findings.some((k) => strategyOf(k) === 'null')) return { text: null, changed: true, findings };
   let out = '';
   let last = 0;
   for (const s of spans) {
+    const strategy = plan.strategies.get(s.kind) ?? 'full';
+    if (strategy === 'null') return { text: null, changed: true, findings };
     const value = text.slice(s.start, s.end);
-    const strategy = strategyOf(s.kind);
     // compileMasking refuses a hash strategy without a salt, so the key is there when it is used.
     const masked =
       strategy === 'partial' ? partialMask(value, s.kind) : strategy === 'hash' ? hashMask(value, s.kind, plan.hashKey!) : FULL_MASK;
@@ -249,4 +337,43 @@ export function maskText(text: string, plan: MaskingPlan = DEFAULT_MASKING): Mas
   }
   out += text.slice(last);
   return { text: out, changed: out !== text, findings };
+}
+
+/** What `maskBytes` did when it masked the value where it lies: its bytes now carry the masks. */
+export interface WrittenOver {
+  readonly written: true;
+  readonly findings: readonly FindingKind[];
+}
+
+/**
+ * `maskText` for the UTF-8 text at `bytes[start, end)` (a value inside a message):
+ * - undefined when no detector of the plan can find anything there, which is decided on the
+ *   bytes without decoding them: what most values of a result cost, one pass over their bytes;
+ * - WrittenOver when the text is ASCII and every finding's mask keeps its layout (the `partial`
+ *   masks of emails, cards, SSNs, phones and IBANs): the masks are written over the bytes, and no
+ *   masked text is made;
+ * - else what `maskText` gives.
+ */
+export function maskBytes(bytes: Buffer, start: number, end: number, plan: MaskingPlan = DEFAULT_MASKING): MaskResult | WrittenOver | undefined {
+  const candidates = byteCandidates(bytes, start, end);
+  if (!worthDetecting(candidates, plan.detection)) return undefined;
+  const text = bytes.toString('utf8', start, end);
+  const spans = detect(text, plan.detection, candidates);
+  // As many characters as bytes: ASCII, so that a character's offset is its byte's.
+  const runs = text.length === end - start ? layoutRuns(text, spans, plan) : undefined;
+  if (runs === undefined) return maskSpans(text, spans, plan);
+  for (const [i, s] of spans.entries()) starBytes(bytes, start + s.start, runs[i]!);
+  return { written: true, findings: spans.map((s) => s.kind) };
+}
+
+/** The star runs of every span when all of them are masked `partial` with the layout kept; else undefined. */
+function layoutRuns(text: string, spans: readonly Span[], plan: MaskingPlan): StarRun[][] | undefined {
+  if (spans.length === 0) return undefined;
+  const runs: StarRun[][] = [];
+  for (const s of spans) {
+    const r = plan.strategies.get(s.kind) === 'partial' ? partialRuns(text.slice(s.start, s.end), s.kind) : undefined;
+    if (r === undefined) return undefined;
+    runs.push(r);
+  }
+  return runs;
 }

@@ -5,8 +5,11 @@
  * NotificationResponse payloads, ParameterStatus values.
  *
  * Guarantees:
- * - Pure: a whole message in, the message to send out (the same buffer when nothing changed, so
- *   that rows with nothing to find cost a scan and no copy).
+ * - A whole message in, what to send out: nothing new when nothing was found (a value whose bytes
+ *   no detector could find anything in is not even decoded, so such rows cost one pass over their
+ *   bytes); the message's own bytes, masked where they lie, when every mask has the length of its
+ *   value (the `partial` masks of ASCII text); else one new message. No I/O, no state but the
+ *   column types and the COPY format to come.
  * - Type-aware for rows: values of the text-like types (text, varchar, bpchar, name, "char", json,
  *   jsonb, xml, unknown, record, and arrays of these) are masked; values of other types (numbers,
  *   dates, uuids, bytea, ...) pass as they are. Column types come from the RowDescription that
@@ -70,10 +73,14 @@ const Type = {
 } as const;
 
 /** What stands for a value whose masking says NULL where NULL cannot be sent (inside a text). */
-const FULL_MASK = Buffer.from('****');
+const FULL_MASK = '****';
+
+/** Where a field of a COPY row in text or csv ends: tab, comma, line end. */
+const FIELD_END = new Uint8Array(256);
+for (const b of [0x09, 0x2c, 0x0a]) FIELD_END[b] = 1;
 
 /** COPY's text format for NULL. */
-const NULL_IN_COPY = Buffer.from('\\N');
+const NULL_IN_COPY = '\\N';
 
 /** The message types `rewrite` may change: the relay hands over exactly these. */
 export const MASKED_TYPES: readonly number[] = Object.values(Type);
@@ -88,8 +95,31 @@ interface Columns {
   readonly rules: readonly (ColumnAction | undefined)[];
 }
 
+/**
+ * What `rewrite` answers when it masked the message where it lies (every masked value kept its
+ * length in bytes, as the `partial` strategy's masks of ASCII text do): the message's own bytes now
+ * carry the masks, and are what to send.
+ */
+export const MASKED_IN_PLACE = Symbol('masked in place');
+
+/** The message to send instead (type byte and length included), MASKED_IN_PLACE, or undefined: send it as it came. */
+export type Rewrite = Buffer | typeof MASKED_IN_PLACE | undefined;
+
+/**
+ * One value of a message replaced by `value` (string: UTF-8 text; null: SQL NULL): the bytes
+ * `[start, end)`, and the int32 length before them at `lengthAt` (-1: a value without one, in
+ * COPY text, error fields and payloads). Bytes between `lengthAt + 4` and `start` are kept (the
+ * version byte of binary jsonb).
+ */
+interface Edit {
+  readonly lengthAt: number;
+  readonly start: number;
+  readonly end: number;
+  readonly value: string | Buffer | null;
+}
+
 export class PgMasker {
-  readonly #mask: SessionMasking['text'];
+  readonly #mask: SessionMasking['bytes'];
   readonly #rule: SessionMasking['column'];
   readonly #onFindings: OnFindings;
   /** undefined: no description seen (every column is masked as text, by content). */
@@ -97,9 +127,15 @@ export class PgMasker {
   readonly #described = new Map<string, Columns | undefined>();
   #copyBinary = false;
   #copyHeaderPending = false;
+  /** What was found in the message under way; handed to `onFindings` at its end. */
+  #found: string[] = [];
+  /** The edits of the message under way that change its length. */
+  #edits: Edit[] = [];
+  /** Whether a value of the message under way was masked where it lies. */
+  #inPlace = false;
 
   constructor(masking: SessionMasking, onFindings: OnFindings = () => {}) {
-    this.#mask = masking.text;
+    this.#mask = masking.bytes;
     this.#rule = masking.column;
     this.#onFindings = onFindings;
   }
@@ -119,37 +155,57 @@ export class PgMasker {
     this.#described.delete(key);
   }
 
-  /** The message to send instead of this one (type byte and length included), or undefined to send it as it came. */
-  rewrite(type: number, body: Buffer): Buffer | undefined {
+  /**
+   * The message to send in this one's place, given its type and body. May change the body's
+   * bytes (MASKED_IN_PLACE): the caller must not send this message's earlier bytes to anyone.
+   */
+  rewrite(type: number, body: Buffer): Rewrite {
     switch (type) {
       case Type.RowDescription:
         this.#columns = this.#columnsOf(body);
         return undefined;
       case Type.DataRow:
-        return this.#dataRow(body);
+        return this.#done(type, body, this.#dataRow(body));
       case Type.CopyOutResponse:
         this.#copyBinary = body[0] === 1;
         this.#copyHeaderPending = this.#copyBinary;
         return undefined;
       case Type.CopyData:
-        return this.#copyBinary ? this.#binaryCopy(body) : this.#copyText(body);
+        return this.#done(type, body, this.#copyBinary ? this.#binaryCopy(body) : this.#copyText(body));
       case Type.ErrorResponse:
       case Type.NoticeResponse:
-        return this.#fields(type, body);
+        return this.#done(type, body, this.#fields(body));
       case Type.NotificationResponse: {
         // int32 process id, channel\0, payload\0
         const channelEnd = body.indexOf(0, 4);
         if (channelEnd < 0) return undefined;
-        return this.#whole(type, body, channelEnd + 1, true);
+        return this.#done(type, body, this.#whole(body, channelEnd + 1));
       }
       case Type.ParameterStatus: {
         const nameEnd = body.indexOf(0);
         if (nameEnd < 0) return undefined;
-        return this.#whole(type, body, nameEnd + 1, true);
+        return this.#done(type, body, this.#whole(body, nameEnd + 1));
       }
       default:
         return undefined;
     }
+  }
+
+  /**
+   * The end of a message: findings go on record, and its edits make the answer. `readable`
+   * false: the message was malformed, and goes as it came (its driver will say so).
+   */
+  #done(type: number, body: Buffer, readable: boolean): Rewrite {
+    const edits = this.#edits;
+    const inPlace = this.#inPlace;
+    this.#edits = [];
+    this.#inPlace = false;
+    if (this.#found.length > 0) {
+      this.#onFindings(this.#found);
+      this.#found = [];
+    }
+    if (edits.length > 0 && readable) return spliced(type, body, edits);
+    return inPlace ? MASKED_IN_PLACE : undefined;
   }
 
   #columnsOf(rowDescription: Buffer): Columns | undefined {
@@ -177,161 +233,119 @@ export class PgMasker {
     return { kinds, rules };
   }
 
-  #dataRow(body: Buffer): Buffer | undefined {
-    if (body.length < 2) return undefined;
+  #dataRow(body: Buffer): boolean {
+    if (body.length < 2) return false;
     const count = body.readUInt16BE(0);
     const columns = this.#columns;
-    let parts: Buffer[] | undefined;
-    let copied = 2;
     let off = 2;
-    const found: string[] = [];
     for (let i = 0; i < count; i++) {
-      if (off + 4 > body.length) return undefined; // malformed: the client's driver will say so
+      if (off + 4 > body.length) return false;
       const length = body.readInt32BE(off);
       const start = off + 4;
-      if (length < 0) {
-        off = start;
-        continue;
-      }
-      const end = start + length;
-      if (end > body.length) return undefined;
+      const end = length < 0 ? start : start + length;
+      if (end > body.length) return false;
       const kind = (columns === undefined ? Column.Text : (columns.kinds[i] ?? Column.Text)) as Column;
       const rule = columns?.rules[i];
-      let replacement: Buffer | null | undefined;
-      if (rule !== undefined) replacement = byRule(rule, kind, body.subarray(start, end));
-      else if (kind !== Column.Pass) replacement = this.#value(kind, body.subarray(start, end), found);
-      if (replacement !== undefined) {
-        parts ??= [];
-        parts.push(body.subarray(copied, off), lengthPrefixed(replacement));
-        copied = end;
+      if (length < 0) {
+        // SQL NULL: nothing to mask.
+      } else if (rule !== undefined) {
+        const value = byRule(rule, kind, body.subarray(start, end));
+        if (value !== undefined) this.#edits.push({ lengthAt: off, start, end, value });
+      } else if (kind === Column.Jsonb && length > 0 && body[start] === 1) {
+        this.#value(body, off, start + 1, end); // the version byte stays
+      } else if (kind === Column.Structured && length > 0 && body[start] === 0) {
+        // A binary array or record: not parsed, so not sent.
+        this.#found.push('unreadable-binary');
+        this.#edits.push({ lengthAt: off, start, end, value: null });
+      } else if (kind !== Column.Pass) {
+        this.#value(body, off, start, end);
       }
       off = end;
     }
-    if (found.length > 0) this.#onFindings(found);
-    if (parts === undefined) return undefined;
-    parts.push(body.subarray(copied));
-    return message(Type.DataRow, Buffer.concat([body.subarray(0, 2), ...parts]));
+    return true;
   }
 
-  /** undefined: unchanged; null: send SQL NULL; else the new value bytes. */
-  #value(kind: Column, bytes: Buffer, found: string[]): Buffer | null | undefined {
-    if (kind === Column.Jsonb && bytes[0] === 1) {
-      const masked = this.#text(bytes.subarray(1), found);
-      return masked === undefined || masked === null ? masked : Buffer.concat([bytes.subarray(0, 1), masked]);
+  /**
+   * Masks the UTF-8 text at `body[start, end)`: where it lies when the mask has its length, else
+   * as an edit (null for SQL NULL; `nullText` where NULL cannot be sent).
+   */
+  #value(body: Buffer, lengthAt: number, start: number, end: number, nullText?: string): void {
+    if (end <= start) return;
+    const result = this.#mask(body, start, end);
+    if (result === undefined) return;
+    for (const kind of result.findings) this.#found.push(kind);
+    if ('written' in result) {
+      this.#inPlace = true;
+      return;
     }
-    if (kind === Column.Structured && bytes.length > 0 && bytes[0] === 0) {
-      // A binary array or record: not parsed, so not sent.
-      found.push('unreadable-binary');
-      return null;
+    if (!result.changed) return;
+    const text = result.text ?? nullText ?? null;
+    if (text !== null && Buffer.byteLength(text) === end - start) {
+      body.write(text, start);
+      this.#inPlace = true;
+      return;
     }
-    return this.#text(bytes, found);
+    // SQL NULL drops every byte of the value (the version byte of binary jsonb too).
+    this.#edits.push({ lengthAt, start: text === null ? lengthAt + 4 : start, end, value: text });
   }
 
-  #text(bytes: Buffer, found: string[]): Buffer | null | undefined {
-    if (bytes.length === 0) return undefined;
-    const result = this.#mask(bytes.toString('utf8'));
-    if (result.findings.length > 0) found.push(...result.findings);
-    if (!result.changed) return undefined;
-    return result.text === null ? null : Buffer.from(result.text, 'utf8');
-  }
-
-  /** A message whose body from `from` on is text (up to a final NUL when `nulTerminated`). */
-  #whole(type: number, body: Buffer, from: number, nulTerminated = false): Buffer | undefined {
-    const end = nulTerminated ? body.length - 1 : body.length;
-    if (end < from) return undefined;
-    const found: string[] = [];
-    const masked = this.#text(body.subarray(from, end), found);
-    if (found.length > 0) this.#onFindings(found);
-    if (masked === undefined) return undefined;
-    const text = masked ?? FULL_MASK;
-    return message(type, Buffer.concat([body.subarray(0, from), text, body.subarray(end)]));
+  /** A message whose body from `from` to its final NUL is text. */
+  #whole(body: Buffer, from: number): boolean {
+    if (body.length - 1 < from) return false;
+    this.#value(body, -1, from, body.length - 1, FULL_MASK);
+    return true;
   }
 
   /**
    * A row of COPY in text or csv: each field on its own (split at tabs, commas and the line
    * end, which no mask contains), so that numbers in neighbouring columns are not read as one.
    */
-  #copyText(body: Buffer): Buffer | undefined {
-    const found: string[] = [];
-    let out: Buffer[] | undefined;
-    let copied = 0;
+  #copyText(body: Buffer): boolean {
     let start = 0;
-    for (let i = 0; i <= body.length; i++) {
-      const b = body[i];
-      if (i < body.length && b !== 0x09 && b !== 0x2c && b !== 0x0a) continue;
-      const masked = i > start ? this.#text(body.subarray(start, i), found) : undefined;
-      if (masked !== undefined) {
-        out ??= [];
-        out.push(body.subarray(copied, start), masked ?? NULL_IN_COPY);
-        copied = i;
-      }
+    for (let i = 0; i < body.length; i++) {
+      if (FIELD_END[body[i]!] === 0) continue;
+      this.#value(body, -1, start, i, NULL_IN_COPY);
       start = i + 1;
     }
-    if (found.length > 0) this.#onFindings(found);
-    if (out === undefined) return undefined;
-    out.push(body.subarray(copied));
-    return message(Type.CopyData, Buffer.concat(out));
+    this.#value(body, -1, start, body.length, NULL_IN_COPY);
+    return true;
   }
 
-  #fields(type: number, body: Buffer): Buffer | undefined {
-    const out: Buffer[] = [];
-    const found: string[] = [];
-    let changed = false;
+  #fields(body: Buffer): boolean {
     let off = 0;
     while (off < body.length && body[off] !== 0) {
       const code = body[off]!;
       const end = body.indexOf(0, off + 1);
-      if (end < 0) return undefined;
-      const value = body.subarray(off + 1, end);
-      const masked = PLAIN_FIELDS.has(code) ? undefined : this.#text(value, found);
-      if (masked === undefined) out.push(body.subarray(off, end + 1));
-      else {
-        changed = true;
-        out.push(Buffer.from([code]), masked ?? FULL_MASK, Buffer.from([0]));
-      }
+      if (end < 0) return false;
+      if (!PLAIN_FIELDS.has(code)) this.#value(body, -1, off + 1, end, FULL_MASK);
       off = end + 1;
     }
-    if (found.length > 0) this.#onFindings(found);
-    if (!changed) return undefined;
-    out.push(Buffer.from([0]));
-    return message(type, Buffer.concat(out));
+    return true;
   }
 
   /** COPY … TO STDOUT (FORMAT binary): each field is masked as text when it reads as text. */
-  #binaryCopy(body: Buffer): Buffer | undefined {
+  #binaryCopy(body: Buffer): boolean {
     let off = 0;
     if (this.#copyHeaderPending) {
       // PGCOPY\n\377\r\n\0, flags int32, header extension length int32 and the extension.
-      if (body.length < 19) return undefined;
+      if (body.length < 19) return false;
       off = 19 + body.readUInt32BE(15);
       this.#copyHeaderPending = false;
     }
-    if (off + 2 > body.length) return undefined;
+    if (off + 2 > body.length) return false;
     const count = body.readInt16BE(off);
-    if (count < 0) return undefined; // the trailer
-    const parts: Buffer[] = [body.subarray(0, off + 2)];
-    const found: string[] = [];
-    let changed = false;
+    if (count < 0) return true; // the trailer
     off += 2;
     for (let i = 0; i < count; i++) {
-      if (off + 4 > body.length) return undefined;
+      if (off + 4 > body.length) return false;
       const length = body.readInt32BE(off);
       const start = off + 4;
       const end = length < 0 ? start : start + length;
-      if (end > body.length) return undefined;
-      const value = body.subarray(start, end);
-      const masked = length > 0 && isUtf8(value) ? this.#text(value, found) : undefined;
-      if (masked === undefined) parts.push(body.subarray(off, end));
-      else {
-        changed = true;
-        parts.push(lengthPrefixed(masked));
-      }
+      if (end > body.length) return false;
+      if (length > 0 && isUtf8(body.subarray(start, end))) this.#value(body, off, start, end);
       off = end;
     }
-    if (found.length > 0) this.#onFindings(found);
-    if (!changed) return undefined;
-    parts.push(body.subarray(off));
-    return message(Type.CopyData, Buffer.concat(parts));
+    return true;
   }
 }
 
@@ -349,20 +363,35 @@ function byRule(rule: ColumnAction, kind: Column, value: Buffer): Buffer | null 
   return Buffer.from(rule.apply(value.toString('utf8')), 'utf8');
 }
 
-function lengthPrefixed(value: Buffer | null): Buffer {
-  const out = Buffer.allocUnsafe(4 + (value?.length ?? 0));
-  out.writeInt32BE(value === null ? -1 : value.length, 0);
-  value?.copy(out, 4);
+/** The message `type` with `body`'s values replaced as `edits` (in body order) say, in one buffer. */
+function spliced(type: number, body: Buffer, edits: readonly Edit[]): Buffer {
+  let length = 4 + body.length;
+  for (const e of edits) length += byteLength(e.value) - (e.end - e.start);
+  const out = Buffer.allocUnsafe(1 + length);
+  out[0] = type;
+  out.writeUInt32BE(length, 1);
+  let at = 5;
+  let copied = 0;
+  for (const e of edits) {
+    if (e.lengthAt >= 0) {
+      at += body.copy(out, at, copied, e.lengthAt);
+      at = out.writeInt32BE(e.value === null ? -1 : e.start - e.lengthAt - 4 + byteLength(e.value), at);
+      copied = e.lengthAt + 4;
+    }
+    at += body.copy(out, at, copied, e.start);
+    if (typeof e.value === 'string') at += out.write(e.value, at);
+    else if (e.value !== null) at += e.value.copy(out, at);
+    copied = e.end;
+  }
+  body.copy(out, at, copied);
   return out;
 }
 
-function message(type: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = type;
-  out.writeUInt32BE(body.length + 4, 1);
-  body.copy(out, 5);
-  return out;
-}
+/** The message `type` with `body` as it is now. */
+export const framed = (type: number, body: Buffer): Buffer => spliced(type, body, []);
+
+const byteLength = (value: string | Buffer | null): number =>
+  value === null ? 0 : typeof value === 'string' ? Buffer.byteLength(value) : value.length;
 
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 

@@ -15,8 +15,9 @@
  * so that it aborts what a failed statement would have: the transaction, the batch up to Sync.
  *
  * In a masked session every message that carries data is complete before it goes on, and goes
- * rewritten when the masker found something (mask.ts); only the message under way at the end
- * of a chunk is held back.
+ * rewritten when the masker found something (mask.ts): in the read buffer itself when the masks
+ * keep the values' lengths, else as a new message; only the message under way at the end of a
+ * chunk is held back.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -42,7 +43,7 @@ import {
 } from '../../wire/pg/index.ts';
 import { functionCallCommand, prepareCommand, queryCommand, rowsOfTag } from './commands.ts';
 import { framingError } from './frame-reader.ts';
-import { MASKED_TYPES, type PgMasker } from './mask.ts';
+import { framed, MASKED_IN_PLACE, MASKED_TYPES, type PgMasker } from './mask.ts';
 import { renderError, renderFatal, sqlstateOf } from './render.ts';
 
 /** The target's messages the proxy follows; the scanner hands over the bodies of those it reads. */
@@ -418,7 +419,7 @@ export class PgProxy {
         } else {
           if (head?.kind === 'refusal' && type === BackendType.ErrorResponse) replacement = head.bytes;
           this.#observe(type, body);
-          if (replacement === undefined && body !== undefined) replacement = this.#masker?.rewrite(type, body);
+          if (replacement === undefined && body !== undefined) replacement = this.#masked(type, body, chunk);
         }
         if (replacement !== undefined) {
           const start = end - length - 1;
@@ -477,6 +478,14 @@ export class PgProxy {
       this.#target.pause();
       this.#client.once('drain', () => this.#target.resume());
     }
+  }
+
+  /** What goes out in a message's place after masking; undefined: the bytes in `chunk`, as they are now. */
+  #masked(type: number, body: Buffer, chunk: Buffer): Buffer | undefined {
+    const rewritten = this.#masker?.rewrite(type, body);
+    if (rewritten !== MASKED_IN_PLACE) return rewritten;
+    // Masked where it lies: in the chunk, unless the message came in pieces (then its body is a copy).
+    return within(body, chunk) ? undefined : framed(type, body);
   }
 
   /** Follows the target's answers to close the statements they belong to. */
