@@ -108,6 +108,9 @@ interface OnOffRow<F extends PgbenchFigures | StreamFigures> {
   /** RSS of each gateway process when its run began. */
   readonly offStartRssBytes: number;
   readonly onStartRssBytes: number;
+  /** CPU time (user and system) each gateway process spent during its run. */
+  readonly offCpuSeconds: number;
+  readonly onCpuSeconds: number;
 }
 
 /** pgbench directly and through gateways with the guardrails off and on. */
@@ -193,6 +196,9 @@ function canConnect(host: string, port: number): Promise<boolean> {
 
 // --- Gateway process and its memory ---------------------------------------------------------
 
+/** USER_HZ of Linux, the unit of /proc/<pid>/stat times (100 on every common kernel). */
+const CLOCK_TICKS = 100;
+
 class GatewayProcess {
   private peakRss = 0;
   private phasePeakRss = 0;
@@ -250,6 +256,18 @@ class GatewayProcess {
     const peak = this.phasePeakRss;
     this.phasePeakRss = this.field('VmRSS');
     return peak;
+  }
+
+  /** CPU time (user and system) the process has spent so far, from /proc/<pid>/stat (in ticks of 1/100 s). */
+  cpuSeconds(): number {
+    if (this.child.pid === undefined || this.exited !== undefined) return 0;
+    try {
+      // After "(comm)": state is field 3; utime and stime are fields 14 and 15.
+      const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    } catch {
+      return 0;
+    }
   }
 
   memory(): { peakRssBytes: number; hwmBytes: number; rssBytes: number } {
@@ -387,12 +405,18 @@ function onOffTable(
   withStart = false,
 ): string {
   const rss = (peak: number, start: number): string => (withStart ? `${mb(peak)} (${mb(start)} at start)` : mb(peak));
+  // Per row for streams (µs), per transaction for pgbench (µs): what the gateway's one thread spent.
+  const cpu = (r: OnOffRow<PgbenchFigures | StreamFigures>): string => {
+    const units = (f: PgbenchFigures | StreamFigures): number => ('tps' in f ? f.tps * SECONDS : f.rows);
+    const us = (seconds: number, f: PgbenchFigures | StreamFigures) => ((seconds * 1e6) / units(f)).toFixed(2);
+    return `; gateway CPU per ${'tps' in r.on ? 'transaction' : 'row'} off ${us(r.offCpuSeconds, r.off)} µs, on ${us(r.onCpuSeconds, r.on)} µs`;
+  };
   const width = Math.max(38, ...rows.map((r) => r.workload.length + 2));
   return [
     `${title.padEnd(width)}${'direct'.padEnd(22)}${`${setting} off`.padEnd(22)}${`${setting} on`.padEnd(22)}        on/off     on/direct`,
     ...rows.map(
       (r) =>
-        `${r.workload.padEnd(width)}${figures(r.direct).padEnd(22)}${figures(r.off).padEnd(22)}${figures(r.on).padEnd(22)}${percent(r.onOffRatio)}${percent(r.onDirectRatio)}   peak RSS off ${rss(r.offPeakRssBytes, r.offStartRssBytes)}, on ${rss(r.onPeakRssBytes, r.onStartRssBytes)}`,
+        `${r.workload.padEnd(width)}${figures(r.direct).padEnd(22)}${figures(r.off).padEnd(22)}${figures(r.on).padEnd(22)}${percent(r.onOffRatio)}${percent(r.onDirectRatio)}   peak RSS off ${rss(r.offPeakRssBytes, r.offStartRssBytes)}, on ${rss(r.onPeakRssBytes, r.onStartRssBytes)}${cpu(r)}`,
     ),
     '',
     footer,
@@ -553,11 +577,13 @@ async function startGateway(dir: string, label: GatewayLabel): Promise<Gateway> 
 }
 
 /** Runs `work` and returns its result with the gateway's peak RSS while it ran, and its RSS when it began. */
-async function watched<T>(g: Gateway, work: () => Promise<T>): Promise<[T, number, number]> {
+/** `work` with the gateway watched: its result, the gateway's peak RSS and RSS at the start, and the CPU seconds it spent. */
+async function watched<T>(g: Gateway, work: () => Promise<T>): Promise<[T, number, number, number]> {
   g.process.resetPhase();
   const start = g.process.memory().rssBytes;
+  const cpu = g.process.cpuSeconds();
   const result = await work();
-  return [result, g.process.resetPhase(), start];
+  return [result, g.process.resetPhase(), start, g.process.cpuSeconds() - cpu];
 }
 
 async function stopGateway(g: Gateway): Promise<void> {
@@ -659,8 +685,8 @@ async function onOffRow<F extends PgbenchFigures | StreamFigures>(
   run: (e: Endpoint) => Promise<F>,
 ): Promise<OnOffRow<F>> {
   const d = await run(direct);
-  const [f, offPeakRssBytes, offStartRssBytes] = await watched(offGateway, () => run(offGateway.endpoint));
-  const [n, onPeakRssBytes, onStartRssBytes] = await watched(onGateway, () => run(onGateway.endpoint));
+  const [f, offPeakRssBytes, offStartRssBytes, offCpuSeconds] = await watched(offGateway, () => run(offGateway.endpoint));
+  const [n, onPeakRssBytes, onStartRssBytes, onCpuSeconds] = await watched(onGateway, () => run(onGateway.endpoint));
   return {
     workload,
     direct: d,
@@ -672,6 +698,8 @@ async function onOffRow<F extends PgbenchFigures | StreamFigures>(
     onPeakRssBytes,
     offStartRssBytes,
     onStartRssBytes,
+    offCpuSeconds,
+    onCpuSeconds,
   };
 }
 

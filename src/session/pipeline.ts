@@ -58,6 +58,8 @@ export type MaskBytes = (
 export interface SessionMasking {
   readonly text: MaskText;
   readonly bytes: MaskBytes;
+  /** False when nothing could be found in the UTF-8 text at `bytes[start, end)` (as `bytes` would say, in one pass). */
+  readonly mayFind: (bytes: Buffer, start: number, end: number) => boolean;
   readonly column: (name: string) => ColumnAction | undefined;
 }
 

@@ -9,6 +9,7 @@ import {
   hashMask,
   maskBytes,
   maskText,
+  mayFindIn,
   partialMask,
   type MaskingPlan,
   type MaskStrategy,
@@ -290,6 +291,23 @@ describe('maskBytes', () => {
       { numRuns: 500 },
     );
     assert.equal(maskBytes(Buffer.from('x'.repeat(90)), 0, 90), undefined);
+  });
+
+  it('nothing is found in a field of a COPY line where nothing can be found in the whole line', () => {
+    const piece = fc.constantFrom(...SENSITIVE.map(([, v]) => v), ...NOTHING_TO_FIND, '\t', ',', '\n', ' ', '-', '@', '.', ':', '0', '+', 'é');
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 10 }), (parts) => {
+        const line = Buffer.from(parts.join(''));
+        if (mayFindIn(line, 0, line.length)) return;
+        for (let start = 0, i = 0; i <= line.length; i++) {
+          if (i < line.length && line[i] !== 0x09 && line[i] !== 0x2c && line[i] !== 0x0a) continue;
+          const masked = maskBytes(Buffer.from(line), start, i);
+          assert.ok(masked === undefined || masked.findings.length === 0, line.toString('utf8', start, i));
+          start = i + 1;
+        }
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
 

@@ -366,6 +366,15 @@ export function maskBytes(bytes: Buffer, start: number, end: number, plan: Maski
   return { written: true, findings: spans.map((s) => s.kind) };
 }
 
+/**
+ * False when nothing can be found in the UTF-8 text at `bytes[start, end)` (what `maskBytes` would
+ * say without decoding), nor in any part of it: a row of many values with nothing in any of them
+ * costs one pass.
+ */
+export function mayFindIn(bytes: Buffer, start: number, end: number, plan: MaskingPlan = DEFAULT_MASKING): boolean {
+  return worthDetecting(byteCandidates(bytes, start, end), plan.detection);
+}
+
 /** The star runs of every span when all of them are masked `partial` with the layout kept; else undefined. */
 function layoutRuns(text: string, spans: readonly Span[], plan: MaskingPlan): StarRun[][] | undefined {
   if (spans.length === 0) return undefined;

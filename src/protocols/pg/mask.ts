@@ -120,6 +120,7 @@ interface Edit {
 
 export class PgMasker {
   readonly #mask: SessionMasking['bytes'];
+  readonly #mayFind: SessionMasking['mayFind'];
   readonly #rule: SessionMasking['column'];
   readonly #onFindings: OnFindings;
   /** undefined: no description seen (every column is masked as text, by content). */
@@ -136,6 +137,7 @@ export class PgMasker {
 
   constructor(masking: SessionMasking, onFindings: OnFindings = () => {}) {
     this.#mask = masking.bytes;
+    this.#mayFind = masking.mayFind;
     this.#rule = masking.column;
     this.#onFindings = onFindings;
   }
@@ -301,6 +303,7 @@ export class PgMasker {
    * end, which no mask contains), so that numbers in neighbouring columns are not read as one.
    */
   #copyText(body: Buffer): boolean {
+    if (!this.#mayFind(body, 0, body.length)) return true;
     let start = 0;
     for (let i = 0; i < body.length; i++) {
       if (FIELD_END[body[i]!] === 0) continue;
