@@ -144,9 +144,7 @@ export interface DetectionPlan {
   readonly kinds: ReadonlySet<BuiltinKind>;
   readonly defaultCountry: CountryCode;
   readonly custom: readonly CompiledCustomDetector[];
-  /** The built-in detectors that find an enabled kind, in the order they run. */
-  readonly builtins: readonly BuiltinDetector[];
-  /** Their bits. */
+  /** The bits of the built-in detectors that find an enabled kind. */
   readonly enabled: Candidates;
 }
 
@@ -170,21 +168,23 @@ const DIGIT = 1;
 const CAPITAL = 2;
 const DOT = 4;
 const COLON = 8;
-const AT = 16;
-const DASH_OR_UNDERSCORE = 32;
+const DASH = 16;
+const AT = 32;
+const DASH_OR_UNDERSCORE = 64;
 /** What a phone number is written with besides digits: + ( ) . - / space, tab (and NON_ASCII). */
-const PHONE_MARK = 64;
+const PHONE_MARK = 128;
 /** What separates an SSN's groups: '-' or a space. */
-const SSN_SEPARATOR = 128;
-const NON_ASCII = 256;
-const CLASSES = new Uint16Array(128);
+const SSN_SEPARATOR = 256;
+const NON_ASCII = 512;
+/** By byte (a character code below 256); every one of 128 and above is NON_ASCII. */
+const CLASSES = new Uint16Array(256).fill(NON_ASCII, 128);
 for (let c = 48; c <= 57; c++) CLASSES[c] = DIGIT;
 for (let c = 65; c <= 90; c++) CLASSES[c] = CAPITAL;
 for (const [ch, k] of [
   ['.', DOT | PHONE_MARK],
   [':', COLON],
   ['@', AT],
-  ['-', DASH_OR_UNDERSCORE | PHONE_MARK | SSN_SEPARATOR],
+  ['-', DASH | DASH_OR_UNDERSCORE | PHONE_MARK | SSN_SEPARATOR],
   ['_', DASH_OR_UNDERSCORE],
   [' ', PHONE_MARK | SSN_SEPARATOR],
   ['\t', PHONE_MARK],
@@ -196,11 +196,11 @@ for (const [ch, k] of [
   CLASSES[ch.charCodeAt(0)] = k;
 
 /** Counts of the classes that the pre-filters count, by `class & COUNTED`; one pass at a time (all of this is synchronous). */
-const COUNTED = 15;
+const COUNTED = 31;
 const COUNTS = new Uint32Array(COUNTED + 1);
 /** The counts a pass starts from (what lands in COUNTS[0] is never read). Cheaper than `fill`. */
 const resetCounts = (): void => {
-  COUNTS[DIGIT] = COUNTS[CAPITAL] = COUNTS[DOT] = COUNTS[COLON] = 0;
+  COUNTS[DIGIT] = COUNTS[CAPITAL] = COUNTS[DOT] = COUNTS[COLON] = COUNTS[DASH] = 0;
 };
 
 /**
@@ -291,8 +291,8 @@ function candidates(length: number, classes: number, includes: (ascii: string) =
   if (digits >= 9 && (classes & SSN_SEPARATOR) !== 0) bits |= SSN_BIT; // AAA-GG-SSSS or AAA GG SSSS
   if (digits >= 2 && capitals >= 2 && length >= IBAN_MIN) bits |= IBAN_BIT;
   if ((dots >= 3 && digits >= 4) || (COUNTS[COLON]! >= 2 && digits >= 1)) bits |= IP_BIT;
-  if (dots >= 2 && includes('eyJ')) bits |= JWT_BIT;
-  if ((classes & DASH_OR_UNDERSCORE) !== 0 && includes('-----BEGIN ')) bits |= PEM_BIT;
+  if (dots >= 2 && capitals >= 1 && includes('eyJ')) bits |= JWT_BIT;
+  if (COUNTS[DASH]! >= 5 && capitals >= 5 && includes('-----BEGIN ')) bits |= PEM_BIT;
   if (length >= 20 && ((classes & DASH_OR_UNDERSCORE) !== 0 || capitals >= 2)) bits |= KEY_BIT;
   // Written as a phone: a '+' or a separator (a bare run of digits is not taken for one).
   if (digits >= PHONE_DIGITS_MIN && (classes & (PHONE_MARK | NON_ASCII)) !== 0) bits |= PHONE_BIT;
@@ -305,7 +305,7 @@ export function textCandidates(text: string): Candidates {
   let classes = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    const k = c < 128 ? CLASSES[c]! : NON_ASCII;
+    const k = c < 256 ? CLASSES[c]! : NON_ASCII;
     if (k === 0) continue; // most characters: letters and the like
     classes |= k;
     COUNTS[k & COUNTED]!++;
@@ -318,8 +318,7 @@ export function byteCandidates(bytes: Uint8Array, start: number, end: number): C
   resetCounts();
   let classes = 0;
   for (let i = start; i < end; i++) {
-    const c = bytes[i]!;
-    const k = c < 128 ? CLASSES[c]! : NON_ASCII;
+    const k = CLASSES[bytes[i]!]!;
     if (k === 0) continue;
     classes |= k;
     COUNTS[k & COUNTED]!++;
@@ -863,7 +862,7 @@ function findCustom(text: string, custom: CompiledCustomDetector): Span[] {
 // ---------------------------------------------------------------------------------------------
 // The plan and `detect`
 
-export interface BuiltinDetector {
+interface BuiltinDetector {
   readonly kinds: readonly BuiltinKind[];
   /** Its bit in `Candidates`: it runs only when its pre-filter passed. */
   readonly bit: number;
@@ -884,6 +883,16 @@ const BUILTINS: readonly BuiltinDetector[] = [
   { kinds: ['phone'], bit: PHONE_BIT, find: (t, p, claimed) => findPhones(t, p.defaultCountry, claimed) },
 ];
 
+/** Each built-in detector at the index of its bit; bits rise in the order of BUILTINS, so it runs in that order. */
+const BY_BIT: readonly (BuiltinDetector | undefined)[] = (() => {
+  const byBit: (BuiltinDetector | undefined)[] = [];
+  BUILTINS.forEach((b, i) => {
+    if (b.bit !== 1 << i) throw new Error(`built-in detector ${b.kinds[0]}: bit ${b.bit} out of order`);
+    byBit[i] = b;
+  });
+  return byBit;
+})();
+
 /**
  * Compiles a detection configuration once (custom patterns included); throws MaskingConfigError
  * with the failing field's path.
@@ -903,9 +912,8 @@ export function compileDetection(config: DetectionConfig = {}): DetectionPlan {
     if (names.has(c.kind)) throw new MaskingConfigError(`custom[${i}].name`, `"${c.kind.slice(7)}" is used twice`);
     names.add(c.kind);
   });
-  const builtins = Object.freeze(BUILTINS.filter((b) => b.kinds.some((k) => kinds.includes(k))));
-  const enabled = builtins.reduce((bits, b) => bits | b.bit, 0);
-  return Object.freeze({ kinds: new Set(kinds), defaultCountry: country, custom: Object.freeze(custom), builtins, enabled });
+  const enabled = BUILTINS.filter((b) => b.kinds.some((k) => kinds.includes(k))).reduce((bits, b) => bits | b.bit, 0);
+  return Object.freeze({ kinds: new Set(kinds), defaultCountry: country, custom: Object.freeze(custom), enabled });
 }
 
 /** Every built-in detector, phones read as US numbers, no custom detectors. */
@@ -950,13 +958,12 @@ export function resolveOverlaps(spans: readonly Span[]): Span[] {
 export function detect(text: string, plan: DetectionPlan = DEFAULT_DETECTION, candidates?: Candidates): Span[] {
   const spans: Span[] = [];
   if (text.length === 0) return spans;
-  for (const c of plan.custom) for (const s of findCustom(text, c)) spans.push(s);
+  if (plan.custom.length > 0) for (const c of plan.custom) for (const s of findCustom(text, c)) spans.push(s);
   const bits = (candidates ?? textCandidates(text)) & plan.enabled;
-  if (bits !== 0) {
-    for (const b of plan.builtins) {
-      if ((bits & b.bit) === 0) continue;
-      for (const s of b.find(text, plan, spans)) if (plan.kinds.has(s.kind as BuiltinKind)) spans.push(s);
-    }
+  // The detectors whose pre-filter passed, lowest bit (the order of BUILTINS) first.
+  for (let rest = bits; rest !== 0; rest &= rest - 1) {
+    const b = BY_BIT[31 - Math.clz32(rest & -rest)]!;
+    for (const s of b.find(text, plan, spans)) if (plan.kinds.has(s.kind as BuiltinKind)) spans.push(s);
   }
   return spans.length < 2 ? spans : resolveOverlaps(spans);
 }
