@@ -23,6 +23,7 @@ import { CancelKeys } from './protocols/pg/cancel-keys.ts';
 import { servePgClient } from './protocols/pg/frontend.ts';
 import { StoreRecorder } from './recording/recorder.ts';
 import { StoreAuditLog } from './audit/audit-log.ts';
+import { AuditCheckpoints, loadSigningKey } from './audit/checkpoints.ts';
 import { allowAllGuard, Pipeline, type Guard, type PipelineDeps } from './session/pipeline.ts';
 import { PolicyError, type PolicyEngine } from './policy/cedar/engine.ts';
 import { MaskingConfigError } from './policy/masking/detectors.ts';
@@ -82,6 +83,15 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     if (error instanceof MaskingConfigError) throw new StartupError(`${config.file ?? 'config'}: masking.${error.message}`, { cause: error });
     throw error;
   }
+  let checkpoints: AuditCheckpoints;
+  try {
+    checkpoints = new AuditCheckpoints(store, loadSigningKey(config.audit.signingKeyFile), clock, log);
+  } catch (error) {
+    policy?.stop();
+    await store.close();
+    throw new StartupError(`cannot load the audit signing key ${config.audit.signingKeyFile}: ${(error as Error).message}`, { cause: error });
+  }
+  checkpoints.start(config.audit.checkpointIntervalMs);
   const pipeline = new Pipeline({ guard, recorder, clock, audit, masking });
   const grantWatch = new GrantWatch(
     { revokedSince: (since) => store.listRevokedSince(since), claimExpired: (now) => store.claimExpiredGrants(now, 100) },
@@ -171,6 +181,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     pgServer?.close();
     await grantWatch.stop();
     policy?.stop();
+    await audit.flush();
+    await checkpoints.close();
     await store.close();
     throw error;
   }
@@ -205,6 +217,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       await new Promise((resolve) => setImmediate(resolve));
       await api.close();
       await recorder.close();
+      // Every audit record committed, then the head signed a last time.
+      await audit.flush();
+      await checkpoints.close();
       await store.close();
     },
   };

@@ -1,14 +1,19 @@
 /**
  * The audit log: every security event (a grant issued or revoked, a login and its failure, a
- * session started or ended, and why) is appended to the store in the shape the tamper-evident
- * chain of a later release will hash. Writers that act for a person (the CLI, the API) await
- * the append, so a command is not reported done before its record is written; the data path
- * appends without waiting and logs a failure.
+ * session started or ended, and why, a refused command, a policy change) is appended to the
+ * store, chained to the record before it (audit/chain.ts), so that `drawbridge audit verify`
+ * finds any record edited, removed, reordered or cut off since.
+ *
+ * Durability: appends made in one turn of the event loop go to the store together, in one
+ * transaction (group commit). Writers that act for a person (the CLI, the API) await the append,
+ * so a command is not reported done before its record is committed; the data path appends
+ * without waiting (`note`): its record is committed within one store transaction of the event,
+ * and a failure is logged.
  */
 
 import type { Logger } from 'pino';
 import type { Clock } from '../core/index.ts';
-import type { AuditOutcome, Store } from '../store/index.ts';
+import type { AuditOutcome, NewAuditEvent, Store } from '../store/index.ts';
 
 export interface AuditEvent {
   readonly actor: string;
@@ -50,10 +55,21 @@ export interface AuditLog {
   note(event: AuditEvent): void;
 }
 
+interface Pending {
+  readonly event: NewAuditEvent;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
 export class StoreAuditLog implements AuditLog {
   readonly #store: Store;
   readonly #clock: Clock;
   readonly #log: Logger | undefined;
+  /** Appends waiting for the next transaction. */
+  #queue: Pending[] = [];
+  /** Every transaction so far, in order: the next one starts after it. */
+  #tail: Promise<void> = Promise.resolve();
+  #scheduled = false;
 
   constructor(store: Store, clock: Clock, log?: Logger) {
     this.#store = store;
@@ -61,13 +77,36 @@ export class StoreAuditLog implements AuditLog {
     this.#log = log;
   }
 
-  async append(event: AuditEvent): Promise<void> {
-    await this.#store.appendAudit({ at: this.#clock.now(), details: {}, ...event });
+  append(event: AuditEvent): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ event: { at: this.#clock.now(), details: {}, ...event }, resolve, reject });
+      if (this.#scheduled) return;
+      this.#scheduled = true;
+      // After this turn of the event loop, so that what it appends goes in one transaction.
+      this.#tail = this.#tail.then(() => new Promise<void>((r) => setImmediate(r))).then(() => this.#write());
+    });
   }
 
   note(event: AuditEvent): void {
     this.append(event).catch((error: unknown) => {
       this.#log?.error({ err: error, action: event.action, subject: event.subject }, 'could not write an audit event');
     });
+  }
+
+  /** Resolves once every append made so far is committed (or has failed). */
+  async flush(): Promise<void> {
+    await this.#tail;
+  }
+
+  async #write(): Promise<void> {
+    const batch = this.#queue;
+    this.#queue = [];
+    this.#scheduled = false;
+    try {
+      await this.#store.appendAudits(batch.map((p) => p.event));
+      for (const p of batch) p.resolve();
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+    }
   }
 }

@@ -13,6 +13,7 @@ import { VERSION } from '../version.ts';
 import { connectionStrings } from '../protocols/pg/connection-strings.ts';
 import { runAccess } from './access.ts';
 import { runServiceAccounts, runUsers } from './accounts.ts';
+import { runAudit } from './audit.ts';
 import { connections, explainProblem, login, logout, whoami } from './identity.ts';
 import { options, UsageError, withLocalStore } from './args.ts';
 import { parseDuration } from '../core/duration.ts';
@@ -48,6 +49,11 @@ service-accounts also work without it, through the API, for a logged-in admin):
   drawbridge policy default-pack                 print the shipped default pack (a start for your own policy file)
   drawbridge policy test --connection NAME --principal NAME [--agent] [--group G]... --sql "STATEMENT" [--policy FILE]... [--json]
                                                  the verdict, the deciding policies and the classification (default pack without --policy)
+  drawbridge audit verify --config FILE [--public-key FILE]... [--json]
+                                                 prove that no audit record was edited, removed, reordered or cut off
+                                                 (exit 1 naming the first record that breaks)
+  drawbridge audit export --config FILE [--since 7d|DATE] [--until DATE] [--format jsonl] [--output FILE]
+                                                 the audit log as JSON lines, with each record's hashes, for a SIEM
   drawbridge version
 `;
 
@@ -79,6 +85,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await (await import('./policy.ts')).runPolicy(rest);
       case 'service-accounts':
         return await runServiceAccounts(rest);
+      case 'audit':
+        return await runAudit(rest);
       case 'version':
       case '--version':
         process.stdout.write(`${VERSION}\n`);

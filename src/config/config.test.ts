@@ -103,6 +103,9 @@ describe('valid configuration', () => {
         '      pattern: E-[0-9]{6}',
         '  columns:',
         "    - { column: 'secret_*', action: mask, strategy: hash }",
+        'audit:',
+        '  signing_key: keys/audit.pem',
+        '  checkpoint_interval: 30s',
       ],
       { ORDERS_DB_PASSWORD: 'pw-from-env' },
     );
@@ -155,8 +158,15 @@ describe('valid configuration', () => {
         plan: { strategies: { ssn: 'hash' }, salt: 'a salt of sixteen or more', custom: [{ name: 'employee-id', pattern: 'E-[0-9]{6}' }] },
         columns: [{ column: 'secret_*', action: 'mask', strategy: 'hash' }],
       },
+      audit: { signingKeyFile: join(dir, 'keys/audit.pem'), checkpointIntervalMs: 30_000 },
       warnings: [],
     });
+  });
+
+  test('the audit signing key is beside the SQLite store by default, else beside the configuration', () => {
+    assert.equal(parse(['store: sqlite:state/db.sqlite']).audit.signingKeyFile, join(dir, 'state', 'audit-signing-key.pem'));
+    assert.equal(parse(['store: postgres://db/drawbridge']).audit.signingKeyFile, join(dir, '.drawbridge', 'audit-signing-key.pem'));
+    assert.equal(parse([]).audit.checkpointIntervalMs, 10_000);
   });
 
   test('an empty file gives the defaults', () => {

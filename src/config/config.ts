@@ -13,7 +13,7 @@
 
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { DEFAULT_ACCESS_POLICY, type PostgresConnection } from '../core/index.ts';
@@ -42,6 +42,7 @@ export interface Config {
   readonly oidc: OidcConfig | undefined;
   readonly policy: PolicyConfig;
   readonly masking: MaskingSettings;
+  readonly audit: AuditSettings;
   /** Insecure but valid choices, formatted like errors; print them loudly at start. */
   readonly warnings: readonly string[];
 }
@@ -64,6 +65,20 @@ export interface MaskingSettings {
     readonly strategy?: 'partial' | 'full' | 'hash';
   }[];
 }
+
+export interface AuditSettings {
+  /**
+   * Absolute path of the PEM Ed25519 private key that signs the audit log's checkpoints; the
+   * gateway creates it (0600) on first start when it is missing. Default: next to the SQLite
+   * store, or `.drawbridge/` beside the configuration file.
+   */
+  readonly signingKeyFile: string;
+  /** How often the head of the log is signed when it moved. */
+  readonly checkpointIntervalMs: number;
+}
+
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
+export const SIGNING_KEY_FILE = 'audit-signing-key.pem';
 
 export interface PolicyConfig {
   /** false: every statement is allowed (a loud warning at start). */
@@ -106,6 +121,7 @@ export const defaultConfig: Config = deepFreeze({
   oidc: undefined,
   policy: { enabled: true, files: [] },
   masking: { enabled: true, plan: {}, columns: [] },
+  audit: { signingKeyFile: defaultSigningKeyFile(DEFAULT_STORE, resolve('.')), checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS },
   warnings: [],
 });
 
@@ -312,9 +328,10 @@ function build(
     return full;
   });
 
+  const store = resolveStore(f.store, dir);
   return {
     file,
-    store: resolveStore(f.store, dir),
+    store,
     listen:
       f.listen === undefined
         ? { api: { ...DEFAULT_API_LISTEN }, postgres: { ...DEFAULT_POSTGRES_LISTEN } }
@@ -352,7 +369,18 @@ function build(
         ...(c.strategy ? { strategy: c.strategy } : {}),
       })),
     },
+    audit: {
+      signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
+      checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
+    },
   };
+}
+
+/** Beside the SQLite store's file; for any other store, in `.drawbridge/` beside the configuration. */
+function defaultSigningKeyFile(store: string, dir: string): string {
+  const path = store.startsWith('sqlite:') ? store.slice('sqlite:'.length) : ':memory:';
+  // The store path is already resolved as the store is (a default one against the process cwd).
+  return path === ':memory:' ? resolve(dir, '.drawbridge', SIGNING_KEY_FILE) : join(dirname(resolve(path)), SIGNING_KEY_FILE);
 }
 
 /**
@@ -513,6 +541,9 @@ const KNOWN_KEYS = [
   'column',
   'action',
   'strategy',
+  'audit',
+  'signing_key',
+  'checkpoint_interval',
 ];
 
 function unknownKey(key: string): string {

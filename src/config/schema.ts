@@ -236,6 +236,12 @@ export const fileSchema = object({
       files: optional(names),
     }),
   ),
+  audit: optional(
+    object({
+      signing_key: optional(text),
+      checkpoint_interval: optional(duration),
+    }),
+  ),
   connections: optional(
     z.array(connection, {
       error: (iss) => (iss.code === 'invalid_type' ? `expected a list, got ${describe(iss.input)}` : undefined),

@@ -5,6 +5,7 @@
  */
 
 import { sql, type Kysely, type Migration, type MigrationProvider, SqliteAdapter } from 'kysely';
+import { GENESIS_HASH, recordHash } from '../audit/chain.ts';
 
 export const MIGRATION_TABLE = 'drawbridge_migration';
 export const MIGRATION_LOCK_TABLE = 'drawbridge_migration_lock';
@@ -174,6 +175,46 @@ const migrations: Record<string, Migration> = {
         .addColumn('principal_kind', 'text', (c) => c.notNull().defaultTo('user'))
         .execute();
       await db.schema.alterTable('grants').addColumn('groups', 'text', (c) => c.notNull().defaultTo('[]')).execute();
+    },
+  },
+  '0007_audit_chain': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Chain the records written before the chain existed, in their order, so that the whole log verifies.
+      const chainable = db as unknown as Kysely<{
+        audit_events: {
+          seq: number;
+          at: number;
+          actor: string;
+          action: string;
+          subject: string;
+          outcome: string;
+          details: string;
+          prev_hash: string | null;
+          hash: string | null;
+        };
+      }>;
+      let prev = GENESIS_HASH;
+      let expected = 1;
+      for (const r of await chainable.selectFrom('audit_events').selectAll().orderBy('seq').execute()) {
+        const seq = Number(r.seq);
+        if (seq !== expected) {
+          // Renumbered gap-free first: a record's number is part of what its hash covers.
+          await chainable.updateTable('audit_events').set({ seq: expected }).where('seq', '=', seq).execute();
+        }
+        const fields = { ...r, seq: expected, at: Number(r.at), details: JSON.parse(r.details) as Record<string, unknown> };
+        const hash = recordHash(fields, prev);
+        await chainable.updateTable('audit_events').set({ prev_hash: prev, hash }).where('seq', '=', expected).execute();
+        prev = hash;
+        expected++;
+      }
+      await db.schema
+        .createTable('audit_checkpoints')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('signature', 'text', (c) => c.notNull())
+        .execute();
     },
   },
 };

@@ -46,6 +46,15 @@ export interface AuditEventsTable {
   hash: string | null;
 }
 
+/** Signed heads of the audit chain (see audit/chain.ts). */
+export interface AuditCheckpointsTable {
+  seq: number;
+  hash: string;
+  at: Millis;
+  key_id: string;
+  signature: string;
+}
+
 export interface SessionsTable {
   id: string;
   protocol: string;
@@ -141,4 +150,5 @@ export interface Database {
   sessions: SessionsTable;
   statements: StatementsTable;
   audit_events: AuditEventsTable;
+  audit_checkpoints: AuditCheckpointsTable;
 }

@@ -10,7 +10,8 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { Migrator, type Kysely, type Selectable, type Updateable } from 'kysely';
+import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
+import { asStored, GENESIS_HASH, recordHash, type Checkpoint } from '../audit/chain.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
 import type {
   AccessRequestsTable,
@@ -102,10 +103,17 @@ export interface NewAuditEvent {
 
 export interface AuditRecord extends NewAuditEvent {
   readonly seq: number;
+  /** The chain (audit/chain.ts): the hash of the record before, and of this one. */
+  readonly prevHash: string | null;
+  readonly hash: string | null;
 }
 
 export interface AuditQuery {
+  /** Records with a sequence number above this one. */
+  readonly afterSeq?: number;
   readonly since?: number;
+  /** Records before this time (exclusive). */
+  readonly until?: number;
   readonly action?: string;
   readonly subject?: string;
   /** Default 100. */
@@ -333,8 +341,18 @@ export interface Store {
   /** Newest first. */
   listAccessRequests(q: { principal?: string; status?: AccessRequestRecord['status']; limit?: number }): Promise<AccessRequestRecord[]>;
   appendAudit(event: NewAuditEvent): Promise<AuditRecord>;
+  /**
+   * Appends in one transaction, in order, each record chained to the one before it; appends of
+   * every process on the store take turns (a lock), so the chain has one order.
+   */
+  appendAudits(events: readonly NewAuditEvent[]): Promise<AuditRecord[]>;
   /** Oldest first, by sequence. */
   listAudit(q: AuditQuery): Promise<AuditRecord[]>;
+  /** The last record's sequence number and hash; undefined for an empty log. */
+  auditHead(): Promise<{ seq: number; hash: string } | undefined>;
+  insertAuditCheckpoint(c: Checkpoint): Promise<void>;
+  /** By sequence number. */
+  listAuditCheckpoints(): Promise<Checkpoint[]>;
   startSession(s: NewSession): Promise<SessionRecord>;
   /** True when this call ended it; false when it does not exist or had already ended. */
   endSession(id: string, at: number, reason: string): Promise<boolean>;
@@ -358,6 +376,8 @@ export class StoreConflictError extends Error {
 
 /** Arbitrary but fixed: the advisory lock key under which PostgreSQL stores migrate. */
 const MIGRATION_LOCK_KEY = 0x44_52_42_47; // "DRBG"
+/** Held (for the transaction) by every append to the audit chain on PostgreSQL. */
+const AUDIT_LOCK_KEY = 0x44_52_41_55; // "DRAU"
 
 /** `sqlite:<path>`, `sqlite::memory:`, `postgres://…` or `postgresql://…`. */
 export async function openStore(url: string): Promise<Store> {
@@ -887,26 +907,50 @@ class KyselyStore implements Store {
   }
 
   async appendAudit(event: NewAuditEvent): Promise<AuditRecord> {
-    const row = await this.#db
-      .insertInto('audit_events')
-      .values({
-        at: event.at,
-        actor: event.actor,
-        action: event.action,
-        subject: event.subject,
-        outcome: event.outcome,
-        details: JSON.stringify(event.details),
-        prev_hash: null,
-        hash: null,
-      })
-      .returning('seq')
-      .executeTakeFirstOrThrow();
-    return { ...event, seq: Number(row.seq) };
+    return (await this.appendAudits([event]))[0]!;
+  }
+
+  async appendAudits(events: readonly NewAuditEvent[]): Promise<AuditRecord[]> {
+    if (events.length === 0) return [];
+    return this.#db.transaction().execute(async (trx) => {
+      // SQLite: the transaction began IMMEDIATE, which already holds the one write lock.
+      if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
+      const head = await trx.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      let seq = head === undefined ? 0 : Number(head.seq);
+      let prevHash = head?.hash ?? GENESIS_HASH;
+      const records = events.map((event): AuditRecord => {
+        seq++;
+        const record = { ...event, seq, details: asStored(event.details) };
+        const hash = recordHash(record, prevHash);
+        const chained = { ...record, prevHash, hash };
+        prevHash = hash;
+        return chained;
+      });
+      await trx
+        .insertInto('audit_events')
+        .values(
+          records.map((r) => ({
+            seq: r.seq,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            subject: r.subject,
+            outcome: r.outcome,
+            details: JSON.stringify(r.details),
+            prev_hash: r.prevHash,
+            hash: r.hash,
+          })),
+        )
+        .execute();
+      return records;
+    });
   }
 
   async listAudit(q: AuditQuery): Promise<AuditRecord[]> {
     let query = this.#db.selectFrom('audit_events').selectAll();
+    if (q.afterSeq !== undefined) query = query.where('seq', '>', q.afterSeq);
     if (q.since !== undefined) query = query.where('at', '>=', q.since);
+    if (q.until !== undefined) query = query.where('at', '<', q.until);
     if (q.action !== undefined) query = query.where('action', '=', q.action);
     if (q.subject !== undefined) query = query.where('subject', '=', q.subject);
     const rows = await query
@@ -921,7 +965,28 @@ class KyselyStore implements Store {
       subject: r.subject,
       outcome: r.outcome,
       details: JSON.parse(r.details) as Record<string, unknown>,
+      prevHash: r.prev_hash,
+      hash: r.hash,
     }));
+  }
+
+  async auditHead(): Promise<{ seq: number; hash: string } | undefined> {
+    const head = await this.#db.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    return head === undefined ? undefined : { seq: Number(head.seq), hash: head.hash ?? '' };
+  }
+
+  async insertAuditCheckpoint(c: Checkpoint): Promise<void> {
+    await this.#db
+      .insertInto('audit_checkpoints')
+      .values({ seq: c.seq, hash: c.hash, at: c.at, key_id: c.keyId, signature: c.signature })
+      // Two gateways may sign the same head: one checkpoint per record is enough.
+      .onConflict((oc) => oc.column('seq').doNothing())
+      .execute();
+  }
+
+  async listAuditCheckpoints(): Promise<Checkpoint[]> {
+    const rows = await this.#db.selectFrom('audit_checkpoints').selectAll().orderBy('seq').execute();
+    return rows.map((r) => ({ seq: Number(r.seq), hash: r.hash, at: Number(r.at), keyId: r.key_id, signature: r.signature }));
   }
 
   async startSession(s: NewSession): Promise<SessionRecord> {

@@ -1,0 +1,191 @@
+/**
+ * The tamper-evident chain over the audit log, and the signed checkpoints that bound its head.
+ *
+ * What it guarantees:
+ * - Each record carries the SHA-256 of a canonical encoding of itself and of the hash of the
+ *   record before it (`recordHash`); the first record's predecessor is GENESIS_HASH. Editing a
+ *   field, removing a record, or swapping two changes a hash that the next record (or a
+ *   checkpoint) holds, so `ChainVerifier` names the first record where the chain breaks.
+ * - The encoding is canonical JSON (`canonicalJson`: object keys sorted, no spaces), computed from
+ *   values as JSON carries them, so that anyone holding an export (JSON lines) can recompute every
+ *   hash without this code.
+ * - A checkpoint is an Ed25519 signature over (seq, hash, at, key id) of the head at some moment:
+ *   cutting records off the end of the log (and its hash chain with them) is found when a
+ *   checkpoint names a record that is no longer there, or one whose hash is not the one signed.
+ *
+ * Known limits: records appended after the last checkpoint can be cut off unnoticed, up to the
+ * checkpoint interval (see docs/audit.md); whoever holds the signing key can forge checkpoints,
+ * which is why the verifier trusts only keys given to it from outside the store.
+ * Pure: no I/O, no clock.
+ */
+
+import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+
+/** The predecessor of the first record. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+const RECORD_DOMAIN = 'drawbridge.audit.record.v1\n';
+const CHECKPOINT_DOMAIN = 'drawbridge.audit.checkpoint.v1\n';
+
+/** What the hash of a record covers: every field of it, and its predecessor's hash. */
+export interface ChainedRecord {
+  readonly seq: number;
+  readonly at: number;
+  readonly actor: string;
+  readonly action: string;
+  readonly subject: string;
+  readonly outcome: string;
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
+/** A record as stored: its fields and the two hashes (null for a record written before the chain). */
+export interface StoredRecord extends ChainedRecord {
+  readonly prevHash: string | null;
+  readonly hash: string | null;
+}
+
+/**
+ * JSON with object keys sorted (by UTF-16 code units) and no whitespace: one text for one value.
+ * Values are taken as JSON would carry them (undefined members dropped, non-finite numbers null).
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined && typeof v !== 'function')
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+/** Details as they will read back from the store: what JSON carries of them. */
+export function asStored(details: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(details)) as Record<string, unknown>;
+}
+
+/** Hex SHA-256 of the record's canonical encoding, chained to `prevHash`. */
+export function recordHash(record: ChainedRecord, prevHash: string): string {
+  const { seq, at, actor, action, subject, outcome, details } = record;
+  const body = canonicalJson({ seq, at, actor, action, subject, outcome, details, prev: prevHash });
+  return createHash('sha256').update(RECORD_DOMAIN).update(body).digest('hex');
+}
+
+/** Where the chain breaks, and how, naming the record. */
+export interface ChainBreak {
+  readonly seq: number;
+  readonly reason: 'missing' | 'unchained' | 'edited' | 'out-of-order';
+  readonly message: string;
+}
+
+/** Reads the log in sequence order, one record at a time; the first break is kept. */
+export class ChainVerifier {
+  #expectedSeq = 1;
+  #prev = GENESIS_HASH;
+  #records = 0;
+  #break: ChainBreak | undefined;
+
+  /** The record that broke the chain first, if any. */
+  get broken(): ChainBreak | undefined {
+    return this.#break;
+  }
+
+  get records(): number {
+    return this.#records;
+  }
+
+  /** The last record read: its sequence number and hash. */
+  get head(): { readonly seq: number; readonly hash: string } {
+    return { seq: this.#expectedSeq - 1, hash: this.#prev };
+  }
+
+  /** Reads the next record; false once the chain is broken (later records prove nothing). */
+  push(r: StoredRecord): boolean {
+    if (this.#break) return false;
+    this.#records++;
+    const seq = this.#expectedSeq;
+    if (r.seq !== seq) {
+      this.#break =
+        r.seq > seq
+          ? { seq, reason: 'missing', message: `record ${seq} is missing (the log goes from ${seq - 1} to ${r.seq})` }
+          : { seq: r.seq, reason: 'out-of-order', message: `record ${r.seq} comes after record ${seq - 1}` };
+      return false;
+    }
+    if (r.hash === null || r.prevHash === null) {
+      this.#break = { seq, reason: 'unchained', message: `record ${seq} carries no hash` };
+      return false;
+    }
+    if (r.prevHash !== this.#prev) {
+      this.#break = {
+        seq,
+        reason: 'out-of-order',
+        message: `record ${seq} does not follow record ${seq - 1}: it names another predecessor (removed, replaced or reordered records)`,
+      };
+      return false;
+    }
+    if (recordHash(r, this.#prev) !== r.hash) {
+      this.#break = {
+        seq,
+        reason: 'edited',
+        message: `record ${seq} was changed after it was written: its contents do not match its hash`,
+      };
+      return false;
+    }
+    this.#prev = r.hash;
+    this.#expectedSeq = seq + 1;
+    return true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+
+/** A signed statement that the log's head was `hash` at `seq`, at time `at`. */
+export interface Checkpoint {
+  readonly seq: number;
+  readonly hash: string;
+  readonly at: number;
+  /** Which key signed it: `keyId` of its public key. */
+  readonly keyId: string;
+  /** Base64 Ed25519 signature. */
+  readonly signature: string;
+}
+
+/** The first 16 hex digits of the SHA-256 of the public key (SPKI, DER). */
+export function keyId(key: KeyObject): string {
+  const publicKey = key.type === 'private' ? createPublicKey(key) : key;
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+function checkpointPayload(c: Omit<Checkpoint, 'signature'>): Buffer {
+  return Buffer.from(CHECKPOINT_DOMAIN + canonicalJson({ seq: c.seq, hash: c.hash, at: c.at, key: c.keyId }));
+}
+
+export function signCheckpoint(privateKey: KeyObject, head: { seq: number; hash: string; at: number }): Checkpoint {
+  const unsigned = { ...head, keyId: keyId(privateKey) };
+  return { ...unsigned, signature: sign(null, checkpointPayload(unsigned), privateKey).toString('base64') };
+}
+
+/** Why a checkpoint does not hold against the keys and the records read, or undefined when it does. */
+export function checkpointProblem(
+  c: Checkpoint,
+  trusted: ReadonlyMap<string, KeyObject>,
+  hashAt: (seq: number) => string | undefined,
+  lastSeq: number,
+): string | undefined {
+  const key = trusted.get(c.keyId);
+  if (key === undefined) return `checkpoint at record ${c.seq} is signed by key ${c.keyId}, which is not a trusted key`;
+  let valid = false;
+  try {
+    valid = verify(null, checkpointPayload(c), key, Buffer.from(c.signature, 'base64'));
+  } catch {
+    valid = false;
+  }
+  if (!valid) return `checkpoint at record ${c.seq} has a signature that does not verify (forged or edited)`;
+  if (c.seq > lastSeq) {
+    return `the log ends at record ${lastSeq}, but a checkpoint signed ${new Date(c.at).toISOString()} covers records up to ${c.seq}: records were cut off the end`;
+  }
+  if (hashAt(c.seq) !== c.hash) return `record ${c.seq} is not the record the checkpoint of ${new Date(c.at).toISOString()} signed`;
+  return undefined;
+}

@@ -1,0 +1,118 @@
+/**
+ * `drawbridge audit verify` proves that no record of the audit log was edited, removed, reordered
+ * or cut off the end since it was written (exit status 1 naming the first record that breaks);
+ * `drawbridge audit export` writes the log as JSON lines for a SIEM, with each record's hashes so
+ * that the chain can be checked outside the gateway. Both act on the gateway's store directly.
+ */
+
+import { once } from 'node:events';
+import { createWriteStream, readFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { trustedKeys } from '../audit/checkpoints.ts';
+import { auditRecords, verifyAuditLog, type AuditVerification } from '../audit/verify.ts';
+import { parseDuration } from '../core/duration.ts';
+import { options, UsageError, withLocalStore } from './args.ts';
+
+export async function runAudit(args: readonly string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  switch (verb) {
+    case 'verify':
+      return verify(rest);
+    case 'export':
+      return exportLog(rest);
+    default:
+      throw new UsageError(verb ? `unknown audit verb "${verb}"` : 'audit needs a verb: verify or export');
+  }
+}
+
+async function verify(args: readonly string[]): Promise<number> {
+  const values = options(args, { config: { type: 'string' }, 'public-key': { type: 'string', multiple: true }, json: { type: 'boolean' } });
+  if (!values.config) throw new UsageError('audit verify needs --config FILE');
+  const report = await withLocalStore(values.config, async (store, config) => {
+    // Trusted keys come from outside the store: the gateway's key file, and any named here.
+    const files = [...(values['public-key'] ?? [])];
+    const pems = files.map((file) => readKey(file));
+    try {
+      pems.push(readFileSync(config.audit.signingKeyFile, 'utf8'));
+    } catch {
+      if (pems.length === 0) {
+        throw new UsageError(
+          `no key to check the checkpoints with: ${config.audit.signingKeyFile} is not readable; give --public-key FILE`,
+        );
+      }
+    }
+    return verifyAuditLog(store, trustedKeys(pems));
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : describe(report));
+  return report.ok ? 0 : 1;
+}
+
+function readKey(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read the public key ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+}
+
+const count = new Intl.NumberFormat('en-US');
+
+function describe(r: AuditVerification): string {
+  const checkpoints =
+    r.lastCheckpoint === undefined
+      ? 'no checkpoint yet'
+      : `${count.format(r.checkpoints)} signed checkpoint${r.checkpoints === 1 ? '' : 's'}, the last at record ${r.lastCheckpoint.seq} (${new Date(r.lastCheckpoint.at).toISOString()})`;
+  if (r.ok) {
+    return `audit log verified: ${count.format(r.records)} records, head ${r.head.seq} (${r.head.hash.slice(0, 16)}…), ${checkpoints}\n`;
+  }
+  const before = r.problem!.kind === 'chain' ? Math.max(0, r.problem!.seq - 1) : r.head.seq;
+  return `audit log BROKEN at record ${r.problem!.seq}: ${r.problem!.message}\n  records 1 to ${before} verified; ${checkpoints}\n`;
+}
+
+/** `7d` (that long ago), or a date or time in ISO 8601. */
+function when(value: string, flag: string): number {
+  if (/^\d+[smhd]$/.test(value)) return Date.now() - parseDuration(value);
+  const at = Date.parse(value);
+  if (Number.isNaN(at)) throw new UsageError(`${flag} must be a duration such as 7d or a date such as 2026-12-01 (got "${value}")`);
+  return at;
+}
+
+async function exportLog(args: readonly string[]): Promise<number> {
+  const values = options(args, {
+    config: { type: 'string' },
+    since: { type: 'string' },
+    until: { type: 'string' },
+    format: { type: 'string' },
+    output: { type: 'string' },
+  });
+  if (!values.config) throw new UsageError('audit export needs --config FILE');
+  if ((values.format ?? 'jsonl') !== 'jsonl') throw new UsageError(`--format must be jsonl (got "${values.format}")`);
+  const since = values.since === undefined ? undefined : when(values.since, '--since');
+  const until = values.until === undefined ? undefined : when(values.until, '--until');
+  const out: Writable = values.output ? createWriteStream(values.output, { mode: 0o600 }) : process.stdout;
+  let written = 0;
+  await withLocalStore(values.config, async (store) => {
+    for await (const r of auditRecords(store, { since, until })) {
+      const line = {
+        seq: r.seq,
+        time: new Date(r.at).toISOString(),
+        at: r.at,
+        actor: r.actor,
+        action: r.action,
+        subject: r.subject,
+        outcome: r.outcome,
+        details: r.details,
+        prev_hash: r.prevHash,
+        hash: r.hash,
+      };
+      if (!out.write(`${JSON.stringify(line)}\n`)) await once(out, 'drain');
+      written++;
+    }
+  });
+  if (values.output) {
+    out.end();
+    await once(out, 'finish');
+    process.stderr.write(`${count.format(written)} records written to ${values.output}\n`);
+  }
+  return 0;
+}

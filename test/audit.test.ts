@@ -1,0 +1,308 @@
+/**
+ * The tamper-evident audit log against both store backends (SQLite in a temporary folder, a
+ * throwaway PostgreSQL database): appends from many writers make one chain; an edited field, a
+ * removed record, two swapped records and a cut tail are each found and named; and the CLI's
+ * `audit verify` and `audit export` as an administrator runs them.
+ */
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { DatabaseSync } from 'node:sqlite';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { StoreAuditLog } from '../src/audit/audit-log.ts';
+import { recordHash } from '../src/audit/chain.ts';
+import { AuditCheckpoints, loadSigningKey, trustedKeys } from '../src/audit/checkpoints.ts';
+import { verifyAuditLog } from '../src/audit/verify.ts';
+import { FrozenClock } from '../src/core/index.ts';
+import { openStore, type Store } from '../src/store/index.ts';
+import { ADMIN, createDatabase, type ThrowawayDatabase } from './support/pg-db.ts';
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'drawbridge-audit-'));
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+/** A store of one backend, and raw SQL on it behind the store's back (what an intruder with database access does). */
+interface Backend {
+  readonly name: string;
+  readonly url: string;
+  sql(text: string): Promise<void>;
+  drop(): Promise<void>;
+}
+
+let made = 0;
+async function sqliteBackend(): Promise<Backend> {
+  const file = join(dir, `state-${++made}.db`);
+  return {
+    name: 'sqlite',
+    url: `sqlite:${file}`,
+    async sql(text) {
+      const db = new DatabaseSync(file);
+      try {
+        db.exec(text);
+      } finally {
+        db.close();
+      }
+    },
+    drop: async () => {},
+  };
+}
+
+async function postgresBackend(): Promise<Backend> {
+  const db: ThrowawayDatabase = await createDatabase('audit');
+  return {
+    name: 'postgres',
+    url: `postgres://${ADMIN.user}@${ADMIN.host}:${ADMIN.port}/${db.name}`,
+    async sql(text) {
+      const client = new pg.Client({ ...ADMIN, database: db.name });
+      await client.connect();
+      try {
+        await client.query(text);
+      } finally {
+        await client.end();
+      }
+    },
+    drop: () => db.drop(),
+  };
+}
+
+const key = generateKeyPairSync('ed25519');
+const trusted = trustedKeys([key.publicKey.export({ type: 'spki', format: 'pem' }).toString()]);
+
+/** `n` events appended as writers do: many at once (one transaction), and from the data path without waiting. */
+async function fill(store: Store, n: number): Promise<void> {
+  const audit = new StoreAuditLog(store, new FrozenClock(Date.UTC(2026, 11, 1)));
+  await Promise.all(
+    Array.from({ length: n - 2 }, (_, i) =>
+      audit.append({
+        actor: `user${i % 4}`,
+        action: 'grant.issued',
+        subject: `grt_${i}`,
+        outcome: 'success',
+        details: { connection: 'orders', ttl: i },
+      }),
+    ),
+  );
+  audit.note({
+    actor: 'gateway',
+    action: 'command.denied',
+    subject: 'ses_1',
+    outcome: 'failure',
+    details: { policy: 'no-destructive-ddl' },
+  });
+  audit.note({ actor: 'gateway', action: 'session.ended', subject: 'ses_1', outcome: 'success', details: { masked: { email: 2 } } });
+  await audit.flush();
+  await new AuditCheckpoints(store, key.privateKey, new FrozenClock(Date.UTC(2026, 11, 2))).checkpoint();
+}
+
+/** Verifies the log of `backend` after `tamper` ran on it with the store closed. */
+async function afterTampering(backend: Backend, tamper: string) {
+  let store = await openStore(backend.url);
+  await fill(store, 30);
+  assert.equal((await verifyAuditLog(store, trusted)).ok, true);
+  await store.close();
+  await backend.sql(tamper);
+  store = await openStore(backend.url);
+  try {
+    return await verifyAuditLog(store, trusted);
+  } finally {
+    await store.close();
+  }
+}
+
+for (const make of [sqliteBackend, postgresBackend]) {
+  describe(`the audit chain on ${make === sqliteBackend ? 'SQLite' : 'PostgreSQL'}`, () => {
+    const backends: Backend[] = [];
+    const backend = async () => {
+      const b = await make();
+      backends.push(b);
+      return b;
+    };
+    after(() => Promise.all(backends.map((b) => b.drop())));
+
+    test('what was written verifies, up to the signed head', async () => {
+      const store = await openStore((await backend()).url);
+      try {
+        await fill(store, 30);
+        const report = await verifyAuditLog(store, trusted);
+        assert.equal(report.ok, true, JSON.stringify(report.problem));
+        assert.equal(report.records, 30);
+        assert.deepEqual(report.lastCheckpoint, { seq: 30, at: Date.UTC(2026, 11, 2) });
+        const records = await store.listAudit({ limit: 100 });
+        assert.deepEqual(
+          records.map((r) => r.seq),
+          Array.from({ length: 30 }, (_, i) => i + 1),
+        );
+        assert.deepEqual(records.at(-1)?.details, { masked: { email: 2 } });
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('an edited field is found, naming the record', async () => {
+      const report = await afterTampering(
+        await backend(),
+        `update audit_events set details = '{"connection":"orders","ttl":999}' where seq = 7`,
+      );
+      assert.equal(report.ok, false);
+      assert.deepEqual(report.problem, {
+        kind: 'chain',
+        seq: 7,
+        reason: 'edited',
+        message: 'record 7 was changed after it was written: its contents do not match its hash',
+      });
+      const actor = await afterTampering(await backend(), `update audit_events set actor = 'someone-else' where seq = 12`);
+      assert.equal(actor.problem?.seq, 12);
+    });
+
+    test('a removed record is found', async () => {
+      const report = await afterTampering(await backend(), 'delete from audit_events where seq = 5');
+      assert.equal(report.problem?.seq, 5);
+      assert.match(report.problem!.message, /record 5 is missing \(the log goes from 4 to 6\)/);
+    });
+
+    test('two swapped records are found', async () => {
+      const swap = [
+        'update audit_events set seq = -3 where seq = 3',
+        'update audit_events set seq = 3 where seq = 4',
+        'update audit_events set seq = 4 where seq = -3',
+      ].join(';\n');
+      const report = await afterTampering(await backend(), swap);
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.seq, 3);
+    });
+
+    test('a tail cut off is found by the signed checkpoint', async () => {
+      const report = await afterTampering(await backend(), 'delete from audit_events where seq > 25');
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.kind, 'checkpoint');
+      assert.match(
+        report.problem!.message,
+        /the log ends at record 25, but a checkpoint signed .* covers records up to 30: records were cut off the end/,
+      );
+    });
+
+    test('a checkpoint made with another key is not trusted', async () => {
+      const store = await openStore((await backend()).url);
+      try {
+        await fill(store, 3);
+        const intruder = generateKeyPairSync('ed25519').privateKey;
+        await store.appendAudit({ at: 1, actor: 'x', action: 'logout', subject: 'x', outcome: 'success', details: {} });
+        await new AuditCheckpoints(store, intruder, new FrozenClock()).checkpoint();
+        const report = await verifyAuditLog(store, trusted);
+        assert.equal(report.problem?.kind, 'checkpoint');
+        assert.match(report.problem!.message, /not a trusted key/);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
+
+test('PostgreSQL: two gateways appending at once make one chain', async () => {
+  const b = await postgresBackend();
+  const [one, two] = [await openStore(b.url), await openStore(b.url)];
+  try {
+    await Promise.all([fill(one, 40), fill(two, 40)]);
+    const report = await verifyAuditLog(one, trusted);
+    assert.equal(report.ok, true, JSON.stringify(report.problem));
+    assert.equal(report.records, 80);
+  } finally {
+    await one.close();
+    await two.close();
+    await b.drop();
+  }
+});
+
+test('SQLite: a log of many pages verifies, and a break on a later page is named', async () => {
+  const b = await sqliteBackend();
+  let store = await openStore(b.url);
+  await fill(store, 2_500);
+  assert.equal((await verifyAuditLog(store, trusted)).records, 2_500);
+  await store.close();
+  await b.sql('delete from audit_events where seq = 2345');
+  store = await openStore(b.url);
+  try {
+    const report = await verifyAuditLog(store, trusted);
+    assert.equal(report.problem?.seq, 2345);
+    assert.equal(report.head.seq, 2344);
+  } finally {
+    await store.close();
+  }
+});
+
+test('SQLite: records written before the chain are chained when the store is upgraded', async () => {
+  const b = await sqliteBackend();
+  let store = await openStore(b.url);
+  await fill(store, 5);
+  await store.close();
+  // The store as it was before the chain: no hashes, no checkpoints, the migration not yet run.
+  await b.sql(
+    "update audit_events set prev_hash = null, hash = null; delete from audit_events where seq = 2; drop table audit_checkpoints; delete from drawbridge_migration where name = '0007_audit_chain';",
+  );
+  store = await openStore(b.url);
+  try {
+    const report = await verifyAuditLog(store, trusted);
+    assert.equal(report.ok, true, JSON.stringify(report.problem));
+    assert.equal(report.records, 4);
+  } finally {
+    await store.close();
+  }
+});
+
+describe('drawbridge audit verify and export', () => {
+  function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) =>
+      execFile(process.execPath, ['bin/drawbridge.js', ...args], { timeout: 60_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      ),
+    );
+  }
+
+  test('verify passes on a log as written, fails naming the record after an edit; export writes JSON lines anyone can check', async () => {
+    const b = await sqliteBackend();
+    const config = join(dir, 'cli.yaml');
+    const keyFile = join(dir, 'cli-key.pem');
+    await writeFile(config, `store: ${b.url}\naudit:\n  signing_key: ${keyFile}\n`);
+    const store = await openStore(b.url);
+    const audit = new StoreAuditLog(store, new FrozenClock(Date.UTC(2026, 10, 20)));
+    for (let i = 0; i < 12; i++)
+      await audit.append({ actor: 'alice', action: 'grant.issued', subject: `grt_${i}`, outcome: 'success', details: { i } });
+    await new AuditCheckpoints(store, loadSigningKey(keyFile), new FrozenClock()).checkpoint();
+    await store.close();
+
+    const ok = await cli('audit', 'verify', '--config', config);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /^audit log verified: 12 records, head 12 \([0-9a-f]{16}…\), 1 signed checkpoint, the last at record 12/);
+
+    const exported = await cli('audit', 'export', '--config', config, '--since', '2026-11-01');
+    assert.equal(exported.code, 0, exported.stderr);
+    const lines = exported.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(lines.length, 12);
+    // The chain holds in the export alone: each line's hash from its fields and the line before.
+    let prev = lines[0].prev_hash;
+    for (const l of lines) {
+      assert.equal(l.prev_hash, prev);
+      assert.equal(recordHash(l, prev), l.hash);
+      prev = l.hash;
+    }
+    assert.equal((await cli('audit', 'export', '--config', config, '--since', '2026-12-01')).stdout, '');
+
+    await b.sql(`update audit_events set subject = 'grt_hidden' where seq = 4`);
+    const broken = await cli('audit', 'verify', '--config', config);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stdout, /^audit log BROKEN at record 4: record 4 was changed after it was written/);
+    const json = JSON.parse((await cli('audit', 'verify', '--config', config, '--json')).stdout);
+    assert.equal(json.problem.seq, 4);
+    assert.ok((await readFile(`${keyFile}.pub`, 'utf8')).startsWith('-----BEGIN PUBLIC KEY-----'));
+  });
+});
