@@ -4,12 +4,14 @@
  */
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { X509Certificate } from 'node:crypto';
+import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { identityRoutes } from './api/identity-routes.ts';
 import { oidcRoutes } from './api/oidc-routes.ts';
 import { policyRoutes } from './api/policy-routes.ts';
+import { auditRoutes } from './api/audit-routes.ts';
+import { keyId } from './audit/chain.ts';
 import { buildApi } from './api/server.ts';
 import { AccessRequests } from './identity/access.ts';
 import { Accounts } from './identity/accounts.ts';
@@ -80,17 +82,21 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   } catch (error) {
     policy?.stop();
     await store.close();
-    if (error instanceof MaskingConfigError) throw new StartupError(`${config.file ?? 'config'}: masking.${error.message}`, { cause: error });
+    if (error instanceof MaskingConfigError)
+      throw new StartupError(`${config.file ?? 'config'}: masking.${error.message}`, { cause: error });
     throw error;
   }
-  let checkpoints: AuditCheckpoints;
+  let signingKey: KeyObject;
   try {
-    checkpoints = new AuditCheckpoints(store, loadSigningKey(config.audit.signingKeyFile), clock, log);
+    signingKey = loadSigningKey(config.audit.signingKeyFile);
   } catch (error) {
     policy?.stop();
     await store.close();
-    throw new StartupError(`cannot load the audit signing key ${config.audit.signingKeyFile}: ${(error as Error).message}`, { cause: error });
+    throw new StartupError(`cannot load the audit signing key ${config.audit.signingKeyFile}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
+  const checkpoints = new AuditCheckpoints(store, signingKey, clock, log);
   checkpoints.start(config.audit.checkpointIntervalMs);
   const pipeline = new Pipeline({ guard, recorder, clock, audit, masking });
   const grantWatch = new GrantWatch(
@@ -171,7 +177,11 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
         const bound = pgServer?.address() as AddressInfo | null | undefined;
         return bound ? { host: bound.address, port: bound.port } : undefined;
       },
-    }).concat(oidcRoutes({ oidc: config.oidc, sessions }), policyRoutes({ policy, connections: config.connections, clock })),
+    }).concat(
+      oidcRoutes({ oidc: config.oidc, sessions }),
+      policyRoutes({ policy, connections: config.connections, clock }),
+      auditRoutes({ store, clock, trusted: new Map([[keyId(signingKey), createPublicKey(signingKey)]]) }),
+    ),
   });
   try {
     if (pgServer) await listen(pgServer, config.listen.postgres!, 'PostgreSQL clients');

@@ -306,3 +306,53 @@ describe('drawbridge audit verify and export', () => {
     assert.ok((await readFile(`${keyFile}.pub`, 'utf8')).startsWith('-----BEGIN PUBLIC KEY-----'));
   });
 });
+
+describe('the audit API', () => {
+  test('auditors page through the records with a cursor and filters, and verify the chain; users may not', async () => {
+    const { startTestGateway } = await import('./support/gateway.ts');
+    const { callApi } = await import('./support/api.ts');
+    const gw = await startTestGateway();
+    try {
+      const api = `http://127.0.0.1:${gw.apiPort}`;
+      await gw.gateway.accounts.createUser({ name: 'audra', password: 'a long enough password', roles: ['auditor'] }, 'test');
+      await gw.gateway.accounts.createUser({ name: 'uma', password: 'a long enough password' }, 'test');
+      const token = async (name: string) =>
+        (await callApi(api, 'POST', '/api/auth/login', undefined, { username: name, password: 'a long enough password' })).body
+          .token as string;
+      const [auditor, user] = [await token('audra'), await token('uma')];
+      for (let i = 0; i < 5; i++) await gw.mint(`p${i}`, 'local');
+
+      const first = await callApi(api, 'GET', '/api/audit?limit=3', auditor);
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.deepEqual(
+        first.body.records.map((r: { seq: number }) => r.seq),
+        [1, 2, 3],
+      );
+      assert.equal(first.body.next, 3);
+      const all = (await callApi(api, 'GET', '/api/audit?limit=1000', auditor)).body;
+      assert.equal(all.next, null);
+      const rest = (await callApi(api, 'GET', `/api/audit?after=${first.body.next}&limit=1000`, auditor)).body;
+      assert.deepEqual(rest.records, all.records.slice(3));
+      const grants = (await callApi(api, 'GET', '/api/audit?action=grant.issued&since=1d', auditor)).body.records;
+      assert.deepEqual(
+        grants.map((r: { subject: string; actor: string }) => r.actor),
+        ['test', 'test', 'test', 'test', 'test'],
+      );
+      assert.match(grants[0].time, /^\d{4}-\d\d-\d\dT/);
+      assert.equal(grants[0].hash.length, 64);
+
+      const verified = await callApi(api, 'GET', '/api/audit/verify', auditor);
+      assert.equal(verified.status, 200);
+      assert.equal(verified.body.ok, true, JSON.stringify(verified.body.problem));
+      assert.equal(verified.body.records, all.records.length);
+
+      assert.equal((await callApi(api, 'GET', '/api/audit', user)).status, 403);
+      assert.equal((await callApi(api, 'GET', '/api/audit/verify', undefined)).status, 401);
+      const bad = await callApi(api, 'GET', '/api/audit?since=yesterday', auditor);
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.code, 'invalid-query');
+    } finally {
+      await gw.close();
+    }
+  });
+});

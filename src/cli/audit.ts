@@ -10,7 +10,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { trustedKeys } from '../audit/checkpoints.ts';
 import { auditRecords, verifyAuditLog, type AuditVerification } from '../audit/verify.ts';
-import { parseDuration } from '../core/duration.ts';
+import { pointInTime } from '../core/duration.ts';
 import { options, UsageError, withLocalStore } from './args.ts';
 
 export async function runAudit(args: readonly string[]): Promise<number> {
@@ -69,14 +69,6 @@ function describe(r: AuditVerification): string {
   return `audit log BROKEN at record ${r.problem!.seq}: ${r.problem!.message}\n  records 1 to ${before} verified; ${checkpoints}\n`;
 }
 
-/** `7d` (that long ago), or a date or time in ISO 8601. */
-function when(value: string, flag: string): number {
-  if (/^\d+[smhd]$/.test(value)) return Date.now() - parseDuration(value);
-  const at = Date.parse(value);
-  if (Number.isNaN(at)) throw new UsageError(`${flag} must be a duration such as 7d or a date such as 2026-12-01 (got "${value}")`);
-  return at;
-}
-
 async function exportLog(args: readonly string[]): Promise<number> {
   const values = options(args, {
     config: { type: 'string' },
@@ -87,8 +79,8 @@ async function exportLog(args: readonly string[]): Promise<number> {
   });
   if (!values.config) throw new UsageError('audit export needs --config FILE');
   if ((values.format ?? 'jsonl') !== 'jsonl') throw new UsageError(`--format must be jsonl (got "${values.format}")`);
-  const since = values.since === undefined ? undefined : when(values.since, '--since');
-  const until = values.until === undefined ? undefined : when(values.until, '--until');
+  const since = values.since === undefined ? undefined : pointInTime(values.since, Date.now());
+  const until = values.until === undefined ? undefined : pointInTime(values.until, Date.now());
   const out: Writable = values.output ? createWriteStream(values.output, { mode: 0o600 }) : process.stdout;
   let written = 0;
   await withLocalStore(values.config, async (store) => {

@@ -35,3 +35,15 @@ export function formatDuration(ms: number): string {
   }
   return text || `${ms}ms`;
 }
+
+/**
+ * A point in time as people give one: a duration back from `now` (`7d`, `12h`), or an ISO 8601
+ * date or time (`2026-12-01`, `2026-12-01T08:00:00Z`). Epoch milliseconds.
+ */
+export function pointInTime(text: string, now: number): number {
+  if (/^\s*\d+(?:ms|s|m|h|d)/.test(text)) return now - parseDuration(text);
+  const at = /^\d{4}-\d\d-\d\d/.test(text) ? Date.parse(text) : Number.NaN;
+  if (Number.isNaN(at))
+    throw new RangeError(`"${text}" is neither a duration back from now (7d, 12h) nor an ISO date or time (2026-12-01)`);
+  return at;
+}

@@ -1,0 +1,108 @@
+/**
+ * The API of the audit log, for auditors and administrators: the records, filtered and paged by
+ * a cursor (the sequence number to continue after), and the verification of the whole chain
+ * against the gateway's own signing key, as `drawbridge audit verify` does it.
+ */
+
+import type { KeyObject } from 'node:crypto';
+import { z } from 'zod';
+import type { Clock } from '../core/index.ts';
+import { pointInTime } from '../core/duration.ts';
+import { verifyAuditLog } from '../audit/verify.ts';
+import type { Store } from '../store/index.ts';
+import { ApiError, type AnyRoute } from './server.ts';
+
+export interface AuditRouteDeps {
+  readonly store: Store;
+  /** The keys whose checkpoints are trusted: the gateway's own. */
+  readonly trusted: ReadonlyMap<string, KeyObject>;
+  readonly clock: Clock;
+}
+
+const READERS = ['admin', 'auditor'] as const;
+const MAX_PAGE = 1000;
+const DEFAULT_PAGE = 100;
+
+const record = z.object({
+  seq: z.number().int(),
+  time: z.string(),
+  actor: z.string(),
+  action: z.string(),
+  subject: z.string(),
+  outcome: z.enum(['success', 'failure']),
+  details: z.record(z.string(), z.unknown()),
+  prevHash: z.string().nullable(),
+  hash: z.string().nullable(),
+});
+
+const verification = z.object({
+  ok: z.boolean(),
+  records: z.number().int(),
+  head: z.object({ seq: z.number().int(), hash: z.string() }),
+  checkpoints: z.number().int(),
+  lastCheckpoint: z.object({ seq: z.number().int(), time: z.string() }).nullable(),
+  problem: z.object({ kind: z.enum(['chain', 'checkpoint']), seq: z.number().int(), message: z.string() }).nullable(),
+});
+
+export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
+  return [
+    {
+      method: 'GET',
+      path: '/api/audit',
+      summary:
+        'Audit records, oldest first: ?after=<seq> continues a page (the `next` of the last), ?limit= (at most 1000), ?action=, ?subject=, ?since= and ?until= (7d, or an ISO date).',
+      access: [...READERS],
+      response: z.object({ records: z.array(record), next: z.number().int().nullable() }),
+      handler: async ({ query }) => {
+        const limit = count(query['limit'], 'limit', DEFAULT_PAGE);
+        if (limit < 1 || limit > MAX_PAGE) throw new ApiError(400, 'invalid-query', `limit must be 1 to ${MAX_PAGE}`);
+        const rows = await deps.store.listAudit({
+          afterSeq: count(query['after'], 'after', 0),
+          since: time(query['since'], 'since'),
+          until: time(query['until'], 'until'),
+          action: query['action'],
+          subject: query['subject'],
+          limit,
+        });
+        return {
+          records: rows.map((r) => ({ ...r, time: new Date(r.at).toISOString(), at: undefined })),
+          next: rows.length === limit ? rows.at(-1)!.seq : null,
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/audit/verify',
+      summary:
+        "Verifies the whole chain and the signed checkpoints against the gateway's key: ok, or the first record or checkpoint that breaks.",
+      access: [...READERS],
+      response: verification,
+      handler: async () => {
+        const r = await verifyAuditLog(deps.store, deps.trusted);
+        return {
+          ok: r.ok,
+          records: r.records,
+          head: r.head,
+          checkpoints: r.checkpoints,
+          lastCheckpoint: r.lastCheckpoint ? { seq: r.lastCheckpoint.seq, time: new Date(r.lastCheckpoint.at).toISOString() } : null,
+          problem: r.problem ? { kind: r.problem.kind, seq: r.problem.seq, message: r.problem.message } : null,
+        };
+      },
+    },
+  ];
+
+  function count(value: string | undefined, name: string, fallback: number): number {
+    if (value === undefined) return fallback;
+    if (!/^\d{1,15}$/.test(value)) throw new ApiError(400, 'invalid-query', `${name} must be a whole number`);
+    return Number(value);
+  }
+
+  function time(value: string | undefined, name: string): number | undefined {
+    if (value === undefined) return undefined;
+    try {
+      return pointInTime(value, deps.clock.now());
+    } catch (error) {
+      throw new ApiError(400, 'invalid-query', `${name}: ${(error as Error).message}`);
+    }
+  }
+}
