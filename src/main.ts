@@ -11,6 +11,7 @@ import { identityRoutes } from './api/identity-routes.ts';
 import { oidcRoutes } from './api/oidc-routes.ts';
 import { policyRoutes } from './api/policy-routes.ts';
 import { auditRoutes } from './api/audit-routes.ts';
+import { sessionRoutes } from './api/session-routes.ts';
 import { keyId } from './audit/chain.ts';
 import { buildApi } from './api/server.ts';
 import { AccessRequests } from './identity/access.ts';
@@ -181,6 +182,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       oidcRoutes({ oidc: config.oidc, sessions }),
       policyRoutes({ policy, connections: config.connections, clock }),
       auditRoutes({ store, clock, trusted: new Map([[keyId(signingKey), createPublicKey(signingKey)]]) }),
+      sessionRoutes({ store, clock }),
     ),
   });
   try {

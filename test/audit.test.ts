@@ -310,16 +310,11 @@ describe('drawbridge audit verify and export', () => {
 describe('the audit API', () => {
   test('auditors page through the records with a cursor and filters, and verify the chain; users may not', async () => {
     const { startTestGateway } = await import('./support/gateway.ts');
-    const { callApi } = await import('./support/api.ts');
+    const { accountToken, callApi } = await import('./support/api.ts');
     const gw = await startTestGateway();
     try {
       const api = `http://127.0.0.1:${gw.apiPort}`;
-      await gw.gateway.accounts.createUser({ name: 'audra', password: 'a long enough password', roles: ['auditor'] }, 'test');
-      await gw.gateway.accounts.createUser({ name: 'uma', password: 'a long enough password' }, 'test');
-      const token = async (name: string) =>
-        (await callApi(api, 'POST', '/api/auth/login', undefined, { username: name, password: 'a long enough password' })).body
-          .token as string;
-      const [auditor, user] = [await token('audra'), await token('uma')];
+      const [auditor, user] = [await accountToken(gw, 'audra', ['auditor']), await accountToken(gw, 'uma')];
       for (let i = 0; i < 5; i++) await gw.mint(`p${i}`, 'local');
 
       const first = await callApi(api, 'GET', '/api/audit?limit=3', auditor);

@@ -14,6 +14,7 @@ import { connectionStrings } from '../protocols/pg/connection-strings.ts';
 import { runAccess } from './access.ts';
 import { runServiceAccounts, runUsers } from './accounts.ts';
 import { runAudit } from './audit.ts';
+import { runSessions } from './sessions.ts';
 import { connections, explainProblem, login, logout, whoami } from './identity.ts';
 import { options, UsageError, withLocalStore } from './args.ts';
 import { parseDuration } from '../core/duration.ts';
@@ -49,6 +50,9 @@ service-accounts also work without it, through the API, for a logged-in admin):
   drawbridge policy default-pack                 print the shipped default pack (a start for your own policy file)
   drawbridge policy test --connection NAME --principal NAME [--agent] [--group G]... --sql "STATEMENT" [--policy FILE]... [--json]
                                                  the verdict, the deciding policies and the classification (default pack without --policy)
+  drawbridge sessions list --config FILE [--principal NAME] [--connection NAME] [--since 7d|DATE] [--limit 50] [--before CURSOR] [--json]
+  drawbridge sessions show SESSION --config FILE [--json]       a session and its statements: outcome, time, rows, errors
+  drawbridge sessions replay SESSION --config FILE [--pace]     the session as its client saw it, statement by statement
   drawbridge audit verify --config FILE [--public-key FILE]... [--json]
                                                  prove that no audit record was edited, removed, reordered or cut off
                                                  (exit 1 naming the first record that breaks)
@@ -87,6 +91,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runServiceAccounts(rest);
       case 'audit':
         return await runAudit(rest);
+      case 'sessions':
+        return await runSessions(rest);
       case 'version':
       case '--version':
         process.stdout.write(`${VERSION}\n`);

@@ -189,6 +189,10 @@ export interface NewStatement {
 export interface SessionQuery {
   readonly principal?: string;
   readonly connection?: string;
+  /** Sessions started at this time or later. */
+  readonly since?: number;
+  /** Sessions after this one in the order of the list (newest first): a page's cursor. */
+  readonly before?: { readonly startedAt: number; readonly id: string };
   /** Default 100. */
   readonly limit?: number;
 }
@@ -1024,6 +1028,13 @@ class KyselyStore implements Store {
     let query = this.#db.selectFrom('sessions').selectAll();
     if (q.principal !== undefined) query = query.where('principal', '=', q.principal);
     if (q.connection !== undefined) query = query.where('connection', '=', q.connection);
+    if (q.since !== undefined) query = query.where('started_at', '>=', q.since);
+    const before = q.before;
+    if (before !== undefined) {
+      query = query.where((eb) =>
+        eb.or([eb('started_at', '<', before.startedAt), eb.and([eb('started_at', '=', before.startedAt), eb('id', '<', before.id)])]),
+      );
+    }
     const rows = await query
       .orderBy('started_at', 'desc')
       .orderBy('id', 'desc')

@@ -1,0 +1,126 @@
+/**
+ * The API of recorded sessions: the list (newest first, paged by a cursor) and one session with
+ * every statement it ran, in order, with its outcome, time, rows and error (masked for masked
+ * sessions, as recorded). Admins and auditors see every session; anyone else their own, and
+ * another's is answered as if it did not exist.
+ */
+
+import { z } from 'zod';
+import type { Clock } from '../core/index.ts';
+import { pointInTime } from '../core/duration.ts';
+import type { AuthenticatedPrincipal } from '../identity/accounts.ts';
+import type { SessionRecord, Store } from '../store/index.ts';
+import { ApiError, type AnyRoute } from './server.ts';
+
+export interface SessionRouteDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+}
+
+const MAX_PAGE = 1000;
+
+const session = z.object({
+  id: z.string(),
+  protocol: z.string(),
+  principal: z.string(),
+  connection: z.string(),
+  grant: z.string(),
+  clientAddress: z.string(),
+  startedAt: z.string(),
+  endedAt: z.string().nullable(),
+  endReason: z.string().nullable(),
+});
+
+const statement = z.object({
+  seq: z.number().int(),
+  text: z.string(),
+  startedAt: z.string(),
+  durationMs: z.number(),
+  rows: z.number().int().nullable(),
+  outcome: z.enum(['ok', 'error', 'denied', 'cancelled']),
+  errorCode: z.string().nullable(),
+  errorMessage: z.string().nullable(),
+});
+
+const seesAll = (who: AuthenticatedPrincipal): boolean => who.roles.includes('admin') || who.roles.includes('auditor');
+
+function view(s: SessionRecord): z.infer<typeof session> {
+  return {
+    id: s.id,
+    protocol: s.protocol,
+    principal: s.principal,
+    connection: s.connection,
+    grant: s.grantId,
+    clientAddress: s.clientAddress,
+    startedAt: new Date(s.startedAt).toISOString(),
+    endedAt: s.endedAt === undefined ? null : new Date(s.endedAt).toISOString(),
+    endReason: s.endReason ?? null,
+  };
+}
+
+export function sessionRoutes(deps: SessionRouteDeps): AnyRoute[] {
+  return [
+    {
+      method: 'GET',
+      path: '/api/sessions',
+      summary:
+        "Recorded sessions, newest first: the caller's own, or anyone's for admins and auditors (?principal=, ?connection=, ?since=7d|DATE, ?limit= up to 1000, ?before= the `next` of the page before).",
+      access: 'authenticated',
+      response: z.object({ sessions: z.array(session), next: z.string().nullable() }),
+      handler: async ({ who, query }) => {
+        const principal = seesAll(who!) ? query['principal'] : who!.principal.name;
+        if (!seesAll(who!) && query['principal'] !== undefined && query['principal'] !== principal) {
+          throw new ApiError(403, 'forbidden', 'only admins and auditors see the sessions of others');
+        }
+        const limit = query['limit'] === undefined ? 100 : Number(query['limit']);
+        if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE)
+          throw new ApiError(400, 'invalid-query', `limit must be 1 to ${MAX_PAGE}`);
+        const before = query['before'] === undefined ? undefined : /^(\d{1,15}):(.+)$/.exec(query['before']);
+        if (before === null) throw new ApiError(400, 'invalid-query', 'before must be the `next` of the page before');
+        let since: number | undefined;
+        try {
+          since = query['since'] === undefined ? undefined : pointInTime(query['since'], deps.clock.now());
+        } catch (error) {
+          throw new ApiError(400, 'invalid-query', `since: ${(error as Error).message}`);
+        }
+        const rows = await deps.store.listSessions({
+          principal,
+          connection: query['connection'],
+          since,
+          before: before && { startedAt: Number(before[1]), id: before[2]! },
+          limit,
+        });
+        const last = rows.at(-1);
+        return { sessions: rows.map(view), next: rows.length === limit && last ? `${last.startedAt}:${last.id}` : null };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/sessions/:id',
+      summary: 'One session and every statement it ran, in order: outcome, time, rows, error (masked as recorded).',
+      access: 'authenticated',
+      response: z.object({ session, statements: z.array(statement) }),
+      handler: async ({ who, params }) => {
+        const found = await deps.store.getSession(params['id']!);
+        // Another's session is answered as if it did not exist: its id says nothing.
+        if (!found || (!seesAll(who!) && found.principal !== who!.principal.name)) {
+          throw new ApiError(404, 'unknown-session', `no session ${params['id']}`);
+        }
+        const statements = await deps.store.listStatements(found.id);
+        return {
+          session: view(found),
+          statements: statements.map((s) => ({
+            seq: s.seq,
+            text: s.text,
+            startedAt: new Date(s.startedAt).toISOString(),
+            durationMs: s.durationMs,
+            rows: s.rows ?? null,
+            outcome: s.outcome,
+            errorCode: s.errorCode ?? null,
+            errorMessage: s.errorMessage ?? null,
+          })),
+        };
+      },
+    },
+  ];
+}

@@ -1,0 +1,178 @@
+/**
+ * `drawbridge sessions list | show | replay` for auditors on the gateway's host: who connected to
+ * what, when and for how long, and what each session ran, in order, with each statement's outcome
+ * (refused by policy, failed, ran), its time and its rows. Statement texts and errors are as
+ * recorded: masked for masked sessions. Readable tables on a terminal (coloured when stdout is
+ * one), `--json` for scripts.
+ */
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { formatDuration, pointInTime } from '../core/duration.ts';
+import type { SessionRecord, StatementRecord, Store } from '../store/index.ts';
+import { options, optionsAndArguments, UsageError, withLocalStore } from './args.ts';
+import { table } from './identity.ts';
+
+export async function runSessions(args: readonly string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  switch (verb) {
+    case 'list':
+      return list(rest);
+    case 'show':
+      return show(rest, 'table');
+    case 'replay':
+      return show(rest, 'transcript');
+    default:
+      throw new UsageError(verb ? `unknown sessions verb "${verb}"` : 'sessions needs a verb: list, show or replay');
+  }
+}
+
+const color = (code: number) => (text: string) => (process.stdout.isTTY && !process.env['NO_COLOR'] ? `\x1b[${code}m${text}\x1b[0m` : text);
+const dim = color(2);
+const red = color(31);
+const green = color(32);
+const cyan = color(36);
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const clock = (ms: number): string => iso(ms).replace('T', ' ').slice(0, 19);
+
+async function list(args: readonly string[]): Promise<number> {
+  const values = options(args, {
+    config: { type: 'string' },
+    principal: { type: 'string' },
+    connection: { type: 'string' },
+    since: { type: 'string' },
+    before: { type: 'string' },
+    limit: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (!values.config) throw new UsageError('sessions list needs --config FILE');
+  const limit = values.limit === undefined ? 50 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--limit must be 1 to 1000');
+  const before = values.before === undefined ? undefined : cursor(values.before);
+  const sessions = await withLocalStore(values.config, (store) =>
+    store.listSessions({
+      principal: values.principal,
+      connection: values.connection,
+      since: values.since === undefined ? undefined : pointInTime(values.since, Date.now()),
+      before,
+      limit,
+    }),
+  );
+  const next = sessions.length === limit ? `${sessions.at(-1)!.startedAt}:${sessions.at(-1)!.id}` : null;
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ sessions, next })}\n`);
+    return 0;
+  }
+  if (sessions.length === 0) {
+    process.stdout.write('no sessions\n');
+    return 0;
+  }
+  const rows = sessions.map((s) => [
+    s.id,
+    s.principal,
+    s.connection,
+    clock(s.startedAt),
+    s.endedAt === undefined ? 'live' : formatDuration(s.endedAt - s.startedAt),
+    s.endReason ?? '',
+  ]);
+  process.stdout.write(table(['SESSION', 'PRINCIPAL', 'CONNECTION', 'STARTED (UTC)', 'DURATION', 'END'], rows));
+  if (next) process.stdout.write(dim(`more: add --before ${next}\n`));
+  return 0;
+}
+
+function cursor(text: string): { startedAt: number; id: string } {
+  const m = /^(\d+):(.+)$/.exec(text);
+  if (!m) throw new UsageError(`--before takes the cursor that "sessions list" printed (got "${text}")`);
+  return { startedAt: Number(m[1]), id: m[2]! };
+}
+
+async function show(args: readonly string[], as: 'table' | 'transcript'): Promise<number> {
+  const { values, positionals } = optionsAndArguments(args, {
+    config: { type: 'string' },
+    json: { type: 'boolean' },
+    pace: { type: 'boolean' },
+  });
+  if (!values.config) throw new UsageError(`sessions ${as === 'table' ? 'show' : 'replay'} needs --config FILE`);
+  const [id] = positionals;
+  if (!id || positionals.length > 1) throw new UsageError(`sessions ${as === 'table' ? 'show' : 'replay'} needs one SESSION id`);
+  const found = await withLocalStore(values.config, (store) => sessionWithStatements(store, id));
+  if (!found) {
+    process.stderr.write(`drawbridge: no session ${id}\n`);
+    return 1;
+  }
+  const { session, statements } = found;
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ session, statements })}\n`);
+    return 0;
+  }
+  if (as === 'table') {
+    process.stdout.write(header(session));
+    const rows = statements.map((s) => [
+      String(s.seq),
+      `+${seconds(s.startedAt - session.startedAt)}`,
+      `${s.durationMs.toFixed(1)} ms`,
+      s.outcome,
+      s.rows === undefined ? '' : String(s.rows),
+      oneLine(s.text, 80),
+      s.errorMessage ? `${s.errorCode ?? ''} ${s.errorMessage}`.trim() : '',
+    ]);
+    process.stdout.write(
+      statements.length === 0 ? 'no statements\n' : table(['#', 'AT', 'TOOK', 'OUTCOME', 'ROWS', 'STATEMENT', 'ERROR'], rows),
+    );
+    return 0;
+  }
+  await transcript(session, statements, values.pace === true);
+  return 0;
+}
+
+/** A session and what it ran, in order; undefined when there is no such session. */
+async function sessionWithStatements(
+  store: Store,
+  id: string,
+): Promise<{ session: SessionRecord; statements: StatementRecord[] } | undefined> {
+  const session = await store.getSession(id);
+  return session && { session, statements: await store.listStatements(id) };
+}
+
+function header(s: SessionRecord): string {
+  const end = s.endedAt === undefined ? 'still live' : `ended ${iso(s.endedAt)} (${s.endReason ?? 'no reason recorded'})`;
+  return `session ${s.id}: ${s.principal} on ${s.connection} (${s.protocol}) from ${s.clientAddress}\nstarted ${iso(s.startedAt)}, ${end}; grant ${s.grantId}\n\n`;
+}
+
+/** The session as its client saw it, statement by statement; with `pace`, at the recorded gaps (at most 2 s each). */
+async function transcript(s: SessionRecord, statements: readonly StatementRecord[], pace: boolean): Promise<void> {
+  const prompt = `${s.principal}@${s.connection}=>`;
+  process.stdout.write(dim(`-- ${s.id}: ${s.principal} on ${s.connection} from ${s.clientAddress}, ${iso(s.startedAt)}\n`));
+  let last = s.startedAt;
+  for (const st of statements) {
+    if (pace) await sleep(Math.min(2000, Math.max(0, st.startedAt - last)));
+    last = st.startedAt;
+    const at = `[+${seconds(st.startedAt - s.startedAt)}]`;
+    process.stdout.write(`${dim(at)} ${cyan(prompt)} ${st.text.trimEnd().replace(/\n/g, `\n${' '.repeat(at.length + 1)}`)}\n`);
+    const pad = ' '.repeat(at.length + 1);
+    const took = `${st.durationMs.toFixed(1)} ms`;
+    if (st.outcome === 'ok')
+      process.stdout.write(`${pad}${green('ok')}${st.rows === undefined ? '' : `, ${st.rows} row${st.rows === 1 ? '' : 's'}`}, ${took}\n`);
+    else {
+      const label = st.outcome === 'denied' ? 'REFUSED' : st.outcome === 'cancelled' ? 'CANCELLED' : 'ERROR';
+      process.stdout.write(
+        `${pad}${red(`${label}${st.errorCode ? ` ${st.errorCode}` : ''}`)}: ${st.errorMessage ?? ''} ${dim(`(${took})`)}\n`,
+      );
+    }
+  }
+  const end = s.endedAt === undefined ? 'still live' : `ended +${seconds(s.endedAt - s.startedAt)}: ${s.endReason ?? 'no reason recorded'}`;
+  process.stdout.write(dim(`-- ${end}\n`));
+}
+
+/** `12.345s`, or `4m02.500s` past a minute. */
+function seconds(ms: number): string {
+  const total = Math.max(0, ms) / 1000;
+  const minutes = Math.floor(total / 60);
+  const rest = (total - minutes * 60).toFixed(3);
+  return minutes > 0 ? `${minutes}m${rest.padStart(6, '0')}s` : `${rest}s`;
+}
+
+function oneLine(text: string, max: number): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
