@@ -27,6 +27,7 @@ import { servePgClient } from './protocols/pg/frontend.ts';
 import { StoreRecorder } from './recording/recorder.ts';
 import { StoreAuditLog } from './audit/audit-log.ts';
 import { AuditCheckpoints, loadSigningKey } from './audit/checkpoints.ts';
+import { openSink } from './audit/sinks.ts';
 import { allowAllGuard, Pipeline, type Guard, type PipelineDeps } from './session/pipeline.ts';
 import { PolicyError, type PolicyEngine } from './policy/cedar/engine.ts';
 import { MaskingConfigError } from './policy/masking/detectors.ts';
@@ -65,14 +66,24 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const clock = options.clock ?? systemClock;
   for (const warning of config.warnings) log.warn(warning);
   const store = await openStore(config.store);
-  const audit = new StoreAuditLog(store, clock, log);
+  const audit = new StoreAuditLog(
+    store,
+    clock,
+    log,
+    config.audit.sinks.map((sink) => openSink(sink, log)),
+  );
+  /** On the way out: every audit record committed and copied to the sinks, then the store closed. */
+  const closeStore = async () => {
+    await audit.close();
+    await store.close();
+  };
   const credentials = new Credentials(store, clock, audit);
   const recorder = new StoreRecorder(store, log);
   let policy: LivePolicy | undefined;
   try {
     policy = options.guard || !config.policy.enabled ? undefined : await watchPolicy(config.policy.files, audit, log);
   } catch (error) {
-    await store.close();
+    await closeStore();
     if (error instanceof PolicyError) throw new StartupError(`cannot load the policies: ${error.message}`, { cause: error });
     throw error;
   }
@@ -82,7 +93,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     masking = maskingFor(config, () => policy?.engine, audit);
   } catch (error) {
     policy?.stop();
-    await store.close();
+    await closeStore();
     if (error instanceof MaskingConfigError)
       throw new StartupError(`${config.file ?? 'config'}: masking.${error.message}`, { cause: error });
     throw error;
@@ -92,7 +103,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     signingKey = loadSigningKey(config.audit.signingKeyFile);
   } catch (error) {
     policy?.stop();
-    await store.close();
+    await closeStore();
     throw new StartupError(`cannot load the audit signing key ${config.audit.signingKeyFile}: ${(error as Error).message}`, {
       cause: error,
     });
@@ -193,9 +204,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     pgServer?.close();
     await grantWatch.stop();
     policy?.stop();
-    await audit.flush();
     await checkpoints.close();
-    await store.close();
+    await closeStore();
     throw error;
   }
   const apiAddress = api.server.address() as AddressInfo;
@@ -232,7 +242,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       // Every audit record committed, then the head signed a last time.
       await audit.flush();
       await checkpoints.close();
-      await store.close();
+      await closeStore();
     },
   };
 }

@@ -351,3 +351,61 @@ describe('the audit API', () => {
     }
   });
 });
+
+describe('audit sinks', () => {
+  test('a running gateway copies each record as it is committed to syslog over UDP and to a file', async () => {
+    const { createSocket } = await import('node:dgram');
+    const { startTestGateway } = await import('./support/gateway.ts');
+    const server = createSocket('udp4');
+    await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
+    const messages: string[] = [];
+    server.on('message', (m) => messages.push(m.toString('utf8')));
+    const file = join(dir, 'sink.jsonl');
+    const gw = await startTestGateway({
+      extraYaml: [
+        'audit:',
+        '  sinks:',
+        `    - syslog: udp://127.0.0.1:${server.address().port}`,
+        '      facility: local3',
+        `    - file: ${file}`,
+      ],
+    });
+    try {
+      await gw.mint('sid', 'local');
+      const grant = (m: string) => m.includes('"action":"grant.issued"') && m.includes('"actor":"test"');
+      for (const deadline = Date.now() + 5000; Date.now() < deadline && !messages.some(grant);) await new Promise((r) => setTimeout(r, 50));
+      const message = messages.find(grant);
+      assert.ok(message, `no grant.issued among ${messages.length} syslog messages`);
+      assert.equal(Number(/^<(\d+)>1 /.exec(message)![1]), 19 * 8 + 6);
+      const [stored] = (await gw.gateway.store.listAudit({ action: 'grant.issued' })).filter((r) => r.actor === 'test');
+      assert.ok(
+        message.endsWith(
+          JSON.stringify({
+            seq: stored!.seq,
+            time: new Date(stored!.at).toISOString(),
+            at: stored!.at,
+            actor: stored!.actor,
+            action: stored!.action,
+            subject: stored!.subject,
+            outcome: stored!.outcome,
+            details: stored!.details,
+            prev_hash: stored!.prevHash,
+            hash: stored!.hash,
+          }),
+        ),
+      );
+    } finally {
+      await gw.close();
+      server.close();
+    }
+    const lines = (await readFile(file, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.ok(lines.some((l) => l.action === 'grant.issued' && l.actor === 'test'));
+    assert.deepEqual(
+      lines.map((l) => l.seq),
+      lines.map((_, i) => i + 1),
+    );
+  });
+});

@@ -13,7 +13,8 @@
 
 import type { Logger } from 'pino';
 import type { Clock } from '../core/index.ts';
-import type { AuditOutcome, NewAuditEvent, Store } from '../store/index.ts';
+import type { AuditOutcome, AuditRecord, NewAuditEvent, Store } from '../store/index.ts';
+import type { AuditSink } from './sinks.ts';
 
 export interface AuditEvent {
   readonly actor: string;
@@ -71,10 +72,14 @@ export class StoreAuditLog implements AuditLog {
   #tail: Promise<void> = Promise.resolve();
   #scheduled = false;
 
-  constructor(store: Store, clock: Clock, log?: Logger) {
+  readonly #sinks: readonly AuditSink[];
+
+  /** `sinks` get each record once it is committed (audit/sinks.ts). */
+  constructor(store: Store, clock: Clock, log?: Logger, sinks: readonly AuditSink[] = []) {
     this.#store = store;
     this.#clock = clock;
     this.#log = log;
+    this.#sinks = sinks;
   }
 
   append(event: AuditEvent): Promise<void> {
@@ -98,13 +103,31 @@ export class StoreAuditLog implements AuditLog {
     await this.#tail;
   }
 
+  /** Flushes, then closes the sinks. */
+  async close(): Promise<void> {
+    await this.flush();
+    await Promise.all(this.#sinks.map((s) => s.close()));
+  }
+
+  /** To each sink; a sink's failure is logged, never the writers'. */
+  #copy(records: readonly AuditRecord[]): void {
+    for (const sink of this.#sinks) {
+      try {
+        sink.send(records);
+      } catch (error) {
+        this.#log?.warn({ err: error }, 'an audit sink failed');
+      }
+    }
+  }
+
   async #write(): Promise<void> {
     const batch = this.#queue;
     this.#queue = [];
     this.#scheduled = false;
     try {
-      await this.#store.appendAudits(batch.map((p) => p.event));
+      const records = await this.#store.appendAudits(batch.map((p) => p.event));
       for (const p of batch) p.resolve();
+      this.#copy(records);
     } catch (error) {
       for (const p of batch) p.reject(error);
     }

@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { createWriteStream, readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { trustedKeys } from '../audit/checkpoints.ts';
+import { exportLine } from '../audit/sinks.ts';
 import { auditRecords, verifyAuditLog, type AuditVerification } from '../audit/verify.ts';
 import { pointInTime } from '../core/duration.ts';
 import { options, UsageError, withLocalStore } from './args.ts';
@@ -85,19 +86,7 @@ async function exportLog(args: readonly string[]): Promise<number> {
   let written = 0;
   await withLocalStore(values.config, async (store) => {
     for await (const r of auditRecords(store, { since, until })) {
-      const line = {
-        seq: r.seq,
-        time: new Date(r.at).toISOString(),
-        at: r.at,
-        actor: r.actor,
-        action: r.action,
-        subject: r.subject,
-        outcome: r.outcome,
-        details: r.details,
-        prev_hash: r.prevHash,
-        hash: r.hash,
-      };
-      if (!out.write(`${JSON.stringify(line)}\n`)) await once(out, 'drain');
+      if (!out.write(`${exportLine(r)}\n`)) await once(out, 'drain');
       written++;
     }
   });

@@ -158,9 +158,35 @@ describe('valid configuration', () => {
         plan: { strategies: { ssn: 'hash' }, salt: 'a salt of sixteen or more', custom: [{ name: 'employee-id', pattern: 'E-[0-9]{6}' }] },
         columns: [{ column: 'secret_*', action: 'mask', strategy: 'hash' }],
       },
-      audit: { signingKeyFile: join(dir, 'keys/audit.pem'), checkpointIntervalMs: 30_000 },
+      audit: { signingKeyFile: join(dir, 'keys/audit.pem'), checkpointIntervalMs: 30_000, sinks: [] },
       warnings: [],
     });
+  });
+
+  test('audit sinks: a file, syslog over udp or tcp with a facility; each names one target', () => {
+    const config = parse([
+      'audit:',
+      '  sinks:',
+      '    - file: audit.jsonl',
+      '    - syslog: udp://127.0.0.1:514',
+      '    - syslog: tcp://[::1]:6514',
+      '      facility: local3',
+    ]);
+    assert.deepEqual(config.audit.sinks, [
+      { kind: 'file', path: join(dir, 'audit.jsonl') },
+      { kind: 'syslog', transport: 'udp', host: '127.0.0.1', port: 514, facility: 10 },
+      { kind: 'syslog', transport: 'tcp', host: '::1', port: 6514, facility: 19 },
+    ]);
+    // The shape first (every field of every sink), then what holds across fields.
+    const shape = errorsOf(['audit:', '  sinks:', '    - syslog: http://siem:514', '    - syslog: udp://h:1', '      facility: nope']);
+    assert.equal(shape.length, 2, shape.join('\n'));
+    assert.match(shape[0]!, /audit\.sinks\[0\]\.syslog: expected udp:\/\/host:port or tcp:\/\/host:port, got "http:\/\/siem:514"/);
+    assert.match(shape[1]!, /audit\.sinks\[1\]\.facility: expected one of kern, user, .*, got "nope"/);
+    const sense = errorsOf(['audit:', '  sinks:', '    - file: a', '      syslog: udp://h:1', '    - file: b', '      facility: auth']);
+    assert.deepEqual(
+      sense.map((e) => e.replace(/^.*?: audit/, 'audit')),
+      ['audit.sinks[0]: needs exactly one of file or syslog', 'audit.sinks[1].facility: is only for syslog'],
+    );
   });
 
   test('the audit signing key is beside the SQLite store by default, else beside the configuration', () => {
@@ -404,7 +430,14 @@ describe('errors name the file, line:column, path and reason', () => {
 
   test('masking: strategies, country and custom detectors are checked', () => {
     assert.deepEqual(
-      errorsOf(['masking:', '  strategies: { email: blur }', '  default_country: usa', '  custom:', '    - name: "bad name!"', '      pattern: x']),
+      errorsOf([
+        'masking:',
+        '  strategies: { email: blur }',
+        '  default_country: usa',
+        '  custom:',
+        '    - name: "bad name!"',
+        '      pattern: x',
+      ]),
       [
         `${F}:2:24: masking.strategies.email: expected one of partial, full, hash, null, got "blur"`,
         `${F}:3:20: masking.default_country: expected a two-letter country code such as US or DE, got "usa"`,

@@ -18,7 +18,8 @@ import { isIP } from 'node:net';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { DEFAULT_ACCESS_POLICY, type PostgresConnection } from '../core/index.ts';
 import { errorCode, resolveReferences, type Env } from './references.ts';
-import { describe, fileSchema, type ConfigFile, type HostPort, type LogLevel, type PostgresAuth } from './schema.ts';
+import { describe, fileSchema, SYSLOG_FACILITIES, type ConfigFile, type HostPort, type LogLevel, type PostgresAuth } from './schema.ts';
+import type { SinkConfig } from '../audit/sinks.ts';
 
 export type { HostPort, LogLevel, PostgresAuth } from './schema.ts';
 export type { Env } from './references.ts';
@@ -55,7 +56,12 @@ export interface MaskingSettings {
     readonly defaultCountry?: string;
     readonly strategies?: Readonly<Record<string, 'partial' | 'full' | 'hash' | 'null'>>;
     readonly salt?: string;
-    readonly custom?: readonly { readonly name: string; readonly pattern: string; readonly flags?: string; readonly validator?: 'luhn' | 'iban' }[];
+    readonly custom?: readonly {
+      readonly name: string;
+      readonly pattern: string;
+      readonly flags?: string;
+      readonly validator?: 'luhn' | 'iban';
+    }[];
   };
   /** Column rules, in order (policy/masking/columns.ts). */
   readonly columns: readonly {
@@ -75,6 +81,8 @@ export interface AuditSettings {
   readonly signingKeyFile: string;
   /** How often the head of the log is signed when it moved. */
   readonly checkpointIntervalMs: number;
+  /** Live copies of the log (audit/sinks.ts). */
+  readonly sinks: readonly SinkConfig[];
 }
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
@@ -121,7 +129,11 @@ export const defaultConfig: Config = deepFreeze({
   oidc: undefined,
   policy: { enabled: true, files: [] },
   masking: { enabled: true, plan: {}, columns: [] },
-  audit: { signingKeyFile: defaultSigningKeyFile(DEFAULT_STORE, resolve('.')), checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS },
+  audit: {
+    signingKeyFile: defaultSigningKeyFile(DEFAULT_STORE, resolve('.')),
+    checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
+    sinks: [],
+  },
   warnings: [],
 });
 
@@ -372,6 +384,17 @@ function build(
     audit: {
       signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
       checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
+      sinks: (f.audit?.sinks ?? []).flatMap((sink, i): SinkConfig[] => {
+        if ((sink.file === undefined) === (sink.syslog === undefined)) {
+          at(['audit', 'sinks', i], 'needs exactly one of file or syslog');
+          return [];
+        }
+        if (sink.file !== undefined) {
+          if (sink.facility !== undefined) at(['audit', 'sinks', i, 'facility'], 'is only for syslog');
+          return [{ kind: 'file', path: resolve(dir, sink.file) }];
+        }
+        return [{ kind: 'syslog', ...sink.syslog!, facility: SYSLOG_FACILITIES[sink.facility ?? 'authpriv']! }];
+      }),
     },
   };
 }
@@ -544,6 +567,10 @@ const KNOWN_KEYS = [
   'audit',
   'signing_key',
   'checkpoint_interval',
+  'sinks',
+  'file',
+  'syslog',
+  'facility',
 ];
 
 function unknownKey(key: string): string {

@@ -185,6 +185,37 @@ const connection = object({
   access: optional(object({ max_duration: optional(duration), approval: optional(oneOf(APPROVAL_MODES)) })),
 });
 
+/** RFC 5424 facilities by name. */
+export const SYSLOG_FACILITIES: Readonly<Record<string, number>> = Object.freeze({
+  kern: 0,
+  user: 1,
+  mail: 2,
+  daemon: 3,
+  auth: 4,
+  syslog: 5,
+  lpr: 6,
+  news: 7,
+  uucp: 8,
+  cron: 9,
+  authpriv: 10,
+  ftp: 11,
+  local0: 16,
+  local1: 17,
+  local2: 18,
+  local3: 19,
+  local4: 20,
+  local5: 21,
+  local6: 22,
+  local7: 23,
+});
+
+const syslogTarget = leaf('udp://host:port or tcp://host:port', (v) => {
+  if (typeof v !== 'string') return undefined;
+  const m = /^(udp|tcp):\/\/(\[[0-9a-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/i.exec(v);
+  if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) return undefined;
+  return { transport: m[1]!.toLowerCase() as 'udp' | 'tcp', host: m[2]!.replace(/^\[|\]$/g, ''), port: Number(m[3]) };
+});
+
 export const fileSchema = object({
   store: optional(storeUrl),
   listen: optional(
@@ -205,7 +236,9 @@ export const fileSchema = object({
   masking: optional(
     object({
       enabled: optional(flag),
-      default_country: optional(leaf('a two-letter country code such as US or DE', (v) => (typeof v === 'string' && /^[A-Z]{2}$/.test(v) ? v : undefined))),
+      default_country: optional(
+        leaf('a two-letter country code such as US or DE', (v) => (typeof v === 'string' && /^[A-Z]{2}$/.test(v) ? v : undefined)),
+      ),
       strategies: optional(z.record(z.string(), oneOf(['partial', 'full', 'hash', 'null'] as const))),
       salt: optional(text),
       custom: optional(
@@ -240,6 +273,15 @@ export const fileSchema = object({
     object({
       signing_key: optional(text),
       checkpoint_interval: optional(duration),
+      sinks: optional(
+        z.array(
+          object({
+            file: optional(text),
+            syslog: optional(syslogTarget),
+            facility: optional(oneOf(Object.keys(SYSLOG_FACILITIES) as [string, ...string[]])),
+          }),
+        ),
+      ),
     }),
   ),
   connections: optional(
