@@ -20,6 +20,9 @@
  *    through the gateway as configured by default (masking on): rows per second, masking on
  *    over masking off, and each gateway's peak RSS while it streams;
  *  - in-process, values per second through the detectors (bench/masking.bench.ts).
+ * And what the tamper-evident audit log takes: appends per second, one at a time and many at
+ * once, against SQLite and PostgreSQL, and records per second through its verification
+ * (bench/audit.bench.ts, in-process).
  *
  * Needs: pgbench and psql, PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`
  * (it creates and drops the database `drawbridge_bench`), and the gateway's CLI
@@ -27,7 +30,7 @@
  *
  * Usage: npm run bench [-- --json]
  * env: BENCH_SECONDS (default 10), BENCH_ROWS (default 2000000),
- *      BENCH_PARTS (default proxy,stream,guardrails,policy,masking: which parts to run)
+ *      BENCH_PARTS (default proxy,stream,guardrails,policy,masking,audit: which parts to run)
  *
  * Limits: client, gateway and server share one machine (2 cores on CI machines), so the
  * ratio includes the gateway competing with pgbench and PostgreSQL for CPU. The figures are
@@ -40,6 +43,7 @@ import { connect, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AuditFigures } from './audit.bench.ts';
 import type { MaskingFigures } from './masking.bench.ts';
 import type { PolicyFigures } from './policy.bench.ts';
 
@@ -56,7 +60,7 @@ const JSON_OUTPUT = process.argv.includes('--json');
 
 class BenchError extends Error {}
 
-const PARTS = ['proxy', 'stream', 'guardrails', 'policy', 'masking'] as const;
+const PARTS = ['proxy', 'stream', 'guardrails', 'policy', 'masking', 'audit'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Endpoint {
@@ -780,6 +784,13 @@ async function main(): Promise<void> {
     const figures = await measurePolicy();
     policy = { figures, table: policyTable(figures) };
   }
+  let audit: { figures: AuditFigures; table: string } | undefined;
+  if (parts.has('audit')) {
+    log('audit log in-process: appends per second on SQLite and PostgreSQL, and verification');
+    const { measureAudit, auditTable } = await import('./audit.bench.ts');
+    const figures = await measureAudit();
+    audit = { figures, table: auditTable(figures) };
+  }
   const maskingBench = parts.has('masking') ? await import('./masking.bench.ts') : undefined;
   let detectors: { figures: MaskingFigures; table: string } | undefined;
   if (maskingBench) {
@@ -847,6 +858,7 @@ async function main(): Promise<void> {
           policy: policy?.figures ?? null,
           masking,
           maskingDetectors: detectors?.figures ?? null,
+          audit: audit?.figures ?? null,
         },
         null,
         2,
@@ -878,6 +890,7 @@ async function main(): Promise<void> {
           ]
         : []),
       ...(detectors ? [detectors.table] : []),
+      ...(audit ? [audit.table] : []),
       machine(),
     ];
     process.stdout.write(`${sections.join('\n\n')}\n`);

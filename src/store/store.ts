@@ -380,6 +380,8 @@ export class StoreConflictError extends Error {
 
 /** Arbitrary but fixed: the advisory lock key under which PostgreSQL stores migrate. */
 const MIGRATION_LOCK_KEY = 0x44_52_42_47; // "DRBG"
+/** Rows per INSERT of audit records (9 parameters each). */
+const AUDIT_INSERT_ROWS = 1000;
 /** Held (for the transaction) by every append to the audit chain on PostgreSQL. */
 const AUDIT_LOCK_KEY = 0x44_52_41_55; // "DRAU"
 
@@ -930,22 +932,25 @@ class KyselyStore implements Store {
         prevHash = hash;
         return chained;
       });
-      await trx
-        .insertInto('audit_events')
-        .values(
-          records.map((r) => ({
-            seq: r.seq,
-            at: r.at,
-            actor: r.actor,
-            action: r.action,
-            subject: r.subject,
-            outcome: r.outcome,
-            details: JSON.stringify(r.details),
-            prev_hash: r.prevHash,
-            hash: r.hash,
-          })),
-        )
-        .execute();
+      // In pieces: a statement holds at most 32,766 parameters on SQLite and 65,535 on PostgreSQL.
+      for (let i = 0; i < records.length; i += AUDIT_INSERT_ROWS) {
+        await trx
+          .insertInto('audit_events')
+          .values(
+            records.slice(i, i + AUDIT_INSERT_ROWS).map((r) => ({
+              seq: r.seq,
+              at: r.at,
+              actor: r.actor,
+              action: r.action,
+              subject: r.subject,
+              outcome: r.outcome,
+              details: JSON.stringify(r.details),
+              prev_hash: r.prevHash,
+              hash: r.hash,
+            })),
+          )
+          .execute();
+      }
       return records;
     });
   }
