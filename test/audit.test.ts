@@ -6,7 +6,8 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { DatabaseSync } from 'node:sqlite';
@@ -21,6 +22,7 @@ import { verifyAuditLog } from '../src/audit/verify.ts';
 import { FrozenClock } from '../src/core/index.ts';
 import { openStore, type Store } from '../src/store/index.ts';
 import { ADMIN, createDatabase, type ThrowawayDatabase } from './support/pg-db.ts';
+import { freePort } from './support/ports.ts';
 
 let dir: string;
 before(async () => {
@@ -407,5 +409,99 @@ describe('audit sinks', () => {
       lines.map((l) => l.seq),
       lines.map((_, i) => i + 1),
     );
+  });
+});
+
+describe('a gateway killed mid-stream', () => {
+  test('SIGKILL while the data path and administrative commands append: the chain verifies, every acknowledged record is there, and it goes on after a restart', async () => {
+    const home = await mkdtemp(join(dir, 'crash-'));
+    const [api, postgres] = [await freePort(), await freePort()];
+    const config = join(home, 'drawbridge.yaml');
+    await writeFile(
+      config,
+      [
+        'store: sqlite:state.db',
+        'listen:',
+        `  api: 127.0.0.1:${api}`,
+        `  postgres: 127.0.0.1:${postgres}`,
+        'log:',
+        '  level: info',
+        'postgres:',
+        '  auth: password',
+        'connections:',
+        '  - { name: local, type: postgres, host: 127.0.0.1, port: 5432, database: postgres, user: postgres }',
+        '',
+      ].join('\n'),
+    );
+    const cliRun = (...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(process.execPath, ['bin/drawbridge.js', ...args], { timeout: 60_000 }, (error, stdout, stderr) =>
+          resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+    const startGateway = async () => {
+      const child = spawn(process.execPath, ['bin/drawbridge.js', 'start', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+          out += text;
+          if (out.includes('drawbridge started')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`gateway exited with ${code}: ${out}`)));
+      });
+      return child;
+    };
+    const grant = async (principal: string) => {
+      const r = await cliRun('grant', '--config', config, '--principal', principal, '--connection', 'local', '--json');
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as { credential: string; grant: string };
+    };
+
+    const gateway = await startGateway();
+    const { credential } = await grant('mallory');
+    const client = new pg.Client({ host: '127.0.0.1', port: postgres, user: 'mallory', database: 'local', password: credential });
+    await client.connect();
+    client.on('error', () => {});
+    let refused = 0;
+    let running = true;
+    const refusals = (async () => {
+      while (running) {
+        try {
+          await client.query('DROP TABLE orders');
+        } catch (error) {
+          if ((error as { code?: string }).code !== '42501') return;
+          refused++;
+        }
+      }
+    })();
+    // Administrative commands append from other processes meanwhile; each answers after its record is committed.
+    const acknowledged: string[] = [];
+    for (let i = 0; i < 4; i++) acknowledged.push((await grant(`p${i}`)).grant);
+    gateway.kill('SIGKILL');
+    await once(gateway, 'exit');
+    running = false;
+    await refusals;
+    await client.end().catch(() => {});
+    assert.ok(refused > 0, 'the client was refused before the kill');
+
+    const verified = await cliRun('audit', 'verify', '--config', config, '--json');
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    const store = await openStore(`sqlite:${join(home, 'state.db')}`);
+    try {
+      const issued = (await store.listAudit({ action: 'grant.issued', limit: 1000 })).map((r) => r.subject);
+      for (const id of acknowledged) assert.ok(issued.includes(id), `grant ${id} was acknowledged but is not on record`);
+      assert.ok((await store.listAudit({ action: 'command.denied', limit: 10_000 })).length > 0);
+    } finally {
+      await store.close();
+    }
+
+    // After a restart the chain goes on from where it was cut, and a normal stop signs the head.
+    const again = await startGateway();
+    await grant('after-restart');
+    again.kill('SIGTERM');
+    await once(again, 'exit');
+    const after = JSON.parse((await cliRun('audit', 'verify', '--config', config, '--json')).stdout);
+    assert.equal(after.ok, true, JSON.stringify(after.problem));
+    assert.equal(after.lastCheckpoint.seq, after.head.seq);
   });
 });

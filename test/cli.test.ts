@@ -10,11 +10,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { get, type IncomingMessage } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { VERSION } from '../src/version.ts';
+import { freePort } from './support/ports.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const NODE = join(ROOT, 'node_modules/.bin/node');
@@ -50,16 +50,6 @@ async function getJson(url: string): Promise<unknown> {
   for await (const chunk of response.setEncoding('utf8')) body += chunk;
   assert.equal(response.statusCode, 200);
   return JSON.parse(body);
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 // Each test is its own child process; they share only the store, which allows concurrent writers.

@@ -11,13 +11,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { encodeFrontend } from '../src/wire/pg/index.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { startPrivatePostgres, type PrivatePostgres } from './support/private-postgres.ts';
 import { RawPg } from './support/raw-pg.ts';
+import { freePort } from './support/ports.ts';
 
 const ADMIN = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' };
 const MiB = 1024 * 1024;
@@ -25,14 +25,6 @@ const MiB = 1024 * 1024;
 let gw: TestGateway;
 let doomed: PrivatePostgres;
 let deadPort: number;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 before(async () => {
   doomed = await startPrivatePostgres();
