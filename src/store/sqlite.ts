@@ -42,11 +42,31 @@ function openDatabase(path: string): DatabaseSync {
   }
   const db = new DatabaseSync(path);
   db.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
-  if (path !== ':memory:') db.exec('PRAGMA journal_mode = WAL');
+  if (path !== ':memory:') untilUnlocked(() => db.exec('PRAGMA journal_mode = WAL'));
   db.exec('PRAGMA synchronous = NORMAL');
   db.exec('PRAGMA foreign_keys = ON');
   return db;
 }
+
+/**
+ * Runs `step`, again while SQLite says the database is locked, up to the busy timeout. Switching a
+ * new file to WAL needs it to itself, and SQLite does not wait for that (busy_timeout does not
+ * apply): a second process opening the file while the first writes its tables would fail.
+ */
+function untilUnlocked(step: () => void): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const deadline = Date.now() + SQLITE_BUSY_TIMEOUT_MS; ; ) {
+    try {
+      step();
+      return;
+    } catch (error) {
+      if ((error as { errcode?: number }).errcode !== SQLITE_BUSY || Date.now() > deadline) throw error;
+      Atomics.wait(pause, 0, 0, 20); // opening a store is synchronous: wait without the event loop
+    }
+  }
+}
+
+const SQLITE_BUSY = 5;
 
 function kyselyAdapter(db: DatabaseSync): SqliteDatabase {
   return {
