@@ -110,7 +110,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   }
   const checkpoints = new AuditCheckpoints(store, signingKey, clock, log);
   checkpoints.start(config.audit.checkpointIntervalMs);
-  const pipeline = new Pipeline({ guard, recorder, clock, audit, masking });
+  const pipeline = new Pipeline({ guard, recorder, clock, audit, masking, resultBytes: config.recording.maxResultBytes });
   const grantWatch = new GrantWatch(
     { revokedSince: (since) => store.listRevokedSince(since), claimExpired: (now) => store.claimExpiredGrants(now, 100) },
     audit,

@@ -244,9 +244,9 @@ test('SQLite: records written before the chain are chained when the store is upg
   let store = await openStore(b.url);
   await fill(store, 5);
   await store.close();
-  // The store as it was before the chain: no hashes, no checkpoints, the migration not yet run.
+  // The store as it was before the chain: no hashes, no checkpoints, the migrations since not yet run.
   await b.sql(
-    "update audit_events set prev_hash = null, hash = null; delete from audit_events where seq = 2; drop table audit_checkpoints; delete from drawbridge_migration where name = '0007_audit_chain';",
+    "update audit_events set prev_hash = null, hash = null; delete from audit_events where seq = 2; drop table audit_checkpoints; alter table statements drop column result; delete from drawbridge_migration where name in ('0007_audit_chain', '0008_statement_results');",
   );
   store = await openStore(b.url);
   try {

@@ -46,6 +46,8 @@ before(async () => {
       'drop table pg_class',
       '-c',
       'select 1/0',
+      '-c',
+      "select g, repeat('x', 1000) as filler from generate_series(1, 200) g",
     ],
     { PGPASSWORD: credential },
   );
@@ -57,7 +59,7 @@ before(async () => {
   sessionId = sessions[0]!.id;
   await eventually(
     () => gw.gateway.store.listStatements(sessionId),
-    (s) => s.length === 4,
+    (s) => s.length === 5,
   );
 });
 after(() => gw?.close());
@@ -92,7 +94,18 @@ describe('drawbridge sessions', () => {
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.split('\n');
     const prompts = lines.filter((l) => l.includes('alice@local=>')).map((l) => l.replace(/^\[\+[^\]]+\] alice@local=> /, ''));
-    assert.deepEqual(prompts, ['select 41 + 1 as answer', "select 'a****@*******.com' as contact", 'drop table pg_class', 'select 1/0']);
+    assert.deepEqual(prompts, [
+      'select 41 + 1 as answer',
+      "select 'a****@*******.com' as contact",
+      'drop table pg_class',
+      'select 1/0',
+      "select g, repeat('x', 1000) as filler from generate_series(1, 200) g",
+    ]);
+    // What each statement returned, as the client got it: masked, the first rows of a long one.
+    assert.match(r.stdout, /\| answer\n +\| 42\n/);
+    assert.match(r.stdout, /\| contact\n +\| a\*{4}@\*{7}\.com\n/);
+    assert.match(r.stdout, /\| \(5\d more rows recorded \(--rows\)\)\n +\| \(the recording keeps only the first part of the result\)/);
+    assert.ok(!r.stdout.includes('alice@example.com'));
     assert.match(r.stdout, /REFUSED command.denied: blocked by policy "no-destructive-ddl"/);
     assert.match(r.stdout, /ERROR 22012: division by zero/);
     assert.match(lines.at(-2)!, /^-- ended \+\d+\.\d{3}s: /);
@@ -120,8 +133,14 @@ describe('the sessions API', () => {
         ['ok', null],
         ['denied', 'command.denied'],
         ['error', '22012'],
+        ['ok', null],
       ],
     );
+    assert.deepEqual(one.body.statements[1].result, { columns: ['contact'], rows: [['a****@*******.com']], truncated: false });
+    const long = one.body.statements[4].result;
+    assert.equal(long.truncated, true);
+    assert.ok(long.rows.length >= 64 && long.rows.length < 70, String(long.rows.length));
+    assert.equal(one.body.statements[2].result, null, 'a refused statement returned nothing');
     assert.equal(one.body.session.principal, 'alice');
 
     assert.deepEqual((await callApi(api, 'GET', '/api/sessions', bob)).body.sessions, []);

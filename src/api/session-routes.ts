@@ -40,6 +40,8 @@ const statement = z.object({
   outcome: z.enum(['ok', 'error', 'denied', 'cancelled']),
   errorCode: z.string().nullable(),
   errorMessage: z.string().nullable(),
+  /** What it returned, as the client received it (masked), up to the recording's size; null when not recorded. */
+  result: z.object({ columns: z.array(z.string()), rows: z.array(z.array(z.string().nullable())), truncated: z.boolean() }).nullable(),
 });
 
 const seesAll = (who: AuthenticatedPrincipal): boolean => who.roles.includes('admin') || who.roles.includes('auditor');
@@ -118,6 +120,9 @@ export function sessionRoutes(deps: SessionRouteDeps): AnyRoute[] {
             outcome: s.outcome,
             errorCode: s.errorCode ?? null,
             errorMessage: s.errorMessage ?? null,
+            result: s.result
+              ? { columns: [...s.result.columns], rows: s.result.rows.map((r) => [...r]), truncated: s.result.truncated }
+              : null,
           })),
         };
       },

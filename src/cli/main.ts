@@ -52,7 +52,8 @@ service-accounts also work without it, through the API, for a logged-in admin):
                                                  the verdict, the deciding policies and the classification (default pack without --policy)
   drawbridge sessions list --config FILE [--principal NAME] [--connection NAME] [--since 7d|DATE] [--limit 50] [--before CURSOR] [--json]
   drawbridge sessions show SESSION --config FILE [--json]       a session and its statements: outcome, time, rows, errors
-  drawbridge sessions replay SESSION --config FILE [--pace]     the session as its client saw it, statement by statement
+  drawbridge sessions replay SESSION --config FILE [--pace] [--rows 10]
+                                                 the session as its client saw it: each statement, its answer, its first rows
   drawbridge audit verify --config FILE [--public-key FILE]... [--json]
                                                  prove that no audit record was edited, removed, reordered or cut off
                                                  (exit 1 naming the first record that breaks)

@@ -8,6 +8,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatDuration, pointInTime } from '../core/duration.ts';
+import type { RecordedResult } from '../recording/result-sample.ts';
 import type { SessionRecord, StatementRecord, Store } from '../store/index.ts';
 import { options, optionsAndArguments, UsageError, withLocalStore } from './args.ts';
 import { table } from './identity.ts';
@@ -91,6 +92,7 @@ async function show(args: readonly string[], as: 'table' | 'transcript'): Promis
     config: { type: 'string' },
     json: { type: 'boolean' },
     pace: { type: 'boolean' },
+    rows: { type: 'string' },
   });
   if (!values.config) throw new UsageError(`sessions ${as === 'table' ? 'show' : 'replay'} needs --config FILE`);
   const [id] = positionals;
@@ -121,7 +123,9 @@ async function show(args: readonly string[], as: 'table' | 'transcript'): Promis
     );
     return 0;
   }
-  await transcript(session, statements, values.pace === true);
+  const rows = values.rows === undefined ? 10 : Number(values.rows);
+  if (!Number.isInteger(rows) || rows < 0) throw new UsageError('--rows must be a whole number');
+  await transcript(session, statements, values.pace === true, rows);
   return 0;
 }
 
@@ -140,7 +144,7 @@ function header(s: SessionRecord): string {
 }
 
 /** The session as its client saw it, statement by statement; with `pace`, at the recorded gaps (at most 2 s each). */
-async function transcript(s: SessionRecord, statements: readonly StatementRecord[], pace: boolean): Promise<void> {
+async function transcript(s: SessionRecord, statements: readonly StatementRecord[], pace: boolean, rows: number): Promise<void> {
   const prompt = `${s.principal}@${s.connection}=>`;
   process.stdout.write(dim(`-- ${s.id}: ${s.principal} on ${s.connection} from ${s.clientAddress}, ${iso(s.startedAt)}\n`));
   let last = s.startedAt;
@@ -151,9 +155,10 @@ async function transcript(s: SessionRecord, statements: readonly StatementRecord
     process.stdout.write(`${dim(at)} ${cyan(prompt)} ${st.text.trimEnd().replace(/\n/g, `\n${' '.repeat(at.length + 1)}`)}\n`);
     const pad = ' '.repeat(at.length + 1);
     const took = `${st.durationMs.toFixed(1)} ms`;
-    if (st.outcome === 'ok')
+    if (st.outcome === 'ok') {
       process.stdout.write(`${pad}${green('ok')}${st.rows === undefined ? '' : `, ${st.rows} row${st.rows === 1 ? '' : 's'}`}, ${took}\n`);
-    else {
+      if (st.result && st.result.columns.length > 0) process.stdout.write(resultTable(st.result, rows, pad));
+    } else {
       const label = st.outcome === 'denied' ? 'REFUSED' : st.outcome === 'cancelled' ? 'CANCELLED' : 'ERROR';
       process.stdout.write(
         `${pad}${red(`${label}${st.errorCode ? ` ${st.errorCode}` : ''}`)}: ${st.errorMessage ?? ''} ${dim(`(${took})`)}\n`,
@@ -162,6 +167,21 @@ async function transcript(s: SessionRecord, statements: readonly StatementRecord
   }
   const end = s.endedAt === undefined ? 'still live' : `ended +${seconds(s.endedAt - s.startedAt)}: ${s.endReason ?? 'no reason recorded'}`;
   process.stdout.write(dim(`-- ${end}\n`));
+}
+
+/** The first `max` rows of a recorded result, aligned like psql's, indented by `pad`. */
+function resultTable(result: RecordedResult, max: number, pad: string): string {
+  const shown = result.rows.slice(0, max).map((r) => r.map((v) => (v === null ? '' : oneLine(v, 60))));
+  const lines = table(result.columns, shown)
+    .trimEnd()
+    .split('\n')
+    .map((l) => `${pad}${dim('|')} ${l}`);
+  const more = result.rows.length - shown.length;
+  const notes = [
+    ...(more > 0 ? [`${more} more row${more === 1 ? '' : 's'} recorded (--rows)`] : []),
+    ...(result.truncated ? ['the recording keeps only the first part of the result'] : []),
+  ];
+  return `${[...lines, ...notes.map((n) => `${pad}${dim(`| (${n})`)}`)].join('\n')}\n`;
 }
 
 /** `12.345s`, or `4m02.500s` past a minute. */

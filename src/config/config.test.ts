@@ -159,6 +159,7 @@ describe('valid configuration', () => {
         columns: [{ column: 'secret_*', action: 'mask', strategy: 'hash' }],
       },
       audit: { signingKeyFile: join(dir, 'keys/audit.pem'), checkpointIntervalMs: 30_000, sinks: [] },
+      recording: { maxResultBytes: 65_536 },
       warnings: [],
     });
   });
@@ -187,6 +188,12 @@ describe('valid configuration', () => {
       sense.map((e) => e.replace(/^.*?: audit/, 'audit')),
       ['audit.sinks[0]: needs exactly one of file or syslog', 'audit.sinks[1].facility: is only for syslog'],
     );
+  });
+
+  test('recording.max_result_size: bytes or a size, 0 for none, at most 16MiB', () => {
+    assert.equal(parse(['recording:', '  max_result_size: 1MiB']).recording.maxResultBytes, 1024 * 1024);
+    assert.equal(parse(['recording:', '  max_result_size: 0']).recording.maxResultBytes, 0);
+    assert.match(errorsOf(['recording:', '  max_result_size: 1GiB'])[0]!, /recording\.max_result_size: expected a size from 0 to 16MiB/);
   });
 
   test('the audit signing key is beside the SQLite store by default, else beside the configuration', () => {

@@ -20,6 +20,7 @@ import { DEFAULT_ACCESS_POLICY, type PostgresConnection } from '../core/index.ts
 import { errorCode, resolveReferences, type Env } from './references.ts';
 import { describe, fileSchema, SYSLOG_FACILITIES, type ConfigFile, type HostPort, type LogLevel, type PostgresAuth } from './schema.ts';
 import type { SinkConfig } from '../audit/sinks.ts';
+import { DEFAULT_RESULT_BYTES } from '../recording/result-sample.ts';
 
 export type { HostPort, LogLevel, PostgresAuth } from './schema.ts';
 export type { Env } from './references.ts';
@@ -44,6 +45,10 @@ export interface Config {
   readonly policy: PolicyConfig;
   readonly masking: MaskingSettings;
   readonly audit: AuditSettings;
+  readonly recording: {
+    /** What a masked session's recording keeps of each statement's result, in bytes of values; 0: nothing. */
+    readonly maxResultBytes: number;
+  };
   /** Insecure but valid choices, formatted like errors; print them loudly at start. */
   readonly warnings: readonly string[];
 }
@@ -134,6 +139,7 @@ export const defaultConfig: Config = deepFreeze({
     checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
     sinks: [],
   },
+  recording: { maxResultBytes: DEFAULT_RESULT_BYTES },
   warnings: [],
 });
 
@@ -381,6 +387,7 @@ function build(
         ...(c.strategy ? { strategy: c.strategy } : {}),
       })),
     },
+    recording: { maxResultBytes: f.recording?.max_result_size ?? DEFAULT_RESULT_BYTES },
     audit: {
       signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
       checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
@@ -571,6 +578,8 @@ const KNOWN_KEYS = [
   'file',
   'syslog',
   'facility',
+  'recording',
+  'max_result_size',
 ];
 
 function unknownKey(key: string): string {

@@ -122,6 +122,12 @@ const messageLength = leaf('a size from 1KiB to 1GiB (an integer number of bytes
   return n !== undefined && n >= MIN_MESSAGE_LENGTH && n <= MAX_MESSAGE_LENGTH ? n : undefined;
 });
 
+/** What a recording keeps of a statement's result: 0 (nothing) to 16MiB. */
+const resultSize = leaf('a size from 0 to 16MiB (an integer number of bytes, or e.g. 64KiB)', (v) => {
+  const n = parseSize(v);
+  return n !== undefined && n >= 0 && n <= 16 * 1024 * 1024 ? n : undefined;
+});
+
 const storeUrl = leaf('sqlite:<path>, "sqlite::memory:" (quoted) or postgres://user:password@host:port/database', (v) => {
   if (typeof v !== 'string') return undefined;
   if (/^sqlite:.+/.test(v)) return v;
@@ -269,6 +275,7 @@ export const fileSchema = object({
       files: optional(names),
     }),
   ),
+  recording: optional(object({ max_result_size: optional(resultSize) })),
   audit: optional(
     object({
       signing_key: optional(text),

@@ -110,6 +110,7 @@ describe('Pipeline', () => {
         outcome: 'ok',
         errorCode: undefined,
         errorMessage: undefined,
+        result: undefined, // an unmasked session keeps no values
       },
       {
         sessionId: 'ses_1',
@@ -121,6 +122,7 @@ describe('Pipeline', () => {
         outcome: 'error',
         errorCode: '22012',
         errorMessage: 'division by zero',
+        result: undefined,
       },
     ]);
   });
@@ -166,6 +168,7 @@ describe('Pipeline', () => {
         outcome: 'denied',
         errorCode: 'command.denied',
         errorMessage: 'dropping tables is not allowed',
+        result: undefined,
       },
     ]);
   });

@@ -5,6 +5,7 @@
  * to render an error), never their own idea of what is allowed.
  */
 
+import { DEFAULT_RESULT_BYTES, ResultSample } from '../recording/result-sample.ts';
 import { allow, GatewayError, type AccessGrant, type Clock, type Command, type Connection, type Verdict } from '../core/index.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { ColumnAction } from '../policy/masking/columns.ts';
@@ -74,6 +75,11 @@ export interface PipelineDeps {
   readonly recorder: Recorder;
   readonly clock: Clock;
   readonly audit: AuditLog;
+  /**
+   * How much of each statement's result a masked session's recording keeps (0: none; default
+   * DEFAULT_RESULT_BYTES). Sessions exempt from masking keep none: their values are never recorded.
+   */
+  readonly resultBytes?: number;
 }
 
 export interface LoginFailure {
@@ -222,7 +228,11 @@ export class LiveSession {
 
   /** Marks the start of a statement; call `finish` on the result exactly once. */
   begin(text: string): StatementTrace {
-    return new StatementTrace(this, text, ++this.#seq, this.#deps.clock.now());
+    const trace = new StatementTrace(this, text, ++this.#seq, this.#deps.clock.now());
+    const bytes = this.#deps.resultBytes ?? DEFAULT_RESULT_BYTES;
+    // Only what was masked is kept: an exempt session's values stay out of our records.
+    if (this.masking !== undefined && bytes > 0) trace.result = new ResultSample(bytes);
+    return trace;
   }
 
   /** Records a statement that never reached the target, and puts the refusal on record. */
@@ -234,7 +244,14 @@ export class LiveSession {
       action: 'command.denied',
       subject: this.info.id,
       outcome: 'failure',
-      details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#redact(text), code, policy, reason: this.#redact(reason) },
+      details: {
+        connection: this.info.connection.name,
+        seq: trace.seq,
+        statement: this.#redact(text),
+        code,
+        policy,
+        reason: this.#redact(reason),
+      },
     });
   }
 
@@ -250,6 +267,7 @@ export class LiveSession {
       outcome: end.outcome,
       errorCode: end.errorCode,
       errorMessage: this.#redact(end.errorMessage),
+      result: trace.result?.record(),
     });
   }
 
@@ -275,6 +293,8 @@ export class StatementTrace {
   readonly seq: number;
   readonly startedAt: number;
   rows = 0;
+  /** What the protocol hands over of the result, for the recording (masked sessions only). */
+  result: ResultSample | undefined;
   #done = false;
 
   constructor(session: LiveSession, text: string, seq: number, startedAt: number) {

@@ -217,6 +217,12 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0008_statement_results': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // What a statement returned, as the client received it (masked), up to a size: JSON.
+      await db.schema.alterTable('statements').addColumn('result', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

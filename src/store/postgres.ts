@@ -60,9 +60,10 @@ export async function withAdvisoryLock<T>(pool: pg.Pool, key: number, fn: () => 
 export function postgresStatementWriter(db: Kysely<Database>): (rows: readonly NewStatement[]) => Promise<void> {
   return async (rows) => {
     const column = <K extends keyof NewStatement>(key: K) => rows.map((r) => r[key] ?? null);
-    await sql`insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message)
+    const results = rows.map((r) => (r.result === undefined ? null : JSON.stringify(r.result)));
+    await sql`insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result)
       select * from unnest(${column('sessionId')}::text[], ${column('seq')}::int[], ${column('text')}::text[],
         ${column('startedAt')}::bigint[], ${column('durationMs')}::float8[], ${column('rows')}::bigint[],
-        ${column('outcome')}::text[], ${column('errorCode')}::text[], ${column('errorMessage')}::text[])`.execute(db);
+        ${column('outcome')}::text[], ${column('errorCode')}::text[], ${column('errorMessage')}::text[], ${results}::text[])`.execute(db);
   };
 }

@@ -77,6 +77,8 @@ export interface StatementsTable {
   outcome: 'ok' | 'error' | 'denied' | 'cancelled';
   error_code: string | null;
   error_message: string | null;
+  /** JSON RecordedResult (recording/result-sample.ts), or null. */
+  result: string | null;
 }
 
 export interface AccountsTable {

@@ -55,7 +55,7 @@ function openDatabase(path: string): DatabaseSync {
  */
 function untilUnlocked(step: () => void): void {
   const pause = new Int32Array(new SharedArrayBuffer(4));
-  for (const deadline = Date.now() + SQLITE_BUSY_TIMEOUT_MS; ; ) {
+  for (const deadline = Date.now() + SQLITE_BUSY_TIMEOUT_MS; ;) {
     try {
       step();
       return;
@@ -107,7 +107,7 @@ export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly N
   return (rows) =>
     backend.db.connection().execute(async () => {
       insert ??= backend.raw.prepare(
-        'insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       );
       backend.raw.exec('begin immediate');
       try {
@@ -122,6 +122,7 @@ export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly N
             r.outcome,
             r.errorCode ?? null,
             r.errorMessage ?? null,
+            r.result === undefined ? null : JSON.stringify(r.result),
           );
         }
         backend.raw.exec('commit');

@@ -490,6 +490,7 @@ for (const backend of [sqlite, postgres]) {
         outcome: outcomes[i % 4] ?? 'ok',
         errorCode: i % 4 === 1 ? '42P01' : undefined,
         errorMessage: i % 4 === 1 ? `relation "t${i}" does not exist` : undefined,
+        result: i % 5 === 0 ? { columns: ['id', 'note'], rows: [[String(i), null], ['x', 'ünï']], truncated: i % 10 === 0 } : undefined,
       }));
       // Inserted shuffled: order comes from seq, not from insertion.
       const shuffled = [...rows].sort((x, y) => ((x.seq * 7919) % 1000) - ((y.seq * 7919) % 1000));
@@ -513,6 +514,7 @@ for (const backend of [sqlite, postgres]) {
           outcome: want.outcome,
           errorCode: want.errorCode,
           errorMessage: want.errorMessage,
+          result: want.result,
         });
       });
       assert.deepEqual(await store.listStatements('ses_missing'), []);

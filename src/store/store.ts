@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
 import { asStored, GENESIS_HASH, recordHash, type Checkpoint } from '../audit/chain.ts';
+import type { RecordedResult } from '../recording/result-sample.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
 import type {
   AccessRequestsTable,
@@ -172,6 +173,8 @@ export interface StatementRecord {
   readonly outcome: StatementOutcome;
   readonly errorCode: string | undefined;
   readonly errorMessage: string | undefined;
+  /** What it returned, as the client received it (masked), up to a size. */
+  readonly result: RecordedResult | undefined;
 }
 
 export interface NewStatement {
@@ -184,6 +187,7 @@ export interface NewStatement {
   readonly outcome: StatementOutcome;
   readonly errorCode?: string | undefined;
   readonly errorMessage?: string | undefined;
+  readonly result?: RecordedResult | undefined;
 }
 
 export interface SessionQuery {
@@ -533,6 +537,7 @@ function toStatement(r: Selectable<StatementsTable>): StatementRecord {
     outcome: r.outcome,
     errorCode: orUndefined(r.error_code),
     errorMessage: orUndefined(r.error_message),
+    result: r.result === null || r.result === undefined ? undefined : (JSON.parse(r.result) as RecordedResult),
   };
 }
 

@@ -358,7 +358,14 @@ export class PgProxy {
     out.add(encodeFrontend({ type: 'Close', target: 'S', name: REFUSAL_STATEMENT }));
     out.add(encodeFrontend({ type: 'Parse', name: REFUSAL_STATEMENT, sql: raise, paramTypes: [] }));
     out.add(
-      encodeFrontend({ type: 'Bind', portal: REFUSAL_STATEMENT, statement: REFUSAL_STATEMENT, paramFormats: [], params: [], resultFormats: [] }),
+      encodeFrontend({
+        type: 'Bind',
+        portal: REFUSAL_STATEMENT,
+        statement: REFUSAL_STATEMENT,
+        paramFormats: [],
+        params: [],
+        resultFormats: [],
+      }),
     );
     out.add(encodeFrontend({ type: 'Execute', portal: REFUSAL_STATEMENT, maxRows: 0 }));
     this.#expected.push(
@@ -420,6 +427,9 @@ export class PgProxy {
           if (head?.kind === 'refusal' && type === BackendType.ErrorResponse) replacement = head.bytes;
           this.#observe(type, body);
           if (replacement === undefined && body !== undefined) replacement = this.#masked(type, body, chunk);
+          if (body !== undefined && (head?.kind === 'query' || head?.kind === 'execute')) {
+            this.#sample(head.trace, type, replacement === undefined ? body : replacement.subarray(5));
+          }
         }
         if (replacement !== undefined) {
           const start = end - length - 1;
@@ -486,6 +496,21 @@ export class PgProxy {
     if (rewritten !== MASKED_IN_PLACE) return rewritten;
     // Masked where it lies: in the chunk, unless the message came in pieces (then its body is a copy).
     return within(body, chunk) ? undefined : framed(type, body);
+  }
+
+  /** What the recording keeps of a statement's result: its columns and first rows, as the client gets them. */
+  #sample(trace: StatementTrace, type: number, body: Buffer): void {
+    const result = trace.result;
+    if (result === undefined || (type !== BackendType.DataRow && type !== BackendType.RowDescription)) return;
+    if (type === BackendType.DataRow && !result.wantsRows) return result.row([]); // counted as cut, not decoded
+    let message: ReturnType<typeof decodeBackend>;
+    try {
+      message = decodeBackend({ type, body, raw: body });
+    } catch {
+      return; // malformed: the client's driver says so; nothing to keep
+    }
+    if (message.type === 'RowDescription') result.columns(message.fields.map((f) => f.name));
+    else if (message.type === 'DataRow') result.row(message.values);
   }
 
   /** Follows the target's answers to close the statements they belong to. */
