@@ -501,16 +501,12 @@ export class PgProxy {
   /** What the recording keeps of a statement's result: its columns and first rows, as the client gets them. */
   #sample(trace: StatementTrace, type: number, body: Buffer): void {
     const result = trace.result;
-    if (result === undefined || (type !== BackendType.DataRow && type !== BackendType.RowDescription)) return;
-    if (type === BackendType.DataRow && !result.wantsRows) return result.row([]); // counted as cut, not decoded
-    let message: ReturnType<typeof decodeBackend>;
-    try {
-      message = decodeBackend({ type, body, raw: body });
-    } catch {
-      return; // malformed: the client's driver says so; nothing to keep
+    if (result === undefined) return;
+    if (type === BackendType.DataRow) result.row(body, dataRowValues);
+    else if (type === BackendType.RowDescription) {
+      const message = decodeOrUndefined(type, body);
+      if (message?.type === 'RowDescription') result.columns(message.fields.map((f) => f.name));
     }
-    if (message.type === 'RowDescription') result.columns(message.fields.map((f) => f.name));
-    else if (message.type === 'DataRow') result.row(message.values);
   }
 
   /** Follows the target's answers to close the statements they belong to. */
@@ -672,6 +668,21 @@ export class PgProxy {
  * The fields of a target's error, for the record. The error itself goes on to the client as it
  * came; one the codec refuses (text in an encoding other than UTF-8) is recorded without them.
  */
+/** A target message read by the codec; undefined when malformed (the client's driver says so). */
+function decodeOrUndefined(type: number, body: Buffer): ReturnType<typeof decodeBackend> | undefined {
+  try {
+    return decodeBackend({ type, body, raw: body });
+  } catch {
+    return undefined;
+  }
+}
+
+/** The values of a DataRow body, for the recording. */
+const dataRowValues = (row: Uint8Array): readonly (Buffer | null)[] | undefined => {
+  const message = decodeOrUndefined(BackendType.DataRow, Buffer.from(row.buffer, row.byteOffset, row.length));
+  return message?.type === 'DataRow' ? message.values : undefined;
+};
+
 /** Whether `part`'s bytes are bytes of `whole` (and not a copy of them). */
 const within = (part: Buffer, whole: Buffer): boolean =>
   part.buffer === whole.buffer && part.byteOffset >= whole.byteOffset && part.byteOffset + part.length <= whole.byteOffset + whole.length;
