@@ -22,7 +22,8 @@
  *  - in-process, values per second through the detectors (bench/masking.bench.ts).
  * And what the tamper-evident audit log takes: appends per second, one at a time and many at
  * once, against SQLite and PostgreSQL, and records per second through its verification
- * (bench/audit.bench.ts, in-process).
+ * (bench/audit.bench.ts, in-process); and pgbench through a gateway that records sessions
+ * (the default) against one with `recording: enabled: false`.
  *
  * Needs: pgbench and psql, PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`
  * (it creates and drops the database `drawbridge_bench`), and the gateway's CLI
@@ -30,7 +31,7 @@
  *
  * Usage: npm run bench [-- --json]
  * env: BENCH_SECONDS (default 10), BENCH_ROWS (default 2000000),
- *      BENCH_PARTS (default proxy,stream,guardrails,policy,masking,audit: which parts to run)
+ *      BENCH_PARTS (default proxy,stream,guardrails,policy,masking,audit,recording: which parts to run)
  *
  * Limits: client, gateway and server share one machine (2 cores on CI machines), so the
  * ratio includes the gateway competing with pgbench and PostgreSQL for CPU. The figures are
@@ -60,7 +61,7 @@ const JSON_OUTPUT = process.argv.includes('--json');
 
 class BenchError extends Error {}
 
-const PARTS = ['proxy', 'stream', 'guardrails', 'policy', 'masking', 'audit'] as const;
+const PARTS = ['proxy', 'stream', 'guardrails', 'policy', 'masking', 'audit', 'recording'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Endpoint {
@@ -267,7 +268,9 @@ class GatewayProcess {
     if (this.child.pid === undefined || this.exited !== undefined) return 0;
     try {
       // After "(comm)": state is field 3; utime and stime are fields 14 and 15.
-      const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+      const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8')
+        .replace(/^.*\) /s, '')
+        .split(' ');
       return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     } catch {
       return 0;
@@ -504,6 +507,7 @@ async function startRelay(): Promise<Endpoint> {
 interface Gateway {
   readonly endpoint: Endpoint;
   readonly process: GatewayProcess;
+  readonly configFile: string;
 }
 
 /**
@@ -516,6 +520,7 @@ const GATEWAYS = {
   gateway: { home: 'gateway', config: [] },
   'gateway, guardrails off': { home: 'gateway-policy-off', config: ['policy:', '  enabled: false'] },
   'gateway, masking off': { home: 'gateway-masking-off', config: ['masking:', '  enabled: false'] },
+  'gateway, recording off': { home: 'gateway-recording-off', config: ['recording:', '  enabled: false'] },
 } as const satisfies Record<string, { home: string; config: readonly string[] }>;
 type GatewayLabel = keyof typeof GATEWAYS;
 
@@ -577,7 +582,7 @@ async function startGateway(dir: string, label: GatewayLabel): Promise<Gateway> 
   });
   if (probe.trim() !== String(SCALE))
     throw new BenchError(`through the ${label}, pgbench_branches has '${probe.trim()}' rows, expected ${SCALE}`);
-  return { endpoint, process: gateway };
+  return { endpoint, process: gateway, configFile: config };
 }
 
 /** Runs `work` and returns its result with the gateway's peak RSS while it ran, and its RSS when it began. */
@@ -667,18 +672,41 @@ async function guardrailRows(onGateway: Gateway, offGateway: Gateway): Promise<G
       `the gateway with 'policy: enabled: false' refused '${GUARDRAIL_PROBE}' (${offRefused}): its guardrails are not off`,
     );
 
-  // A short TPC-B through each first: it warms both up alike and fails early if the pack refuses any of its statements.
-  for (const e of [off, on]) await pgbench(e, 'simple', 1, 'tpcb', 1);
+  return pgbenchOnOff('guardrails', onGateway, offGateway);
+}
 
-  const rows: GuardrailRow[] = [];
+/** pgbench select-only and TPC-B (simple protocol, 1 and 8 clients) directly, with a setting off and on. */
+async function pgbenchOnOff(setting: string, onGateway: Gateway, offGateway: Gateway): Promise<OnOffRow<PgbenchFigures>[]> {
+  // A short TPC-B through each first: it warms both up alike and fails early if the pack refuses any of its statements.
+  for (const e of [offGateway.endpoint, onGateway.endpoint]) await pgbench(e, 'simple', 1, 'tpcb', 1);
+  const rows: OnOffRow<PgbenchFigures>[] = [];
   for (const script of ['select-only', 'tpcb'] as const) {
     for (const clients of [1, 8]) {
       const workload = pgbenchWorkload(script, 'simple', clients);
-      log(`${workload}: direct, guardrails off, guardrails on (${SECONDS} s each)`);
+      log(`${workload}: direct, ${setting} off, ${setting} on (${SECONDS} s each)`);
       rows.push(await onOffRow(workload, offGateway, onGateway, (e) => pgbench(e, 'simple', clients, script)));
     }
   }
   return rows;
+}
+
+/** How many sessions a gateway's store has recorded, read as an administrator would. */
+async function recordedSessions(g: Gateway): Promise<number> {
+  const { stdout } = await exec(NODE, [CLI, 'sessions', 'list', '--config', g.configFile, '--limit', '1000', '--json']);
+  return (JSON.parse(stdout) as { sessions: unknown[] }).sessions.length;
+}
+
+/** pgbench through the gateway recording sessions (the default) and through one that records none. */
+async function recordingRows(onGateway: Gateway, offGateway: Gateway): Promise<OnOffRow<PgbenchFigures>[]> {
+  // Figures are only worth printing if "on" and "off" are what they say.
+  const [before, none] = [await recordedSessions(onGateway), await recordedSessions(offGateway)];
+  await exec('psql', psqlArgs(onGateway.endpoint, '-c', 'select 1'), { env: onGateway.endpoint.env });
+  await exec('psql', psqlArgs(offGateway.endpoint, '-c', 'select 1'), { env: offGateway.endpoint.env });
+  await new Promise((r) => setTimeout(r, 500)); // the recorder writes every 200 ms
+  if ((await recordedSessions(onGateway)) <= before) throw new BenchError('the gateway with the default configuration recorded no session');
+  if ((await recordedSessions(offGateway)) !== none)
+    throw new BenchError("the gateway with 'recording: enabled: false' recorded a session");
+  return pgbenchOnOff('recording', onGateway, offGateway);
 }
 
 /** The same work directly, through the gateway with a setting off, then with it on (watching each one's memory). */
@@ -801,9 +829,11 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   let guardrails: GuardrailRow[] = [];
+  let recording: OnOffRow<PgbenchFigures>[] = [];
   let masking: MaskingRow[] = [];
   let memory: { peakRssBytes: number; hwmBytes: number; rssBytes: number; idleRssBytes: number } | undefined;
-  const throughPgbench = parts.has('proxy') || parts.has('stream') || parts.has('guardrails') || parts.has('masking');
+  const throughPgbench =
+    parts.has('proxy') || parts.has('stream') || parts.has('guardrails') || parts.has('masking') || parts.has('recording');
   if (throughPgbench) {
     await preflight();
     tmp = await mkdtemp(join(tmpdir(), 'drawbridge-bench-'));
@@ -826,6 +856,11 @@ async function main(): Promise<void> {
     if (parts.has('guardrails')) {
       const off = await startGateway(tmp, 'gateway, guardrails off');
       guardrails = await guardrailRows(gateway, off);
+      await stopGateway(off);
+    }
+    if (parts.has('recording')) {
+      const off = await startGateway(tmp, 'gateway, recording off');
+      recording = await recordingRows(gateway, off);
       await stopGateway(off);
     }
     if (maskingBench) {
@@ -859,6 +894,7 @@ async function main(): Promise<void> {
           masking,
           maskingDetectors: detectors?.figures ?? null,
           audit: audit?.figures ?? null,
+          recording,
         },
         null,
         2,
@@ -891,6 +927,16 @@ async function main(): Promise<void> {
         : []),
       ...(detectors ? [detectors.table] : []),
       ...(audit ? [audit.table] : []),
+      ...(recording.length > 0
+        ? [
+            onOffTable(
+              'recording through the gateway',
+              'recording',
+              recording,
+              'recording on: the default configuration (sessions, statements and their first results recorded, audit on); off: recording: enabled: false (the audit log stays on). Target: on/off >= 85%.',
+            ),
+          ]
+        : []),
       machine(),
     ];
     process.stdout.write(`${sections.join('\n\n')}\n`);

@@ -24,7 +24,7 @@ import { Credentials } from './identity/credentials.ts';
 import { BufferPool } from './net/pooled-reads.ts';
 import { CancelKeys } from './protocols/pg/cancel-keys.ts';
 import { servePgClient } from './protocols/pg/frontend.ts';
-import { StoreRecorder } from './recording/recorder.ts';
+import { NoRecorder, StoreRecorder } from './recording/recorder.ts';
 import { StoreAuditLog } from './audit/audit-log.ts';
 import { AuditCheckpoints, loadSigningKey } from './audit/checkpoints.ts';
 import { openSink } from './audit/sinks.ts';
@@ -78,7 +78,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     await store.close();
   };
   const credentials = new Credentials(store, clock, audit);
-  const recorder = new StoreRecorder(store, log);
+  const recorder = config.recording.enabled ? new StoreRecorder(store, log) : new NoRecorder();
   let policy: LivePolicy | undefined;
   try {
     policy = options.guard || !config.policy.enabled ? undefined : await watchPolicy(config.policy.files, audit, log);

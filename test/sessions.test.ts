@@ -148,3 +148,24 @@ describe('the sessions API', () => {
     assert.equal((await callApi(api, 'GET', '/api/sessions?principal=alice', bob)).status, 403);
   });
 });
+
+test('recording: enabled: false keeps no session nor statement, and the audit log still has the session', async () => {
+  const { gatewayClient } = await import('./support/pg-db.ts');
+  const quiet = await startTestGateway({ extraYaml: ['recording:', '  enabled: false'] });
+  try {
+    const client = await gatewayClient(quiet, 'local', 'carol');
+    await client.query('select 1');
+    await client.end();
+    const started = await eventually(
+      () => quiet.gateway.store.listAudit({ action: 'session.ended', limit: 100 }),
+      (events) => events.some((e) => e.actor === 'carol'),
+    );
+    assert.ok(
+      started.some((e) => e.actor === 'carol'),
+      'session.ended is on record',
+    );
+    assert.deepEqual(await quiet.gateway.store.listSessions({}), []);
+  } finally {
+    await quiet.close();
+  }
+});

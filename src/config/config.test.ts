@@ -159,7 +159,7 @@ describe('valid configuration', () => {
         columns: [{ column: 'secret_*', action: 'mask', strategy: 'hash' }],
       },
       audit: { signingKeyFile: join(dir, 'keys/audit.pem'), checkpointIntervalMs: 30_000, sinks: [] },
-      recording: { maxResultBytes: 65_536 },
+      recording: { enabled: true, maxResultBytes: 65_536 },
       warnings: [],
     });
   });
@@ -194,6 +194,9 @@ describe('valid configuration', () => {
     assert.equal(parse(['recording:', '  max_result_size: 1MiB']).recording.maxResultBytes, 1024 * 1024);
     assert.equal(parse(['recording:', '  max_result_size: 0']).recording.maxResultBytes, 0);
     assert.match(errorsOf(['recording:', '  max_result_size: 1GiB'])[0]!, /recording\.max_result_size: expected a size from 0 to 16MiB/);
+    const off = parse(['recording:', '  enabled: false']);
+    assert.equal(off.recording.enabled, false);
+    assert.match(off.warnings.join('\n'), /recording\.enabled: false: sessions and the statements they run are not recorded/);
   });
 
   test('the audit signing key is beside the SQLite store by default, else beside the configuration', () => {

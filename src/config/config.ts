@@ -46,6 +46,8 @@ export interface Config {
   readonly masking: MaskingSettings;
   readonly audit: AuditSettings;
   readonly recording: {
+    /** false: sessions and statements are not recorded (a loud warning at start); audit events still are. */
+    readonly enabled: boolean;
     /** What a masked session's recording keeps of each statement's result, in bytes of values; 0: nothing. */
     readonly maxResultBytes: number;
   };
@@ -139,7 +141,7 @@ export const defaultConfig: Config = deepFreeze({
     checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
     sinks: [],
   },
-  recording: { maxResultBytes: DEFAULT_RESULT_BYTES },
+  recording: { enabled: true, maxResultBytes: DEFAULT_RESULT_BYTES },
   warnings: [],
 });
 
@@ -387,7 +389,7 @@ function build(
         ...(c.strategy ? { strategy: c.strategy } : {}),
       })),
     },
-    recording: { maxResultBytes: f.recording?.max_result_size ?? DEFAULT_RESULT_BYTES },
+    recording: { enabled: f.recording?.enabled ?? true, maxResultBytes: f.recording?.max_result_size ?? DEFAULT_RESULT_BYTES },
     audit: {
       signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
       checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
@@ -452,6 +454,9 @@ function resolveStore(store: string | undefined, dir: string): string {
 function checkInsecure(config: Omit<Config, 'warnings'>, warn: (path: Path, reason: string) => void): void {
   if (!config.masking.enabled) {
     warn(['masking', 'enabled'], 'false: results leave the gateway unmasked, sensitive values included');
+  }
+  if (!config.recording.enabled) {
+    warn(['recording', 'enabled'], 'false: sessions and the statements they run are not recorded (audit events still are)');
   }
   if (!config.policy.enabled) {
     warn(['policy', 'enabled'], 'false: guardrails are off, every statement a grant holder sends reaches the target');

@@ -275,7 +275,7 @@ export const fileSchema = object({
       files: optional(names),
     }),
   ),
-  recording: optional(object({ max_result_size: optional(resultSize) })),
+  recording: optional(object({ enabled: optional(flag), max_result_size: optional(resultSize) })),
   audit: optional(
     object({
       signing_key: optional(text),

@@ -5,6 +5,7 @@
  * are lost (at most `flushMs` worth); the tamper-evident audit log of a later issue is durable.
  */
 
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { NewSession, NewStatement, Store } from '../store/index.ts';
 
@@ -72,4 +73,19 @@ export class StoreRecorder implements Recorder {
   async close(): Promise<void> {
     await this.flush();
   }
+}
+
+/**
+ * What a gateway with `recording: enabled: false` uses: sessions get an id (audit events and
+ * revocation name them) and nothing is written. Fail-safe for the rest: the audit log still
+ * records logins, refusals and session starts and ends.
+ */
+export class NoRecorder implements Recorder {
+  async startSession(): Promise<string> {
+    return `ses_${randomUUID().replaceAll('-', '')}`;
+  }
+  statement(): void {}
+  endSession(): void {}
+  async flush(): Promise<void> {}
+  async close(): Promise<void> {}
 }
