@@ -25,6 +25,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { allow, GatewayError, type Verdict } from '../../core/index.ts';
 import type { PooledReadHandler } from '../../net/pooled-reads.ts';
+import type { ResultSample } from '../../recording/result-sample.ts';
 import type { LiveSession, StatementTrace } from '../../session/pipeline.ts';
 import {
   decodeBackend,
@@ -427,8 +428,8 @@ export class PgProxy {
           if (head?.kind === 'refusal' && type === BackendType.ErrorResponse) replacement = head.bytes;
           this.#observe(type, body);
           if (replacement === undefined && body !== undefined) replacement = this.#masked(type, body, chunk);
-          if (body !== undefined && (head?.kind === 'query' || head?.kind === 'execute')) {
-            this.#sample(head.trace, type, replacement === undefined ? body : replacement.subarray(5));
+          if (body !== undefined && (head?.kind === 'query' || head?.kind === 'execute') && head.trace.result !== undefined) {
+            this.#sample(head.trace.result, type, replacement === undefined ? body : replacement.subarray(5));
           }
         }
         if (replacement !== undefined) {
@@ -499,9 +500,7 @@ export class PgProxy {
   }
 
   /** What the recording keeps of a statement's result: its columns and first rows, as the client gets them. */
-  #sample(trace: StatementTrace, type: number, body: Buffer): void {
-    const result = trace.result;
-    if (result === undefined) return;
+  #sample(result: ResultSample, type: number, body: Buffer): void {
     if (type === BackendType.DataRow) result.row(body, dataRowValues);
     else if (type === BackendType.RowDescription) {
       const message = decodeOrUndefined(type, body);
