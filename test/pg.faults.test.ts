@@ -11,29 +11,32 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { encodeFrontend } from '../src/wire/pg/index.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { startPrivatePostgres, type PrivatePostgres } from './support/private-postgres.ts';
 import { RawPg } from './support/raw-pg.ts';
-import { freePort } from './support/ports.ts';
 
 const ADMIN = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' };
 const MiB = 1024 * 1024;
 
 let gw: TestGateway;
 let doomed: PrivatePostgres;
-let deadPort: number;
+let deadSocketDir: string;
 
 before(async () => {
   doomed = await startPrivatePostgres();
-  deadPort = await freePort();
+  deadSocketDir = await mkdtemp(join(tmpdir(), 'drawbridge-dead-'));
   gw = await startTestGateway({
     connections: [
       {},
       { name: 'doomed', host: doomed.host, port: doomed.port, user: doomed.superuser },
-      { name: 'dead', host: '127.0.0.1', port: deadPort },
+      // A socket folder where no server listens: connecting is refused, with no port another test could take meanwhile.
+      { name: 'dead', host: deadSocketDir, port: 5432 },
     ],
   });
 });
@@ -41,6 +44,7 @@ before(async () => {
 after(async () => {
   await gw?.close();
   await doomed?.stop();
+  await rm(deadSocketDir, { recursive: true, force: true });
 });
 
 const unique = (prefix: string) => `${prefix}_${randomBytes(3).toString('hex')}`;
