@@ -343,6 +343,25 @@ describe('the audit API', () => {
       assert.equal(verified.body.ok, true, JSON.stringify(verified.body.problem));
       assert.equal(verified.body.records, all.records.length);
 
+      // The export as JSON lines: every record, its hashes, the chain recomputable from the lines alone.
+      const exported = await fetch(`${api}/api/audit/export?since=1d`, { headers: { authorization: `Bearer ${auditor}` } });
+      assert.equal(exported.status, 200);
+      assert.match(exported.headers.get('content-type') ?? '', /^application\/x-ndjson/);
+      const lines = (await exported.text())
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      assert.ok(lines.length >= all.records.length, `${lines.length} lines for ${all.records.length} records`);
+      for (const [i, l] of lines.entries()) {
+        assert.equal(l.seq, i + 1);
+        assert.equal(recordHash(l, l.prev_hash), l.hash);
+        if (i > 0) assert.equal(l.prev_hash, lines[i - 1].hash);
+      }
+      assert.equal((await fetch(`${api}/api/audit/export`, { headers: { authorization: `Bearer ${user}` } })).status, 403);
+      assert.equal((await fetch(`${api}/api/audit/export?until=later`, { headers: { authorization: `Bearer ${auditor}` } })).status, 400);
+      const doc = (await callApi(api, 'GET', '/api/openapi.json', undefined)).body;
+      assert.ok(doc.paths['/api/audit/export'].get.responses['200'].content['application/x-ndjson']);
+
       assert.equal((await callApi(api, 'GET', '/api/audit', user)).status, 403);
       assert.equal((await callApi(api, 'GET', '/api/audit/verify', undefined)).status, 401);
       const bad = await callApi(api, 'GET', '/api/audit?since=yesterday', auditor);

@@ -8,9 +8,10 @@ import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../core/index.ts';
 import { pointInTime } from '../core/duration.ts';
-import { verifyAuditLog } from '../audit/verify.ts';
+import { exportLine } from '../audit/sinks.ts';
+import { auditRecords, verifyAuditLog } from '../audit/verify.ts';
 import type { Store } from '../store/index.ts';
-import { ApiError, type AnyRoute } from './server.ts';
+import { ApiError, StreamReply, type AnyRoute } from './server.ts';
 
 export interface AuditRouteDeps {
   readonly store: Store;
@@ -32,6 +33,20 @@ const record = z.object({
   outcome: z.enum(['success', 'failure']),
   details: z.record(z.string(), z.unknown()),
   prevHash: z.string().nullable(),
+  hash: z.string().nullable(),
+});
+
+/** One line of the export (audit/sinks.ts exportLine). */
+const exportLineSchema = z.object({
+  seq: z.number().int(),
+  time: z.string(),
+  at: z.number().int(),
+  actor: z.string(),
+  action: z.string(),
+  subject: z.string(),
+  outcome: z.enum(['success', 'failure']),
+  details: z.record(z.string(), z.unknown()),
+  prev_hash: z.string().nullable(),
   hash: z.string().nullable(),
 });
 
@@ -68,6 +83,24 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
           records: rows.map((r) => ({ ...r, time: new Date(r.at).toISOString(), at: undefined })),
           next: rows.length === limit ? rows.at(-1)!.seq : null,
         };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/api/audit/export',
+      summary:
+        'The audit log as JSON lines (application/x-ndjson), oldest first, each record with its hashes, as `drawbridge audit export` writes it: ?since= and ?until= (7d, or an ISO date).',
+      access: [...READERS],
+      produces: 'application/x-ndjson',
+      response: exportLineSchema,
+      handler: ({ query }) => {
+        const since = time(query['since'], 'since');
+        const until = time(query['until'], 'until');
+        return new StreamReply(
+          (async function* () {
+            for await (const r of auditRecords(deps.store, { since, until })) yield exportLine(r);
+          })(),
+        );
       },
     },
     {

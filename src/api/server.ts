@@ -8,6 +8,7 @@
  * route first authenticates the bearer token, then checks the caller's gateway roles.
  */
 
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { AuthenticatedPrincipal, GatewayRole } from '../identity/accounts.ts';
@@ -32,6 +33,9 @@ export interface ApiRoute<B = unknown> {
   readonly body?: z.ZodType<B>;
   /** The status of a success; default 200. */
   readonly status?: number;
+  /** The media type of a success; default application/json. Another one is answered as a StreamReply. */
+  readonly produces?: string;
+  /** For application/json, the body; for another type, what each item (a line of JSON lines) is. */
   readonly response: z.ZodType;
   readonly handler: (context: RequestContext<B>) => unknown;
 }
@@ -45,6 +49,14 @@ export class ApiError extends Error {
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+  }
+}
+
+/** A success sent as it is made: the route's `produces` type, item by item (JSON lines: one per line). */
+export class StreamReply {
+  readonly lines: AsyncIterable<string>;
+  constructor(lines: AsyncIterable<string>) {
+    this.lines = lines;
   }
 }
 
@@ -159,6 +171,19 @@ async function serve(route: ApiRoute<unknown>, request: FastifyRequest, reply: F
       authorization,
     });
     if (result instanceof StatusReply) return reply.code(result.status).send(result.body);
+    if (result instanceof StreamReply) {
+      const lines = result.lines;
+      return reply
+        .code(route.status ?? 200)
+        .type(route.produces ?? 'application/octet-stream')
+        .send(
+          Readable.from(
+            (async function* () {
+              for await (const line of lines) yield `${line}\n`;
+            })(),
+          ),
+        );
+    }
     if (route.status === 204) return reply.code(204).send();
     reply.code(route.status ?? 200);
     return result;
@@ -205,7 +230,7 @@ function openApiDocument(version: string, routes: readonly AnyRoute[]) {
         [route.status ?? 200]:
           route.status === 204
             ? { description: 'Done' }
-            : { description: 'OK', content: { 'application/json': { schema: schema(route.response) } } },
+            : { description: 'OK', content: { [route.produces ?? 'application/json']: { schema: schema(route.response) } } },
         ...(route.body ? { 400: problemResponse('The body does not match the schema') } : {}),
         ...(route.access !== 'public' ? { 401: problemResponse('No valid bearer token') } : {}),
         ...(Array.isArray(route.access) ? { 403: problemResponse('The caller lacks the role') } : {}),
