@@ -19,7 +19,7 @@ import pg from 'pg';
 import { seedSql } from '../src/demo/seed.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { slicer, tap as tapOf } from './support/relays.ts';
-import { asAdmin, createDatabase, type ThrowawayDatabase } from './support/pg-db.ts';
+import { asAdmin, createDatabase, eventually, type ThrowawayDatabase } from './support/pg-db.ts';
 
 const run = promisify(execFile);
 const BASE = '@id("base")\npermit (principal, action in Drawbridge::Action::"sql:any", resource);\n';
@@ -229,7 +229,11 @@ describe('exemption and records', () => {
     assert.equal(statements.length, 3);
     assert.match(statements[1]!.text, /^SELECT id FROM customers WHERE email = '[a-z]\*+@\*+\.[a-z]+'$/);
     assert.ok(!JSON.stringify(statements).includes(sample), 'the recording holds a seeded value');
-    const ended = (await gw.gateway.store.listAudit({ action: 'session.ended', limit: 1000 })).filter((e) => e.subject === sessionId);
+    // The session's end is on record once the gateway has seen the client go and committed its audit event.
+    const ended = await eventually(
+      async () => (await gw.gateway.store.listAudit({ action: 'session.ended', limit: 1000 })).filter((e) => e.subject === sessionId),
+      (events) => events.length > 0,
+    );
     assert.ok((ended[0]?.details.masked as Record<string, number> | undefined)?.email! >= 40, JSON.stringify(ended[0]?.details));
     const audit = JSON.stringify(await gw.gateway.store.listAudit({ limit: 1000 }));
     assert.ok(!audit.includes(sample), 'an audit event holds a seeded value');

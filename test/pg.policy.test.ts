@@ -248,7 +248,11 @@ describe('policy files of our own', () => {
     } finally {
       await client.end();
     }
-    const denied = (await own.gateway.store.listAudit({ action: 'command.denied' })).filter((e) => e.actor === 'erin');
+    // The data path does not wait for its audit events: each is committed with the next batch.
+    const denied = await eventually(
+      async () => (await own.gateway.store.listAudit({ action: 'command.denied' })).filter((e) => e.actor === 'erin'),
+      (events) => events.length > 0,
+    );
     assert.equal(denied.length, 1);
     assert.equal(denied[0]!.details.policy, 'no-secrets');
     assert.equal(denied[0]!.details.statement, 'SELECT * FROM secrets');
