@@ -110,7 +110,16 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   }
   const checkpoints = new AuditCheckpoints(store, signingKey, clock, log);
   checkpoints.start(config.audit.checkpointIntervalMs);
-  const pipeline = new Pipeline({ guard, recorder, clock, audit, masking, resultBytes: config.recording.maxResultBytes });
+  const pipeline = new Pipeline({
+    guard,
+    recorder,
+    clock,
+    audit,
+    masking,
+    resultBytes: config.recording.maxResultBytes,
+    auditStatements: config.audit.statements,
+    acknowledgeAfterCommit: config.audit.acknowledge === 'after-commit',
+  });
   const grantWatch = new GrantWatch(
     { revokedSince: (since) => store.listRevokedSince(since), claimExpired: (now) => store.claimExpiredGrants(now, 100) },
     audit,

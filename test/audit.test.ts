@@ -493,15 +493,33 @@ describe('a gateway killed mid-stream', () => {
         }
       }
     })();
+    // Another client runs statements that are allowed: each is answered once its record is committed.
+    const { credential: worker } = await grant('worker');
+    const runner = new pg.Client({ host: '127.0.0.1', port: postgres, user: 'worker', database: 'local', password: worker });
+    await runner.connect();
+    runner.on('error', () => {});
+    const ran: number[] = [];
+    const statements = (async () => {
+      for (let i = 0; running; i++) {
+        try {
+          await runner.query(`select 'crash-mark-${i}'`);
+        } catch {
+          return;
+        }
+        ran.push(i);
+      }
+    })();
     // Administrative commands append from other processes meanwhile; each answers after its record is committed.
     const acknowledged: string[] = [];
     for (let i = 0; i < 4; i++) acknowledged.push((await grant(`p${i}`)).grant);
     gateway.kill('SIGKILL');
     await once(gateway, 'exit');
     running = false;
-    await refusals;
+    await Promise.all([refusals, statements]);
     await client.end().catch(() => {});
+    await runner.end().catch(() => {});
     assert.ok(refused > 0, 'the client was refused before the kill');
+    assert.ok(ran.length > 0, 'statements ran before the kill');
 
     const verified = await cliRun('audit', 'verify', '--config', config, '--json');
     assert.equal(verified.code, 0, verified.stdout + verified.stderr);
@@ -509,7 +527,12 @@ describe('a gateway killed mid-stream', () => {
     try {
       const issued = (await store.listAudit({ action: 'grant.issued', limit: 1000 })).map((r) => r.subject);
       for (const id of acknowledged) assert.ok(issued.includes(id), `grant ${id} was acknowledged but is not on record`);
-      assert.ok((await store.listAudit({ action: 'command.denied', limit: 10_000 })).length > 0);
+      const denied = await store.listAudit({ action: 'command.denied', limit: 100_000 });
+      assert.ok(denied.length >= refused, `${refused} refusals were answered, ${denied.length} are on record`);
+      const allowed = new Set(
+        (await store.listAudit({ action: 'command.allowed', limit: 100_000 })).map((r) => String(r.details['statement'])),
+      );
+      for (const i of ran) assert.ok(allowed.has(`select 'crash-mark-${i}'`), `statement ${i} was answered but is not on record`);
     } finally {
       await store.close();
     }

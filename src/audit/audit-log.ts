@@ -47,6 +47,7 @@ export type AuditAction =
   | 'access.requested'
   | 'policy.loaded'
   | 'policy.changed'
+  | 'command.allowed'
   | 'command.denied'
   | 'masking.exempted';
 
@@ -93,9 +94,7 @@ export class StoreAuditLog implements AuditLog {
   }
 
   note(event: AuditEvent): void {
-    this.append(event).catch((error: unknown) => {
-      this.#log?.error({ err: error, action: event.action, subject: event.subject }, 'could not write an audit event');
-    });
+    this.append(event).catch(() => {}); // the failed transaction is logged once, in #write
   }
 
   /** Resolves once every append made so far is committed (or has failed). */
@@ -129,6 +128,7 @@ export class StoreAuditLog implements AuditLog {
       for (const p of batch) p.resolve();
       this.#copy(records);
     } catch (error) {
+      this.#log?.error({ err: error, records: batch.length }, 'could not commit audit records');
       for (const p of batch) p.reject(error);
     }
   }

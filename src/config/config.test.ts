@@ -106,6 +106,8 @@ describe('valid configuration', () => {
         'audit:',
         '  signing_key: keys/audit.pem',
         '  checkpoint_interval: 30s',
+        '  statements: all',
+        '  acknowledge: after-commit',
       ],
       { ORDERS_DB_PASSWORD: 'pw-from-env' },
     );
@@ -158,7 +160,13 @@ describe('valid configuration', () => {
         plan: { strategies: { ssn: 'hash' }, salt: 'a salt of sixteen or more', custom: [{ name: 'employee-id', pattern: 'E-[0-9]{6}' }] },
         columns: [{ column: 'secret_*', action: 'mask', strategy: 'hash' }],
       },
-      audit: { signingKeyFile: join(dir, 'keys/audit.pem'), checkpointIntervalMs: 30_000, sinks: [] },
+      audit: {
+        signingKeyFile: join(dir, 'keys/audit.pem'),
+        checkpointIntervalMs: 30_000,
+        sinks: [],
+        statements: 'all',
+        acknowledge: 'after-commit',
+      },
       recording: { enabled: true, maxResultBytes: 65_536 },
       warnings: [],
     });
@@ -203,6 +211,18 @@ describe('valid configuration', () => {
     assert.equal(parse(['store: sqlite:state/db.sqlite']).audit.signingKeyFile, join(dir, 'state', 'audit-signing-key.pem'));
     assert.equal(parse(['store: postgres://db/drawbridge']).audit.signingKeyFile, join(dir, '.drawbridge', 'audit-signing-key.pem'));
     assert.equal(parse([]).audit.checkpointIntervalMs, 10_000);
+  });
+
+  test('audit: every statement on record, acknowledged after the commit, by default; the rest warned', () => {
+    const defaults = parse([]);
+    assert.equal(defaults.audit.statements, 'all');
+    assert.equal(defaults.audit.acknowledge, 'after-commit');
+    assert.doesNotMatch(defaults.warnings.join('\n'), /audit\./);
+    const weaker = parse(['audit:', '  statements: refused', '  acknowledge: at-once']);
+    assert.match(weaker.warnings.join('\n'), /audit\.statements: refused: statements that run are not in the audit log/);
+    assert.match(weaker.warnings.join('\n'), /audit\.acknowledge: at-once: a gateway killed right after a statement can lose its audit record/);
+    assert.match(errorsOf(['audit:', '  statements: some'])[0]!, /audit\.statements: /);
+    assert.match(errorsOf(['audit:', '  acknowledge: later'])[0]!, /audit\.acknowledge: /);
   });
 
   test('an empty file gives the defaults', () => {

@@ -90,7 +90,23 @@ export interface AuditSettings {
   readonly checkpointIntervalMs: number;
   /** Live copies of the log (audit/sinks.ts). */
   readonly sinks: readonly SinkConfig[];
+  /** Which statements are audit records: every one sent to a target and every refused one, or only the refused. */
+  readonly statements: 'all' | 'refused';
+  /** Whether a client hears a statement is done only once its audit records are committed (`after-commit`). */
+  readonly acknowledge: 'after-commit' | 'at-once';
 }
+
+/** When recordings are deleted (recording/retention.ts); neither limit set: kept forever. */
+export interface RetentionSettings {
+  /** Sessions that ended longer ago than this are deleted with their statements. */
+  readonly maxAgeMs: number | undefined;
+  /** When the recordings hold more bytes than this (as the store counts them), the oldest ended sessions go first. */
+  readonly maxBytes: number | undefined;
+  /** How often the gateway applies the limits. */
+  readonly intervalMs: number;
+}
+
+export const DEFAULT_RETENTION_INTERVAL_MS = 3_600_000;
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
 export const SIGNING_KEY_FILE = 'audit-signing-key.pem';
@@ -140,6 +156,8 @@ export const defaultConfig: Config = deepFreeze({
     signingKeyFile: defaultSigningKeyFile(DEFAULT_STORE, resolve('.')),
     checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
     sinks: [],
+    statements: 'all',
+    acknowledge: 'after-commit',
   },
   recording: { enabled: true, maxResultBytes: DEFAULT_RESULT_BYTES },
   warnings: [],
@@ -393,6 +411,8 @@ function build(
     audit: {
       signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
       checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
+      statements: f.audit?.statements ?? 'all',
+      acknowledge: f.audit?.acknowledge ?? 'after-commit',
       sinks: (f.audit?.sinks ?? []).flatMap((sink, i): SinkConfig[] => {
         if ((sink.file === undefined) === (sink.syslog === undefined)) {
           at(['audit', 'sinks', i], 'needs exactly one of file or syslog');
@@ -457,6 +477,12 @@ function checkInsecure(config: Omit<Config, 'warnings'>, warn: (path: Path, reas
   }
   if (!config.recording.enabled) {
     warn(['recording', 'enabled'], 'false: sessions and the statements they run are not recorded (audit events still are)');
+  }
+  if (config.audit.statements === 'refused') {
+    warn(['audit', 'statements'], 'refused: statements that run are not in the audit log (only in the recording)');
+  }
+  if (config.audit.acknowledge === 'at-once') {
+    warn(['audit', 'acknowledge'], 'at-once: a gateway killed right after a statement can lose its audit record');
   }
   if (!config.policy.enabled) {
     warn(['policy', 'enabled'], 'false: guardrails are off, every statement a grant holder sends reaches the target');

@@ -280,6 +280,8 @@ export const fileSchema = object({
     object({
       signing_key: optional(text),
       checkpoint_interval: optional(duration),
+      statements: optional(oneOf(['all', 'refused'] as const)),
+      acknowledge: optional(oneOf(['after-commit', 'at-once'] as const)),
       sinks: optional(
         z.array(
           object({

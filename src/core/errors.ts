@@ -18,6 +18,7 @@ export type GatewayErrorCode =
   | 'command.denied'
   | 'command.unreadable'
   | 'session.terminated'
+  | 'audit.unavailable'
   | 'internal';
 
 export class GatewayError extends Error {

@@ -61,11 +61,38 @@ function grantExpiringAt(expiresAt: number) {
   return verifiedGrant({ id: 'grt_1', principal: verifiedPrincipal('alice', 'user'), groups: [], connection: 'shop', expiresAt });
 }
 
-function setup<C extends Clock = FrozenClock>(options: { expiresAt?: number; clock?: C; guard?: Guard } = {}) {
+/** An audit log whose commits the test lets through one by one, or fails. */
+class GatedAudit implements AuditLog {
+  readonly events: AuditEvent[] = [];
+  readonly #waiting: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  append(event: AuditEvent): Promise<void> {
+    this.events.push(event);
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+  note(event: AuditEvent): void {
+    this.append(event).catch(() => {});
+  }
+  commitAll(): void {
+    for (const w of this.#waiting.splice(0)) w.resolve();
+  }
+  failAll(): void {
+    for (const w of this.#waiting.splice(0)) w.reject(new Error('disk I/O error'));
+  }
+}
+
+function setup<C extends Clock = FrozenClock>(
+  options: { expiresAt?: number; clock?: C; guard?: Guard; audit?: GatedAudit; auditStatements?: 'all' | 'refused' } = {},
+) {
   const clock = (options.clock ?? new FrozenClock(T0)) as C;
   const recorder = new FakeRecorder();
-  const audit = new FakeAudit();
-  const pipeline = new Pipeline({ guard: options.guard ?? allowAllGuard, recorder, clock, audit });
+  const audit: FakeAudit | GatedAudit = options.audit ?? new FakeAudit();
+  const pipeline = new Pipeline({
+    guard: options.guard ?? allowAllGuard,
+    recorder,
+    clock,
+    audit,
+    ...(options.auditStatements ? { auditStatements: options.auditStatements } : {}),
+  });
   const open = () =>
     pipeline.open({
       protocol: 'postgres',
@@ -125,6 +152,89 @@ describe('Pipeline', () => {
         result: undefined,
       },
     ]);
+  });
+
+  it("begin() puts each statement sent to the target on record (command.allowed); 'refused' keeps refusals only", async () => {
+    const every = setup();
+    const session = await every.open();
+    session.begin('select * from orders').finish({ outcome: 'ok', rows: 1 });
+    session.refuse('drop table orders', 'blocked by policy "x"');
+    assert.deepEqual(
+      every.audit.events.map((e) => [e.action, e.details?.['seq'], e.details?.['statement']]),
+      [
+        ['session.started', undefined, undefined],
+        ['command.allowed', 1, 'select * from orders'],
+        ['command.denied', 2, 'drop table orders'],
+      ],
+    );
+    assert.deepEqual(every.audit.events[1], {
+      actor: 'alice',
+      action: 'command.allowed',
+      subject: 'ses_1',
+      outcome: 'success',
+      details: { connection: 'shop', seq: 1, statement: 'select * from orders' },
+    });
+    const refused = setup({ auditStatements: 'refused' });
+    const quiet = await refused.open();
+    quiet.begin('select 1').finish({ outcome: 'ok' });
+    quiet.refuse('drop table orders', 'no');
+    assert.deepEqual(
+      refused.audit.events.map((e) => e.action),
+      ['session.started', 'command.denied'],
+    );
+  });
+
+  it('committed() waits for every audit record of the session so far; open() waits for session.started', async () => {
+    const audit = new GatedAudit();
+    const { open } = setup({ audit });
+    let opened = false;
+    const opening = open().then((s) => ((opened = true), s));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(opened, false, 'the client is not told it is in before session.started is committed');
+    audit.commitAll();
+    const session = await opening;
+    assert.equal(session.committed(), undefined, 'nothing is waiting');
+    session.begin('select 1');
+    session.begin('select 2');
+    const committed = session.committed();
+    assert.ok(committed);
+    let done = false;
+    void committed.then(() => (done = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(done, false);
+    audit.commitAll();
+    await committed;
+    assert.equal(session.committed(), undefined);
+  });
+
+  it('committed() fails closed with audit.unavailable once a record of the session cannot be committed', async () => {
+    const audit = new GatedAudit();
+    const { open } = setup({ audit });
+    const opening = open();
+    await new Promise((r) => setImmediate(r));
+    audit.commitAll();
+    const session = await opening;
+    session.begin('update orders set paid = true');
+    const committed = session.committed();
+    audit.failAll();
+    await assert.rejects(committed!, (e: unknown) => e instanceof GatewayError && e.code === 'audit.unavailable');
+    // And every later acknowledgement too, even when the store is back.
+    session.begin('select 1');
+    audit.commitAll();
+    await assert.rejects(session.committed()!, (e: unknown) => e instanceof GatewayError && e.code === 'audit.unavailable');
+  });
+
+  it('open() fails with audit.unavailable when session.started cannot be committed, and the session is closed', async () => {
+    const audit = new GatedAudit();
+    const { open, recorder } = setup({ audit });
+    const opening = open();
+    await new Promise((r) => setImmediate(r));
+    audit.failAll();
+    await assert.rejects(opening, (e: unknown) => e instanceof GatewayError && e.code === 'audit.unavailable');
+    assert.deepEqual(
+      recorder.ends.map((e) => e.reason),
+      ['the audit log could not be written'],
+    );
   });
 
   it('finish() records a statement once, however often it is called', async () => {

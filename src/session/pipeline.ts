@@ -7,7 +7,7 @@
 
 import { DEFAULT_RESULT_BYTES, ResultSample } from '../recording/result-sample.ts';
 import { allow, GatewayError, type AccessGrant, type Clock, type Command, type Connection, type Verdict } from '../core/index.ts';
-import type { AuditLog } from '../audit/audit-log.ts';
+import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import type { ColumnAction } from '../policy/masking/columns.ts';
 import type { Recorder } from '../recording/recorder.ts';
 import type { StatementOutcome } from '../store/index.ts';
@@ -80,6 +80,17 @@ export interface PipelineDeps {
    * DEFAULT_RESULT_BYTES). Sessions exempt from masking keep none: their values are never recorded.
    */
   readonly resultBytes?: number;
+  /**
+   * Which statements are audit records: 'all' (the default), each statement sent to a target
+   * (`command.allowed`) and each refused; 'refused', the refused ones only.
+   */
+  readonly auditStatements?: 'all' | 'refused';
+  /**
+   * True (the default): a session's audit records are committed before the protocol tells its
+   * client a statement is done (`LiveSession.committed`). False: they are committed in the next
+   * store transaction, which starts when the event loop turns; a gateway killed in between loses them.
+   */
+  readonly acknowledgeAfterCommit?: boolean;
 }
 
 export interface LoginFailure {
@@ -140,7 +151,7 @@ export class Pipeline {
     const info = { ...fields, id, startedAt };
     const session = new LiveSession(info, this.#deps, () => this.#live.delete(session), this.#deps.masking?.(info));
     this.#live.add(session);
-    this.#deps.audit.note({
+    session.audit({
       actor: fields.grant.principal.name,
       action: 'session.started',
       subject: id,
@@ -152,6 +163,13 @@ export class Pipeline {
         clientAddress: fields.clientAddress,
       },
     });
+    // The client is told it is in only once that is on record.
+    try {
+      await session.committed();
+    } catch (error) {
+      session.close('the audit log could not be written');
+      throw error;
+    }
     return session;
   }
 }
@@ -168,12 +186,56 @@ export class LiveSession {
   readonly masking: SessionMasking | undefined;
   /** How many values of each kind were masked, for the session's end record. */
   readonly #masked = new Map<string, number>();
+  /** The session's last audit append not yet committed (appends commit in order). */
+  #uncommitted: Promise<void> | undefined;
+  /** Why an audit record of this session could not be committed: the session acknowledges nothing more. */
+  #auditFailure: GatewayError | undefined;
 
   constructor(info: SessionInfo, deps: PipelineDeps, onClose: () => void = () => {}, masking?: SessionMasking) {
     this.info = info;
     this.#deps = deps;
     this.#onClose = onClose;
     this.masking = masking;
+  }
+
+  /**
+   * Appends one of this session's audit records. When acknowledgements wait for the commit
+   * (`acknowledgeAfterCommit`), `committed` waits for it; otherwise a failure is only logged.
+   */
+  audit(event: AuditEvent): void {
+    if (this.#deps.acknowledgeAfterCommit === false) {
+      this.#deps.audit.note(event);
+      return;
+    }
+    const appended = this.#deps.audit.append(event);
+    this.#uncommitted = appended;
+    appended.then(
+      () => {
+        if (this.#uncommitted === appended) this.#uncommitted = undefined;
+      },
+      (error: unknown) => {
+        this.#auditFailure ??= new GatewayError('audit.unavailable', 'the audit log cannot be written: statements are not run unrecorded', {
+          cause: error,
+        });
+        if (this.#uncommitted === appended) this.#uncommitted = undefined;
+      },
+    );
+  }
+
+  /**
+   * What a protocol awaits before it tells the client a statement is done (PostgreSQL:
+   * ReadyForQuery): resolves once every audit record of the session so far is committed;
+   * undefined when none is waiting. Rejects with `audit.unavailable` once one could not be
+   * committed. Fail closed: the protocol then ends the session.
+   */
+  committed(): Promise<void> | undefined {
+    if (this.#auditFailure) return Promise.reject(this.#auditFailure);
+    const uncommitted = this.#uncommitted;
+    if (uncommitted === undefined) return undefined;
+    return uncommitted.then(
+      () => (this.#auditFailure ? Promise.reject(this.#auditFailure) : undefined),
+      () => Promise.reject(this.#auditFailure),
+    );
   }
 
   /** The protocol's report of what it masked (kinds, never values). */
@@ -201,7 +263,7 @@ export class LiveSession {
   /** Ends the session from the gateway's side, through the protocol's verb. */
   terminate(error: GatewayError): void {
     if (this.#closed || !this.#terminate) return;
-    this.#deps.audit.note({
+    this.audit({
       actor: 'gateway',
       action: 'session.terminated',
       subject: this.info.id,
@@ -226,8 +288,25 @@ export class LiveSession {
     return this.#deps.guard.decide(this.info, command);
   }
 
-  /** Marks the start of a statement; call `finish` on the result exactly once. */
+  /**
+   * Marks the start of a statement sent to the target, and puts it on record (`command.allowed`,
+   * unless the audit log keeps refusals only); call `finish` on the result exactly once.
+   */
   begin(text: string): StatementTrace {
+    const trace = this.#trace(text);
+    if (this.#deps.auditStatements !== 'refused') {
+      this.audit({
+        actor: this.info.grant.principal.name,
+        action: 'command.allowed',
+        subject: this.info.id,
+        outcome: 'success',
+        details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#redact(text) },
+      });
+    }
+    return trace;
+  }
+
+  #trace(text: string): StatementTrace {
     const trace = new StatementTrace(this, text, ++this.#seq, this.#deps.clock.now());
     const bytes = this.#deps.resultBytes ?? DEFAULT_RESULT_BYTES;
     // Only what was masked is kept: an exempt session's values stay out of our records.
@@ -237,9 +316,9 @@ export class LiveSession {
 
   /** Records a statement that never reached the target, and puts the refusal on record. */
   refuse(text: string, reason: string, code: 'command.denied' | 'command.unreadable' = 'command.denied', policy?: string): void {
-    const trace = this.begin(text);
+    const trace = this.#trace(text);
     trace.finish({ outcome: 'denied', errorCode: code, errorMessage: reason });
-    this.#deps.audit.note({
+    this.audit({
       actor: this.info.grant.principal.name,
       action: 'command.denied',
       subject: this.info.id,
@@ -276,7 +355,7 @@ export class LiveSession {
     this.#closed = true;
     clearTimeout(this.#expiry);
     this.#onClose();
-    this.#deps.audit.note({
+    this.audit({
       actor: this.info.grant.principal.name,
       action: 'session.ended',
       subject: this.info.id,

@@ -387,7 +387,7 @@ const MIGRATION_LOCK_KEY = 0x44_52_42_47; // "DRBG"
 /** Rows per INSERT of audit records (9 parameters each). */
 const AUDIT_INSERT_ROWS = 1000;
 /** Held (for the transaction) by every append to the audit chain on PostgreSQL. */
-const AUDIT_LOCK_KEY = 0x44_52_41_55; // "DRAU"
+export const AUDIT_LOCK_KEY = 0x44_52_41_55; // "DRAU"
 
 /** `sqlite:<path>`, `sqlite::memory:`, `postgres://…` or `postgresql://…`. */
 export async function openStore(url: string): Promise<Store> {

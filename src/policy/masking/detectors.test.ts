@@ -11,6 +11,7 @@ import {
   compileDetection,
   DEFAULT_DETECTION,
   detect,
+  detectWhole,
   findApiKeys,
   findCards,
   findEmails,
@@ -794,5 +795,88 @@ describe('pre-filters: never a finding less', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('whole values on their bytes (detectWhole)', () => {
+  /** Pieces of emails around every boundary the byte reading has: label and TLD lengths, xn--, file extensions, '@' and '.' anywhere. */
+  const label = fc.oneof(
+    fc.string({ unit: fc.constantFrom(...'aZq09-'), minLength: 0, maxLength: 6 }),
+    fc.constantFrom('a'.repeat(62), 'b'.repeat(63), 'c'.repeat(64), `a${'-'.repeat(61)}z`, 'x-', '-x', '0', 'é', '_'),
+  );
+  const tld = fc.oneof(
+    fc.string({ unit: fc.constantFrom(...'aZqX'), minLength: 0, maxLength: 5 }),
+    fc.constantFrom('com', 'png', 'JPEG', 'Json', 'ts', 'c', 'co1', 'c-m', 'xn--p1ai', 'XN--80AKHBYKNJ4F', 'xn--', 'xn---', `xn--${'a'.repeat(59)}`, `xn--${'a'.repeat(60)}`, 'm'.repeat(63), 'm'.repeat(64), 'é', ''),
+  );
+  const local = fc.oneof(
+    fc.string({ unit: fc.constantFrom(...'aZ09._%+-'), minLength: 0, maxLength: 8 }),
+    fc.constantFrom('a'.repeat(256), 'a'.repeat(257), '.a', 'a/b', 'ü', 'a b', 'a@b'),
+  );
+  const email = fc
+    .tuple(local, fc.array(label, { minLength: 0, maxLength: 3 }), tld, fc.constantFrom('', '', '', ' ', '.', '@', '-', 'é', 'x@y.com'))
+    .map(([l, labels, t, tail]) => `${l}@${[...labels, t].join('.')}${tail}`);
+  const digits = fc.oneof(
+    fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 11, maxLength: 21 }),
+    fc
+      .tuple(
+        fc.constantFrom('4', '34', '37', '51', '55', '2221', '2720', '6011', '644', '65', '622126', '622925', '3528', '3589', '300', '305', '3095', '36', '38', '39', '62', '5018', '6759', '6763', '6764', '1'),
+        fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 8, maxLength: 16 }),
+        fc.nat(9),
+      )
+      .map(([p, rest, d]) => `${p}${rest}`.slice(0, 18) + String(d)),
+    fc.constantFrom('4111111111111111', '4111111111111112', '378282246310005', '6011111111111117', '5555555555554444', '4222222222222'),
+  );
+  const plans: readonly DetectionPlan[] = [DEFAULT_DETECTION, only('email'), only('card'), compileDetection({ kinds: ['card', 'phone'] })];
+
+  it('says what detect finds, or nothing at all', () => {
+    let told = 0;
+    fc.assert(
+      fc.property(fc.oneof(email, digits), fc.constantFrom(...plans), fc.string({ maxLength: 3 }), (text, plan, pad) => {
+        const bytes = Buffer.from(`${pad}${text}${pad}`);
+        const start = Buffer.byteLength(pad);
+        const end = start + Buffer.byteLength(text);
+        const whole = detectWhole(bytes, start, end, plan, byteCandidates(bytes, start, end));
+        if (whole === undefined) return;
+        told++;
+        assert.deepEqual(detect(text, plan), whole === null ? [] : [{ start: 0, end: text.length, kind: whole }], text);
+      }),
+      { numRuns: 5000 },
+    );
+    assert.ok(told > 1000, `told ${told} of 5000`);
+  });
+
+  it('takes the two shapes for what they are', () => {
+    const whole = (text: string, plan = DEFAULT_DETECTION) => {
+      const b = Buffer.from(text);
+      return detectWhole(b, 0, b.length, plan, byteCandidates(b, 0, b.length));
+    };
+    assert.equal(whole('user1000000@example.com'), 'email');
+    assert.equal(whole('a.b+c@mail.example.co.uk'), 'email');
+    assert.equal(whole('x@xn--p1ai.xn--p1ai'), 'email');
+    assert.equal(whole('4200182634425967'), 'card');
+    assert.equal(whole('4200182634425968'), null);
+    assert.equal(whole('icon@2x.png'), undefined);
+    assert.equal(whole('write to ops@example.com'), undefined);
+    assert.equal(whole('ü@example.com'), undefined);
+    assert.equal(whole('4111 1111 1111 1111'), undefined);
+    assert.equal(whole('user@example.com', compileDetection({ custom: [{ name: 'x', pattern: 'x' }] })), undefined);
+  });
+
+  it('reads card networks as the IIN table says', () => {
+    // cardNetwork as first written, on strings: the table the byte reading must keep to.
+    const inRange = (d: string, len: number, lo: number, hi: number): boolean => Number(d.slice(0, len)) >= lo && Number(d.slice(0, len)) <= hi;
+    const asWritten = (d: string): string | undefined => {
+      const n = d.length;
+      if (d[0] === '4' && (n === 13 || n === 16 || n === 19)) return 'visa';
+      if (n === 16 && (inRange(d, 2, 51, 55) || inRange(d, 4, 2221, 2720))) return 'mastercard';
+      if (n === 15 && (d.startsWith('34') || d.startsWith('37'))) return 'amex';
+      if (n >= 16 && (d.startsWith('6011') || inRange(d, 3, 644, 649) || d.startsWith('65') || inRange(d, 6, 622126, 622925))) return 'discover';
+      if (n >= 16 && inRange(d, 4, 3528, 3589)) return 'jcb';
+      if (n >= 14 && (inRange(d, 3, 300, 305) || d.startsWith('3095') || d.startsWith('36') || d.startsWith('38') || d.startsWith('39'))) return 'diners';
+      if (n >= 16 && d.startsWith('62')) return 'unionpay';
+      if (n >= 13 && /^(?:5018|5020|5038|5893|6304|6759|676[1-3])/.test(d)) return 'maestro';
+      return undefined;
+    };
+    fc.assert(fc.property(digits, (d) => assert.equal(cardNetwork(d), asWritten(d), d)), { numRuns: 5000 });
   });
 });

@@ -455,24 +455,30 @@ export function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-const inRange = (digits: string, len: number, lo: number, hi: number): boolean => {
-  const n = Number(digits.slice(0, len));
-  return n >= lo && n <= hi;
-};
-
-/** The card network of a card number (digits only), by IIN range and length; undefined when none. */
+/** The card network of a card number (ASCII digits only), by IIN range and length; undefined when none. */
 export function cardNetwork(d: string): string | undefined {
-  const n = d.length;
-  if (d[0] === '4' && (n === 13 || n === 16 || n === 19)) return 'visa';
-  if (n === 16 && (inRange(d, 2, 51, 55) || inRange(d, 4, 2221, 2720))) return 'mastercard';
-  if (n === 15 && (d.startsWith('34') || d.startsWith('37'))) return 'amex';
-  if (n >= 16 && (d.startsWith('6011') || inRange(d, 3, 644, 649) || d.startsWith('65') || inRange(d, 6, 622126, 622925)))
-    return 'discover';
-  if (n >= 16 && inRange(d, 4, 3528, 3589)) return 'jcb';
-  if (n >= 14 && (inRange(d, 3, 300, 305) || d.startsWith('3095') || d.startsWith('36') || d.startsWith('38') || d.startsWith('39')))
-    return 'diners';
-  if (n >= 16 && d.startsWith('62')) return 'unionpay';
-  if (n >= 13 && /^(?:5018|5020|5038|5893|6304|6759|676[1-3])/.test(d)) return 'maestro';
+  if (d.length < 13 || !isAllDigits(d)) return undefined;
+  return networkOf(d.length, Number(d.slice(0, 6)));
+}
+
+/**
+ * The card network of a number of `n` digits whose first six are `iin` (as a number), by IIN
+ * range and length: what `cardNetwork` says of its digits, for callers that read them as bytes.
+ * Every network needs 13 digits or more.
+ */
+function networkOf(n: number, iin: number): string | undefined {
+  const p2 = Math.trunc(iin / 10_000);
+  const p3 = Math.trunc(iin / 1_000);
+  const p4 = Math.trunc(iin / 100);
+  if (n < 13) return undefined;
+  if (p2 >= 40 && p2 <= 49 && (n === 13 || n === 16 || n === 19)) return 'visa';
+  if (n === 16 && ((p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720))) return 'mastercard';
+  if (n === 15 && (p2 === 34 || p2 === 37)) return 'amex';
+  if (n >= 16 && (p4 === 6011 || (p3 >= 644 && p3 <= 649) || p2 === 65 || (iin >= 622126 && iin <= 622925))) return 'discover';
+  if (n >= 16 && p4 >= 3528 && p4 <= 3589) return 'jcb';
+  if (n >= 14 && ((p3 >= 300 && p3 <= 305) || p4 === 3095 || p2 === 36 || p2 === 38 || p2 === 39)) return 'diners';
+  if (n >= 16 && p2 === 62) return 'unionpay';
+  if (p4 === 5018 || p4 === 5020 || p4 === 5038 || p4 === 5893 || p4 === 6304 || p4 === 6759 || (p4 >= 6761 && p4 <= 6763)) return 'maestro';
   return undefined;
 }
 
@@ -857,6 +863,109 @@ function findCustom(text: string, custom: CompiledCustomDetector): Span[] {
     if (customValid(m[0], custom.validator)) out.push(span(m.index, m.index + m[0].length, custom.kind));
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole values, on their bytes
+
+/** By byte: 1 for an ASCII letter or digit, 2 for '-'; 0 for everything else (bytes of 128 and above too). */
+const DOMAIN_CHAR = new Uint8Array(256);
+for (const ch of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789') DOMAIN_CHAR[ch.charCodeAt(0)] = 1;
+DOMAIN_CHAR[45] = 2;
+const isAsciiLetter = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+/** FILE_EXTENSIONS, each packed into a number (see `packedLower`). */
+const FILE_EXTENSION_KEYS = new Set([...FILE_EXTENSIONS].map((e) => packedLower(Buffer.from(e), 0, e.length)));
+
+/** The ASCII letters at `b[start, end)` (at most 4) in lower case, packed into one number with their count; -1 when longer. */
+function packedLower(b: Uint8Array, start: number, end: number): number {
+  if (end - start > 4) return -1;
+  let key = end - start;
+  for (let i = start; i < end; i++) key = key * 256 + (b[i]! | 0x20);
+  return key;
+}
+
+/**
+ * Whether the bytes at `b[start, end)` are, all of them, one email address as `findEmails` finds
+ * it in text: a local part of LOCAL_ASCII characters (not starting with '.', at most MAX_LOCAL),
+ * the only '@', and a domain that EMAIL_DOMAIN matches to the very end: labels of ASCII letters,
+ * digits and '-' (1 to 63, a letter or digit at each end) each followed by '.', then a top-level
+ * label of 2 to 63 letters (not one of FILE_EXTENSIONS) or `xn--` and 1 to 59 letters, digits
+ * and '-'. False for anything else, non-ASCII included: then the text decides.
+ */
+function wholeEmail(b: Uint8Array, start: number, end: number): boolean {
+  let at = start;
+  for (; at < end; at++) {
+    const c = b[at]!;
+    if (c === 64) break;
+    if (c >= 128 || LOCAL_ASCII[c] !== 1) return false;
+  }
+  if (at === end || at === start || at - start > MAX_LOCAL || b[start] === 46) return false;
+  // Each label followed by '.'; EMAIL_DOMAIN's greedy labels end at the last one only when all are labels.
+  let from = at + 1;
+  let labels = 0;
+  for (;;) {
+    let i = from;
+    while (i < end && DOMAIN_CHAR[b[i]!] !== 0) i++;
+    if (i === end) break;
+    if (b[i] !== 46) return false;
+    if (i === from || i - from > 63 || DOMAIN_CHAR[b[from]!] !== 1 || DOMAIN_CHAR[b[i - 1]!] !== 1) return false;
+    labels++;
+    from = i + 1;
+  }
+  if (labels === 0) return false;
+  // The top-level label, [from, end): \p{L}{2,63} first, xn--[a-z0-9-]{1,59} (any case) when that fails.
+  const length = end - from;
+  let letters = true;
+  for (let i = from; i < end && letters; i++) letters = isAsciiLetter(b[i]!);
+  if (letters) return length >= 2 && length <= 63 && !FILE_EXTENSION_KEYS.has(packedLower(b, from, end));
+  return length >= 5 && length <= 63 && (b[from]! | 0x20) === 0x78 && (b[from + 1]! | 0x20) === 0x6e && b[from + 2] === 45 && b[from + 3] === 45;
+}
+
+/**
+ * Whether the bytes at `b[start, end)` are 13 to 19 ASCII digits that `isCard` takes for a card
+ * (network and Luhn); undefined when they are not 13 to 19 ASCII digits.
+ */
+function wholeCard(b: Uint8Array, start: number, end: number): boolean | undefined {
+  const n = end - start;
+  if (n < 13 || n > 19) return undefined;
+  let iin = 0;
+  let sum = 0;
+  for (let i = end - 1, double = false; i >= start; i--, double = !double) {
+    let d = b[i]! - 48;
+    if (d < 0 || d > 9) return undefined;
+    if (double) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  for (let i = start; i < start + 6; i++) iin = iin * 10 + (b[i]! - 48);
+  return sum % 10 === 0 && networkOf(n, iin) !== undefined;
+}
+
+/**
+ * What `detect` finds in the UTF-8 text at `bytes[start, end)`, told on its bytes without
+ * decoding them, for the two shapes that sensitive columns hold most: 'email' when the whole text
+ * is one email address (then `detect` gives exactly one span, of that kind, over all of it: the
+ * longest span there can be, and no other detector's span can hold its '@'), 'card' when it is
+ * 13 to 19 ASCII digits that make a card (no other pre-filter passes on those, and `findCards`
+ * takes or leaves such a value whole), null when they make none (`detect` gives nothing), and
+ * undefined for every other text (decode it and `detect`). Plans with custom detectors always
+ * get undefined. `candidates`: the bytes' (`byteCandidates`).
+ */
+export function detectWhole(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  plan: DetectionPlan,
+  candidates: Candidates,
+): 'email' | 'card' | null | undefined {
+  if (plan.custom.length > 0) return undefined;
+  const bits = candidates & plan.enabled;
+  if ((bits & EMAIL_BIT) !== 0) return wholeEmail(bytes, start, end) ? 'email' : undefined;
+  if (bits !== CARD_BIT) return undefined;
+  const card = wholeCard(bytes, start, end);
+  return card === undefined ? undefined : card ? 'card' : null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -293,6 +293,41 @@ describe('maskBytes', () => {
     assert.equal(maskBytes(Buffer.from('x'.repeat(90)), 0, 90), undefined);
   });
 
+  it('masks a value that is one email or one card, read on its bytes, as maskText masks it', () => {
+    const local = fc.string({ unit: fc.constantFrom(...'aZ09._%+-'), minLength: 1, maxLength: 12 });
+    const label = fc.string({ unit: fc.constantFrom(...'aZq09-'), minLength: 1, maxLength: 8 });
+    const email = fc
+      .tuple(local, fc.array(label, { minLength: 1, maxLength: 3 }), fc.constantFrom('com', 'org', 'uk', 'png', 'xn--p1ai', 'c0m'))
+      .map(([l, labels, tld]) => `${l}@${[...labels, tld].join('.')}`);
+    const card = fc.oneof(
+      fc.constantFrom('4111111111111111', '4200182634425967', '378282246310005', '6011111111111117', '4222222222222', '4111111111111112'),
+      fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: 13, maxLength: 19 }).map((d) => `4${d.slice(1)}`),
+    );
+    const plans = [...PLANS, ['default', DEFAULT_MASKING] as const, ['null', compileMasking({ strategies: { email: 'null', card: 'null' } })] as const];
+    let written = 0;
+    fc.assert(
+      fc.property(fc.oneof(email, card), fc.string({ maxLength: 3 }), (text, pad) => {
+        const bytes = Buffer.from(`${pad}${text}${pad}`);
+        const start = Buffer.byteLength(pad);
+        const end = start + text.length;
+        for (const [, plan] of plans) {
+          const copy = Buffer.from(bytes);
+          const fromBytes = maskBytes(copy, start, end, plan);
+          const fromText = maskText(text, plan);
+          if (fromBytes === undefined) assert.ok(!fromText.changed && fromText.findings.length === 0, text);
+          else if ('written' in fromBytes) {
+            written++;
+            assert.deepEqual(fromBytes.findings, fromText.findings, text);
+            assert.equal(copy.toString('utf8', start, end), fromText.text, text);
+            assert.ok(copy.subarray(0, start).equals(bytes.subarray(0, start)) && copy.subarray(end).equals(bytes.subarray(end)));
+          } else assert.deepEqual(fromBytes, fromText);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    assert.ok(written > 1000, `${written} written over`);
+  });
+
   it('nothing is found in a field of a COPY line where nothing can be found in the whole line', () => {
     const piece = fc.constantFrom(...SENSITIVE.map(([, v]) => v), ...NOTHING_TO_FIND, '\t', ',', '\n', ' ', '-', '@', '.', ':', '0', '+', 'é');
     fc.assert(

@@ -60,6 +60,7 @@ import {
   compileDetection,
   DEFAULT_DETECTION,
   detect,
+  detectWhole,
   KIND_RANK,
   MaskingConfigError,
   type BuiltinKind,
@@ -349,14 +350,24 @@ export interface WrittenOver {
  * `maskText` for the UTF-8 text at `bytes[start, end)` (a value inside a message):
  * - undefined when no detector of the plan can find anything there, which is decided on the
  *   bytes without decoding them: what most values of a result cost, one pass over their bytes;
+ *   also when the detectors find nothing;
  * - WrittenOver when the text is ASCII and every finding's mask keeps its layout (the `partial`
  *   masks of emails, cards, SSNs, phones and IBANs): the masks are written over the bytes, and no
- *   masked text is made;
+ *   masked text is made. A value that is one email address or one card number and nothing else
+ *   (`detectWhole`) is not even decoded: a second pass over its bytes finds and masks it;
  * - else what `maskText` gives.
  */
 export function maskBytes(bytes: Buffer, start: number, end: number, plan: MaskingPlan = DEFAULT_MASKING): MaskResult | WrittenOver | undefined {
   const candidates = byteCandidates(bytes, start, end);
   if (!worthDetecting(candidates, plan.detection)) return undefined;
+  // A whole value that is one email or one card (most sensitive columns): told and masked on its bytes.
+  const whole = detectWhole(bytes, start, end, plan.detection, candidates);
+  if (whole === null) return undefined;
+  if (whole !== undefined && plan.strategies.get(whole) === 'partial') {
+    if (whole === 'email') starWholeEmail(bytes, start, end);
+    else for (let i = start, to = end - 4; i < to; i++) bytes[i] = STAR; // a card of ASCII digits: all but the last four
+    return WRITTEN[whole];
+  }
   const text = bytes.toString('utf8', start, end);
   const spans = detect(text, plan.detection, candidates);
   // As many characters as bytes: ASCII, so that a character's offset is its byte's.
@@ -364,6 +375,24 @@ export function maskBytes(bytes: Buffer, start: number, end: number, plan: Maski
   if (runs === undefined) return maskSpans(text, spans, plan);
   for (const [i, s] of spans.entries()) starBytes(bytes, start + s.start, runs[i]!);
   return { written: true, findings: spans.map((s) => s.kind) };
+}
+
+const WRITTEN: Readonly<Record<'email' | 'card', WrittenOver>> = Object.freeze({
+  email: Object.freeze({ written: true, findings: Object.freeze(['email'] as const) }),
+  card: Object.freeze({ written: true, findings: Object.freeze(['card'] as const) }),
+});
+
+/**
+ * The `partial` mask of an ASCII email address that is all of `bytes[start, end)` (`detectWhole`
+ * said so), written over it: `partialRuns` for 'email' on its bytes, every run all stars.
+ */
+function starWholeEmail(bytes: Buffer, start: number, end: number): void {
+  let at = start + 1;
+  while (bytes[at] !== 0x40) at++;
+  let dot = end - 1;
+  while (bytes[dot] !== 0x2e) dot--;
+  for (let i = start + 1; i < at; i++) bytes[i] = STAR;
+  for (let i = at + 1; i < dot; i++) bytes[i] = STAR;
 }
 
 /**

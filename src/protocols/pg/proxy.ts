@@ -146,6 +146,10 @@ export class PgProxy {
   /** The target sent a FATAL error of its own, which tells the client why the session ends. */
   #targetSaidFatal = false;
   #onClosed: ((reason: string) => void) | undefined;
+  /** A ReadyForQuery came in the chunk being relayed: the chunk acknowledges statements. */
+  #acknowledges = false;
+  /** Writes to the client held until the session's audit records are committed; later ones queue behind. */
+  #held: Promise<void> | undefined;
 
   constructor(sides: ProxySides, session: LiveSession, log: Logger) {
     this.#client = sides.client;
@@ -382,7 +386,7 @@ export class PgProxy {
   #inject(bytes: Buffer, out: Spans): void {
     if (this.#expected.length === 0) {
       this.#send(out);
-      this.#client.write(bytes);
+      this.#toClient(bytes, undefined, true);
     } else {
       this.#expected.push({ kind: 'inject', bytes });
     }
@@ -412,6 +416,7 @@ export class PgProxy {
       release = undefined;
     }
     const shift = held?.length ?? 0;
+    this.#acknowledges = false;
     const parts: Buffer[] = [];
     let forwarded = 0;
     try {
@@ -442,7 +447,10 @@ export class PgProxy {
         // Gateway-made messages go in at this message boundary, in the target's place.
         parts.push(chunk.subarray(forwarded, end));
         forwarded = end;
-        while (this.#expected[0]?.kind === 'inject') parts.push((this.#expected.shift() as { bytes: Buffer }).bytes);
+        while (this.#expected[0]?.kind === 'inject') {
+          parts.push((this.#expected.shift() as { bytes: Buffer }).bytes);
+          this.#acknowledges = true; // a refusal's answer ends with ReadyForQuery
+        }
       });
     } catch (error) {
       release?.();
@@ -481,6 +489,41 @@ export class PgProxy {
       release?.();
       release = undefined;
     }
+    this.#toClient(bytes, release, this.#acknowledges);
+  }
+
+  /**
+   * Writes to the client, in order. Bytes that tell the client statements are done (they hold a
+   * ReadyForQuery) wait until the session's audit records are committed, and the target is not
+   * read meanwhile. Fail closed: a session whose audit records cannot be committed ends.
+   */
+  #toClient(bytes: Buffer, release: (() => void) | undefined, acknowledges: boolean): void {
+    const committed = acknowledges ? this.#session.committed() : undefined;
+    if (committed === undefined && this.#held === undefined) {
+      this.#write(bytes, release);
+      return;
+    }
+    this.#target.pause();
+    const held: Promise<void> = (this.#held ?? Promise.resolve())
+      .then(() => committed)
+      .then(
+        () => {
+          if (this.#held === held) {
+            this.#held = undefined;
+            if (!this.#client.writableNeedDrain) this.#target.resume();
+          }
+          this.#write(bytes, release);
+        },
+        (error: unknown) => {
+          release?.();
+          this.#log.error({ err: error }, 'ending a session whose audit records cannot be committed');
+          this.terminate(error instanceof GatewayError ? error : new GatewayError('internal', 'internal gateway error', { cause: error }));
+        },
+      );
+    this.#held = held;
+  }
+
+  #write(bytes: Buffer, release: (() => void) | undefined): void {
     if (this.#closed || this.#client.writableEnded) {
       release?.();
       return;
@@ -546,6 +589,7 @@ export class PgProxy {
         this.#targetError(body!, head);
         break;
       case BackendType.ReadyForQuery:
+        this.#acknowledges = true;
         this.#transactionStatus = body![0] ?? 0x49;
         this.#readyForQuery();
         break;

@@ -19,6 +19,7 @@ const EXPECTED = {
   'command.denied': '42501',
   'command.unreadable': '22021',
   'session.terminated': '57P01',
+  'audit.unavailable': '58000',
   internal: 'XX000',
 } satisfies Record<GatewayErrorCode, string>;
 const CODES = Object.keys(EXPECTED) as GatewayErrorCode[];

@@ -20,6 +20,7 @@ const SQLSTATE: Record<GatewayErrorCode, string> = {
   'command.denied': '42501', // insufficient_privilege
   'command.unreadable': '22021', // character_not_in_repertoire
   'session.terminated': '57P01', // admin_shutdown
+  'audit.unavailable': '58000', // system_error
   internal: 'XX000', // internal_error
 };
 
