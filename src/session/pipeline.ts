@@ -238,9 +238,12 @@ export class LiveSession {
     );
   }
 
-  /** The protocol's report of what it masked (kinds, never values). */
-  masked(kinds: readonly string[]): void {
-    for (const kind of kinds) this.#masked.set(kind, (this.#masked.get(kind) ?? 0) + 1);
+  /**
+   * The protocol's report of what it masked: how many values of a kind (never the values). Reported
+   * in batches (per result, and at the end), not per value: a stream of masked rows costs no map update per row.
+   */
+  masked(kind: string, count: number): void {
+    this.#masked.set(kind, (this.#masked.get(kind) ?? 0) + count);
   }
 
   /** Text for our own records: masked like the client's results, when the session is. */

@@ -277,6 +277,7 @@ class PgLogin {
     );
     const log = this.#log.child({ session: session.info.id, principal: grant.principal.name, connection: connection.name });
     log.info('session started');
+    const masker = session.masking && new PgMasker(session.masking, (kind, count) => session.masked(kind, count));
     const proxy = new PgProxy(
       {
         client: this.#socket,
@@ -286,7 +287,7 @@ class PgLogin {
         cancelTarget: backendKey && (() => void this.#cancelOnTarget(connection, backendKey)),
         maxMessageLength: this.#deps.options.maxMessageLength,
         parameterStatus: target.parameterStatus,
-        masker: session.masking && new PgMasker(session.masking, (kinds) => session.masked(kinds)),
+        masker,
       },
       session,
       log,
@@ -294,6 +295,7 @@ class PgLogin {
     session.onTerminate((error) => proxy.terminate(error));
     proxy.start({ client: pendingClient, target: target.pending }, (reason) => {
       if (key) this.#deps.cancelKeys.release(key.processId);
+      masker?.flush(); // what was masked since the last result began, for the session's end record
       session.close(reason);
       log.info({ reason }, 'session ended');
     });

@@ -29,8 +29,8 @@
 import type { ColumnAction } from '../../policy/masking/columns.ts';
 import type { SessionMasking } from '../../session/pipeline.ts';
 
-/** Called with the kinds found in one message, for the record (never the values). */
-export type OnFindings = (kinds: readonly string[]) => void;
+/** Called with how many values of a kind were masked, for the record (never the values). */
+export type OnFindings = (kind: string, count: number) => void;
 
 const TEXT_TYPES = new Set([
   25, // text
@@ -128,8 +128,12 @@ export class PgMasker {
   readonly #described = new Map<string, Columns | undefined>();
   #copyBinary = false;
   #copyHeaderPending = false;
-  /** What was found in the message under way; handed to `onFindings` at its end. */
-  #found: string[] = [];
+  /**
+   * How many findings of each kind (`#foundKinds[i]`, `#foundCounts[i]`) since the last `flush`:
+   * a few kinds, looked up by identity, so that a row with findings costs no map update.
+   */
+  readonly #foundKinds: string[] = [];
+  readonly #foundCounts: number[] = [];
   /** The edits of the message under way that change its length. */
   #edits: Edit[] = [];
   /** Whether a value of the message under way was masked where it lies. */
@@ -164,11 +168,13 @@ export class PgMasker {
   rewrite(type: number, body: Buffer): Rewrite {
     switch (type) {
       case Type.RowDescription:
+        this.flush();
         this.#columns = this.#columnsOf(body);
         return undefined;
       case Type.DataRow:
         return this.#done(type, body, this.#dataRow(body));
       case Type.CopyOutResponse:
+        this.flush();
         this.#copyBinary = body[0] === 1;
         this.#copyHeaderPending = this.#copyBinary;
         return undefined;
@@ -194,20 +200,34 @@ export class PgMasker {
   }
 
   /**
-   * The end of a message: findings go on record, and its edits make the answer. `readable`
+   * The end of a message: its edits make the answer. `readable`
    * false: the message was malformed, and goes as it came (its driver will say so).
    */
   #done(type: number, body: Buffer, readable: boolean): Rewrite {
-    const edits = this.#edits;
     const inPlace = this.#inPlace;
-    this.#edits = [];
     this.#inPlace = false;
-    if (this.#found.length > 0) {
-      this.#onFindings(this.#found);
-      this.#found = [];
-    }
-    if (edits.length > 0 && readable) return spliced(type, body, edits);
-    return inPlace ? MASKED_IN_PLACE : undefined;
+    if (this.#edits.length === 0) return inPlace ? MASKED_IN_PLACE : undefined;
+    const edits = this.#edits;
+    this.#edits = [];
+    return readable ? spliced(type, body, edits) : inPlace ? MASKED_IN_PLACE : undefined;
+  }
+
+  /**
+   * Hands what was found since the last call to `onFindings`, a call per kind. The masker calls it
+   * when a result begins; its owner calls it last, before the session's record is closed.
+   */
+  flush(): void {
+    for (let i = 0; i < this.#foundKinds.length; i++) this.#onFindings(this.#foundKinds[i]!, this.#foundCounts[i]!);
+    this.#foundKinds.length = 0;
+    this.#foundCounts.length = 0;
+  }
+
+  #found(kind: string): void {
+    const i = this.#foundKinds.indexOf(kind);
+    if (i === -1) {
+      this.#foundKinds.push(kind);
+      this.#foundCounts.push(1);
+    } else this.#foundCounts[i]!++;
   }
 
   #columnsOf(rowDescription: Buffer): Columns | undefined {
@@ -257,7 +277,7 @@ export class PgMasker {
         this.#value(body, off, start + 1, end); // the version byte stays
       } else if (kind === Column.Structured && length > 0 && body[start] === 0) {
         // A binary array or record: not parsed, so not sent.
-        this.#found.push('unreadable-binary');
+        this.#found('unreadable-binary');
         this.#edits.push({ lengthAt: off, start, end, value: null });
       } else if (kind !== Column.Pass) {
         this.#value(body, off, start, end);
@@ -275,7 +295,7 @@ export class PgMasker {
     if (end <= start) return;
     const result = this.#mask(body, start, end);
     if (result === undefined) return;
-    for (const kind of result.findings) this.#found.push(kind);
+    for (let i = 0; i < result.findings.length; i++) this.#found(result.findings[i]!);
     if ('written' in result) {
       this.#inPlace = true;
       return;
