@@ -125,7 +125,7 @@ describe('a person, with a local account', () => {
     const id = /^request (\S+)/.exec(pending.stdout)?.[1];
     const listed = await call('GET', '/api/access/requests?status=pending', token);
     assert.deepEqual(
-      listed.body
+      listed.body.requests
         .filter((r: { request: string }) => r.request === id)
         .map((r: { status: string; connection: string; duration: string }) => [r.status, r.connection, r.duration]),
       [['pending', 'guarded', '30m']],

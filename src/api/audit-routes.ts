@@ -11,6 +11,7 @@ import { pointInTime } from '../core/duration.ts';
 import { exportLine } from '../audit/sinks.ts';
 import { auditRecords, verifyAuditLog } from '../audit/verify.ts';
 import type { Store } from '../store/index.ts';
+import { LIMIT_PARAMETER, page, pageLimit } from './paging.ts';
 import { ApiError, StreamReply, type AnyRoute } from './server.ts';
 
 export interface AuditRouteDeps {
@@ -21,8 +22,6 @@ export interface AuditRouteDeps {
 }
 
 const READERS = ['admin', 'auditor'] as const;
-const MAX_PAGE = 1000;
-const DEFAULT_PAGE = 100;
 
 const record = z.object({
   seq: z.number().int(),
@@ -64,25 +63,29 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
     {
       method: 'GET',
       path: '/api/audit',
-      summary:
-        'Audit records, oldest first: ?after=<seq> continues a page (the `next` of the last), ?limit= (at most 1000), ?action=, ?subject=, ?since= and ?until= (7d, or an ISO date).',
+      summary: 'Audit records, oldest first, a page at a time, filtered by action, subject and time.',
       access: [...READERS],
+      query: {
+        after: 'The `next` of the page before (the sequence number of its last record).',
+        limit: LIMIT_PARAMETER,
+        action: 'Only records of this action (`grant.issued`, `login.failed`, ...).',
+        subject: 'Only records about this subject (a grant id, a principal, a session id).',
+        since: 'Only records at or after this time: a duration back from now (7d) or an ISO date.',
+        until: 'Only records before this time: a duration back from now or an ISO date.',
+      },
       response: z.object({ records: z.array(record), next: z.number().int().nullable() }),
       handler: async ({ query }) => {
-        const limit = count(query['limit'], 'limit', DEFAULT_PAGE);
-        if (limit < 1 || limit > MAX_PAGE) throw new ApiError(400, 'invalid-query', `limit must be 1 to ${MAX_PAGE}`);
+        const limit = pageLimit(query['limit']);
         const rows = await deps.store.listAudit({
           afterSeq: count(query['after'], 'after', 0),
           since: time(query['since'], 'since'),
           until: time(query['until'], 'until'),
           action: query['action'],
           subject: query['subject'],
-          limit,
+          limit: limit + 1,
         });
-        return {
-          records: rows.map((r) => ({ ...r, time: new Date(r.at).toISOString(), at: undefined })),
-          next: rows.length === limit ? rows.at(-1)!.seq : null,
-        };
+        const { items, next } = page(rows, limit, (r) => r.seq);
+        return { records: items.map((r) => ({ ...r, time: new Date(r.at).toISOString(), at: undefined })), next };
       },
     },
     {
@@ -91,6 +94,10 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
       summary:
         'The audit log as JSON lines (application/x-ndjson), oldest first, each record with its hashes, as `drawbridge audit export` writes it: ?since= and ?until= (7d, or an ISO date).',
       access: [...READERS],
+      query: {
+        since: 'Only records at or after this time: a duration back from now (7d) or an ISO date.',
+        until: 'Only records before this time: a duration back from now or an ISO date.',
+      },
       produces: 'application/x-ndjson',
       response: exportLineSchema,
       handler: ({ query }) => {

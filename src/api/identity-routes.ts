@@ -10,11 +10,19 @@ import { parseDuration } from '../core/duration.ts';
 import type { Clock, Connection } from '../core/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { AccessError, type AccessRequests } from '../identity/access.ts';
-import { AccountError, GATEWAY_ROLES, type Account, type Accounts, type AuthenticatedPrincipal } from '../identity/accounts.ts';
+import {
+  AccountError,
+  GATEWAY_ROLES,
+  toAccount,
+  type Account,
+  type Accounts,
+  type AuthenticatedPrincipal,
+} from '../identity/accounts.ts';
 import type { Credentials } from '../identity/credentials.ts';
 import type { GatewaySessions } from '../identity/gateway-sessions.ts';
 import type { GrantRecord, Store } from '../store/index.ts';
 import { connectionStrings } from '../protocols/pg/connection-strings.ts';
+import { LIMIT_PARAMETER, page, pageLimit, timeCursor } from './paging.ts';
 import { ApiError, StatusReply, type AnyRoute } from './server.ts';
 
 export interface IdentityRouteDeps {
@@ -102,6 +110,8 @@ const accessRequestView = z.object({
 });
 const accessPending = z.object({ status: z.literal('pending'), request: z.string(), connection: z.string(), duration: z.string() });
 
+const REQUEST_STATES = ['pending', 'granted', 'denied', 'expired'] as const;
+
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 
 export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
@@ -113,6 +123,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       access: 'public',
       body: z.object({ username: name, password: z.string().min(1).max(1024) }),
       response: issuedSession,
+      errors: { 401: ['invalid-credentials'] },
       handler: async ({ body }: { body: { username: string; password: string } }) => {
         const who = await deps.accounts.authenticatePassword(body.username, body.password);
         if (!who) throw new ApiError(401, 'invalid-credentials', 'wrong user name or password');
@@ -130,6 +141,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       access: 'public',
       body: z.object({ refreshToken: z.string().min(1).max(200) }),
       response: issuedSession,
+      errors: { 401: ['invalid-refresh-token'] },
       handler: async ({ body }: { body: { refreshToken: string } }) => {
         const issued = await deps.sessions.refresh(body.refreshToken);
         if (!issued) throw new ApiError(401, 'invalid-refresh-token', 'the refresh token is unknown, expired or already used');
@@ -184,7 +196,9 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       access: 'authenticated',
       status: 201,
       body: z.object({ connection: name, duration: durationText.optional(), reason: z.string().min(1).max(1000) }),
-      response: z.union([accessGranted, accessPending]),
+      response: accessGranted,
+      otherResponses: { 202: accessPending },
+      errors: { 400: ['too-long', 'reason-required'], 404: ['unknown-connection', 'not-allowed'] },
       handler: async ({
         who,
         body,
@@ -226,56 +240,88 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       method: 'GET',
       path: '/api/access/requests',
       summary:
-        "Requests for access and their state: the caller's own; admins, approvers and auditors see everyone's (?principal=, ?status=).",
+        "Requests for access and their state, newest first, a page at a time: the caller's own; admins, approvers and auditors see everyone's.",
       access: 'authenticated',
-      response: z.array(accessRequestView),
+      query: {
+        principal: "Only this principal's requests (another's: admins, approvers and auditors only).",
+        connection: 'Only requests for this connection.',
+        status: 'Only requests in this state: pending, granted, denied or expired.',
+        limit: LIMIT_PARAMETER,
+        before: 'The `next` of the page before.',
+      },
+      response: z.object({ requests: z.array(accessRequestView), next: z.string().nullable() }),
+      errors: { 403: ['forbidden'] },
       handler: async ({ who, query }) => {
         const mayReadAll = who!.roles.some((r) => r === 'admin' || r === 'approver' || r === 'auditor');
         if (!mayReadAll && query.principal !== undefined && query.principal !== who!.principal.name) {
           throw new ApiError(403, 'forbidden', 'only admins, approvers and auditors see the requests of others');
         }
         const status = query.status;
-        if (status !== undefined && !['pending', 'granted', 'denied', 'expired'].includes(status)) {
-          throw new ApiError(400, 'bad-request', 'status is one of pending, granted, denied, expired');
+        if (status !== undefined && !REQUEST_STATES.includes(status as never)) {
+          throw new ApiError(400, 'invalid-query', `status is one of ${REQUEST_STATES.join(', ')}`);
         }
-        const requests = await deps.store.listAccessRequests({
-          ...(mayReadAll ? (query.principal !== undefined ? { principal: query.principal } : {}) : { principal: who!.principal.name }),
-          ...(status !== undefined ? { status: status as 'pending' } : {}),
-          limit: 1000,
+        const limit = pageLimit(query.limit);
+        const before = timeCursor(query.before, 'before');
+        const rows = await deps.store.listAccessRequests({
+          principal: mayReadAll ? query.principal : who!.principal.name,
+          connection: query.connection,
+          status: status as (typeof REQUEST_STATES)[number] | undefined,
+          before: before && { requestedAt: before.at, id: before.id },
+          limit: limit + 1,
         });
-        return requests.map((r) => ({
-          request: r.id,
-          principal: r.principal,
-          connection: r.connection,
-          duration: formatDuration(r.durationMs),
-          reason: r.reason,
-          requestedAt: new Date(r.requestedAt).toISOString(),
-          status: r.status,
-          decidedBy: r.decidedBy ?? null,
-          grant: r.grantId ?? null,
-        }));
+        const { items, next } = page(rows, limit, (r) => `${r.requestedAt}:${r.id}`);
+        return {
+          requests: items.map((r) => ({
+            request: r.id,
+            principal: r.principal,
+            connection: r.connection,
+            duration: formatDuration(r.durationMs),
+            reason: r.reason,
+            requestedAt: new Date(r.requestedAt).toISOString(),
+            status: r.status,
+            decidedBy: r.decidedBy ?? null,
+            grant: r.grantId ?? null,
+          })),
+          next,
+        };
       },
     },
     {
       method: 'GET',
       path: '/api/access/grants',
-      summary: "Grants: the caller's own; admins and auditors may ask for any principal (?principal=) or all. Live ones unless ?all=true.",
+      summary:
+        "Grants, newest first, a page at a time: the caller's own; admins and auditors see anyone's, or all. Live ones unless ?all=true.",
       access: 'authenticated',
-      response: z.array(grantView),
+      query: {
+        principal: "Only this principal's grants (another's: admins and auditors only).",
+        connection: 'Only grants on this connection.',
+        all: '`true`: expired and revoked grants too; `false` (the default): live ones only.',
+        limit: LIMIT_PARAMETER,
+        before: 'The `next` of the page before.',
+      },
+      response: z.object({ grants: z.array(grantView), next: z.string().nullable() }),
+      errors: { 403: ['forbidden'] },
       handler: async ({ who, query }) => {
         const mayReadAll = who!.roles.includes('admin') || who!.roles.includes('auditor');
         const principal = mayReadAll ? query.principal : who!.principal.name;
         if (!mayReadAll && query.principal !== undefined && query.principal !== who!.principal.name) {
           throw new ApiError(403, 'forbidden', 'only admins and auditors see the grants of others');
         }
+        if (query.all !== undefined && query.all !== 'true' && query.all !== 'false') {
+          throw new ApiError(400, 'invalid-query', 'all is true or false');
+        }
+        const limit = pageLimit(query.limit);
+        const before = timeCursor(query.before, 'before');
         const now = deps.clock.now();
-        const grants = await deps.store.listGrants({
+        const rows = await deps.store.listGrants({
           ...(principal !== undefined ? { principal } : {}),
           ...(query.connection !== undefined ? { connection: query.connection } : {}),
           ...(query.all === 'true' ? {} : { liveAt: now }),
-          limit: 1000,
+          ...(before ? { before: { createdAt: before.at, id: before.id } } : {}),
+          limit: limit + 1,
         });
-        return grants.map((g) => grantOf(g, now));
+        const { items, next } = page(rows, limit, (g) => `${g.createdAt}:${g.id}`);
+        return { grants: items.map((g) => grantOf(g, now)), next };
       },
     },
     {
@@ -283,8 +329,10 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       path: '/api/access/grants/:id',
       summary: "Revoke a grant: the caller's own, or any for an admin. Live sessions that use it end within seconds.",
       access: 'authenticated',
+      query: { reason: 'Why, for the audit log and the message that ends its sessions.' },
       status: 204,
       response: z.null(),
+      errors: { 404: ['unknown-grant'], 409: ['not-live'] },
       handler: async ({ who, params, query }) => {
         const grant = await deps.store.getGrant(params.id ?? '');
         const isAdmin = who!.roles.includes('admin');
@@ -310,10 +358,24 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
     {
       method: 'GET',
       path: '/api/users',
-      summary: 'Every account, people and service accounts.',
+      summary: 'The accounts, people and service accounts, by name, a page at a time.',
       access: ['admin', 'auditor'],
-      response: z.array(accountView),
-      handler: async () => (await deps.accounts.list()).map(accountOf),
+      query: {
+        kind: 'Only accounts of this kind: user or service-account.',
+        limit: LIMIT_PARAMETER,
+        after: 'The `next` of the page before (the last name it holds).',
+      },
+      response: z.object({ users: z.array(accountView), next: z.string().nullable() }),
+      handler: async ({ query }) => {
+        const kind = query.kind;
+        if (kind !== undefined && kind !== 'user' && kind !== 'service-account') {
+          throw new ApiError(400, 'invalid-query', 'kind is user or service-account');
+        }
+        const limit = pageLimit(query.limit);
+        const rows = await deps.store.listAccounts({ kind, after: query.after, limit: limit + 1 });
+        const { items, next } = page(rows, limit, (a) => a.name);
+        return { users: items.map((a) => accountOf(toAccount(a))), next };
+      },
     },
     {
       method: 'POST',
@@ -328,6 +390,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
         groups: z.array(z.string().max(200)).optional(),
       }),
       response: accountView,
+      errors: { 400: ['account-weak-password', 'account-invalid-name', 'account-invalid-input'], 409: ['account-exists'] },
       handler: async ({
         who,
         body,
@@ -343,6 +406,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       access: ['admin'],
       body: z.object({ roles: z.array(role) }),
       response: accountView,
+      errors: { 400: ['account-wrong-kind', 'account-invalid-input'], 404: ['account-unknown'] },
       handler: async ({
         who,
         params,
@@ -361,6 +425,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       status: 204,
       body: z.object({ reason: z.string().max(1000).optional() }),
       response: z.null(),
+      errors: { 404: ['account-unknown'] },
       handler: async ({
         who,
         params,
@@ -381,6 +446,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       access: ['admin'],
       status: 204,
       response: z.null(),
+      errors: { 404: ['account-unknown'] },
       handler: async ({ who, params }) => {
         await accountCall(() => deps.accounts.enable(params.name ?? '', who!.principal.name));
         return null;
@@ -394,6 +460,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       status: 201,
       body: z.object({ name, maxDuration: durationText.optional(), connections: z.array(name).optional() }),
       response: z.object({ account: accountView, key: z.string() }),
+      errors: { 400: ['account-invalid-name', 'account-invalid-input'], 409: ['account-exists'] },
       handler: async ({
         who,
         body,
@@ -421,6 +488,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       summary: 'Give a service account a new key; the old one stops working at once.',
       access: ['admin'],
       response: z.object({ key: z.string() }),
+      errors: { 400: ['account-wrong-kind'], 404: ['account-unknown'] },
       handler: async ({ who, params }) => ({
         key: await accountCall(() => deps.accounts.rotateKey(params.name ?? '', who!.principal.name)),
       }),

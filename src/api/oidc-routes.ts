@@ -38,6 +38,7 @@ export function oidcRoutes(deps: OidcRouteDeps): AnyRoute[] {
       summary: 'The OIDC provider, client and audience to log in with (device flow, or authorization code with PKCE).',
       access: 'public',
       response: loginSettings,
+      errors: { 404: ['oidc-not-configured'] },
       handler: () => {
         const oidc = deps.oidc;
         if (!oidc) throw new ApiError(404, 'oidc-not-configured', 'this gateway has no OIDC provider configured');
@@ -53,6 +54,7 @@ export function oidcRoutes(deps: OidcRouteDeps): AnyRoute[] {
       summary: 'Trade the OIDC access token of a person (the bearer token) for a short-lived gateway session token and its refresh token.',
       access: 'authenticated',
       response: issuedSession,
+      errors: { 403: ['oidc-token-required'] },
       handler: async ({ who }: { who: AuthenticatedPrincipal | undefined }) => {
         if (who!.via !== 'oidc') {
           throw new ApiError(

@@ -76,6 +76,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AnyRoute[] {
         files: z.array(z.object({ file: z.string().min(1).max(256), text: z.string().max(MAX_POLICY_TEXT) })).min(1).max(64),
       }),
       response: z.object({ valid: z.literal(true), version: z.string() }),
+      errors: { 422: ['policy-invalid'] },
       handler: ({ body }: { body: { files: { file: string; text: string }[] } }) => {
         try {
           return { valid: true, version: PolicyEngine.load(body.files).version };
@@ -99,6 +100,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AnyRoute[] {
         sql: z.string().min(1).max(MAX_POLICY_TEXT),
       }),
       response: testResult,
+      errors: { 404: ['unknown-connection'], 409: ['policy-disabled'] },
       handler: async ({
         body,
       }: {

@@ -66,12 +66,78 @@ describe('buildApi with extra routes', () => {
     try {
       assert.deepEqual((await app.inject({ method: 'GET', url: '/api/things' })).json(), ['a', 'b']);
       const document = (await app.inject({ method: 'GET', url: '/api/openapi.json' })).json();
-      assert.deepEqual(Object.keys(document.paths).sort(), ['/api/things', '/healthz']);
+      assert.deepEqual(Object.keys(document.paths).sort(), ['/api/openapi.json', '/api/things', '/healthz']);
       assert.equal(document.paths['/api/things'].get.summary, 'The things.');
       assert.equal(document.paths['/api/things'].get.responses['200'].content['application/json'].schema.type, 'array');
       assert.equal(document.info.version, '9.9.9');
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('buildApi query parameters and declared refusals', () => {
+  const app = buildApi({
+    version: '1.0.0',
+    authenticate: async (authorization) =>
+      authorization === 'Bearer good'
+        ? ({ principal: { name: 'ada', kind: 'user' }, roles: ['user'], groups: [], via: 'session' } as never)
+        : undefined,
+    routes: [
+      {
+        method: 'GET',
+        path: '/api/things',
+        summary: 'The things.',
+        access: 'authenticated',
+        query: { color: 'Only things of this color.' },
+        response: z.object({ color: z.string().nullable() }),
+        errors: { 404: ['unknown-thing'] },
+        handler: ({ query }) => ({ color: query['color'] ?? null }),
+      },
+      {
+        method: 'POST',
+        path: '/api/things',
+        summary: 'Make a thing.',
+        access: ['admin'],
+        body: z.object({ name: z.string() }),
+        status: 201,
+        response: z.object({ name: z.string() }),
+        otherResponses: { 202: z.object({ queued: z.literal(true) }) },
+        handler: ({ body }) => body,
+      },
+    ],
+  });
+  after(() => app.close());
+  const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: 'Bearer good' } });
+
+  it('a declared parameter reaches the handler; an undeclared or repeated one is 400 invalid-query', async () => {
+    assert.deepEqual((await get('/api/things?color=red')).json(), { color: 'red' });
+    const unknown = await get('/api/things?colour=red');
+    assert.equal(unknown.statusCode, 400);
+    assert.equal(unknown.json().code, 'invalid-query');
+    assert.match(unknown.json().detail, /unknown query parameter "colour" \(this route takes color\)/);
+    const twice = await get('/api/things?color=red&color=blue');
+    assert.equal(twice.statusCode, 400);
+    assert.match(twice.json().detail, /"color" is given more than once/);
+    const proto = await get('/api/things?__proto__=x&constructor=y');
+    assert.equal(proto.statusCode, 400);
+  });
+
+  it('the document declares the parameters, every status with its codes, and strict response bodies', async () => {
+    const document = (await app.inject({ method: 'GET', url: '/api/openapi.json' })).json();
+    const list = document.paths['/api/things'].get;
+    assert.deepEqual(list.parameters, [
+      { name: 'color', in: 'query', required: false, description: 'Only things of this color.', schema: { type: 'string' } },
+    ]);
+    assert.deepEqual(Object.keys(list.responses), ['200', '400', '401', '404', '500']);
+    const problem = (r: { content: Record<string, { schema: { properties: { code: { enum: string[] } } } }> }) =>
+      r.content['application/problem+json']!.schema.properties.code.enum;
+    assert.deepEqual(problem(list.responses['400']), ['invalid-query']);
+    assert.deepEqual(problem(list.responses['404']), ['unknown-thing']);
+    assert.equal(list.responses['200'].content['application/json'].schema.additionalProperties, false);
+    const make = document.paths['/api/things'].post;
+    assert.deepEqual(Object.keys(make.responses), ['201', '202', '400', '401', '403', '413', '415', '500']);
+    assert.deepEqual(problem(make.responses['400']), ['invalid-query', 'invalid-body', 'bad-request']);
+    assert.deepEqual(problem(make.responses['403']), ['forbidden']);
   });
 });

@@ -5,7 +5,15 @@
  * stable `code`.
  *
  * Fails closed: a route is reachable without credentials only if it says `public`; any other
- * route first authenticates the bearer token, then checks the caller's gateway roles.
+ * route first authenticates the bearer token, then checks the caller's gateway roles. A query
+ * parameter that the route does not declare, or one given twice, is refused (400
+ * `invalid-query`) rather than ignored: a misspelt filter must not widen a listing.
+ *
+ * The document declares, for every route, each status it may answer and the body of each: its
+ * successes, the refusals of every route (400, 401 and 403 where they apply, 413 and 415 for a
+ * body, 500) and the route's own (`errors`), each refusal with the codes it may carry.
+ * test/api.contract.test.ts calls every operation of a running gateway and checks the answers
+ * against it.
  */
 
 import { Readable } from 'node:stream';
@@ -37,6 +45,12 @@ export interface ApiRoute<B = unknown> {
   readonly produces?: string;
   /** For application/json, the body; for another type, what each item (a line of JSON lines) is. */
   readonly response: z.ZodType;
+  /** Other successes, answered with a StatusReply (202 for a request that waits): status → body. */
+  readonly otherResponses?: Readonly<Record<number, z.ZodType>>;
+  /** The query parameters it reads, each with what it means; any other is refused (400 `invalid-query`). */
+  readonly query?: Readonly<Record<string, string>>;
+  /** The refusals it answers beyond those every route may (see `refusals`): status → codes. */
+  readonly errors?: Readonly<Record<number, readonly string[]>>;
   readonly handler: (context: RequestContext<B>) => unknown;
 }
 
@@ -92,8 +106,36 @@ const TITLES: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   409: 'Conflict',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
   500: 'Internal Server Error',
 };
+
+/** Fastify reads a body on these (it answers 400, 413 or 415 for one it cannot take). */
+const WITH_BODY = new Set(['POST', 'PUT', 'DELETE']);
+
+/** The refusals a route may answer whatever it does: status → codes. */
+function refusals(route: AnyRoute): Map<number, string[]> {
+  const all = new Map<number, string[]>();
+  const add = (status: number, ...codes: string[]) => {
+    const list = all.get(status) ?? [];
+    for (const code of codes) if (!list.includes(code)) list.push(code);
+    all.set(status, list);
+  };
+  add(400, 'invalid-query');
+  if (route.body) add(400, 'invalid-body');
+  if (WITH_BODY.has(route.method)) {
+    add(400, 'bad-request');
+    add(413, 'bad-request');
+    add(415, 'bad-request');
+  }
+  if (route.access !== 'public') add(401, 'unauthenticated');
+  if (Array.isArray(route.access)) add(403, 'forbidden');
+  for (const [status, codes] of Object.entries(route.errors ?? {})) add(Number(status), ...codes);
+  add(500, 'internal');
+  return new Map([...all].sort(([a], [b]) => a - b));
+}
 
 export interface ApiOptions {
   readonly version: string;
@@ -114,6 +156,14 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       response: health,
       handler: () => ({ status: 'ok', version: options.version }),
     },
+    {
+      method: 'GET',
+      path: '/api/openapi.json',
+      summary: 'This document: every route, its parameters, bodies, and each status it may answer with its body.',
+      access: 'public',
+      response: openApiShape,
+      handler: () => document,
+    },
     ...(options.routes ?? []),
   ];
   const document = openApiDocument(options.version, routes);
@@ -124,7 +174,6 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       handler: (request, reply) => serve(route, request, reply, options),
     });
   }
-  app.get('/api/openapi.json', async () => document);
   app.setNotFoundHandler((request, reply) =>
     send(reply, new ApiError(404, 'not-found', `no route ${request.method} ${request.url.split('?')[0]}`)),
   );
@@ -154,6 +203,18 @@ async function serve(route: ApiRoute<unknown>, request: FastifyRequest, reply: F
         throw new ApiError(403, 'forbidden', `this needs one of the roles ${route.access.join(', ')}`);
       }
     }
+    const query = (request.query ?? {}) as Record<string, string | string[] | undefined>;
+    for (const [name, value] of Object.entries(query)) {
+      if (!route.query || !Object.hasOwn(route.query, name)) {
+        const known = Object.keys(route.query ?? {});
+        throw new ApiError(
+          400,
+          'invalid-query',
+          `unknown query parameter "${name}"${known.length > 0 ? ` (this route takes ${known.join(', ')})` : ' (this route takes none)'}`,
+        );
+      }
+      if (Array.isArray(value)) throw new ApiError(400, 'invalid-query', `query parameter "${name}" is given more than once`);
+    }
     let body: unknown = undefined;
     if (route.body) {
       const parsed = route.body.safeParse(request.body ?? {});
@@ -167,7 +228,7 @@ async function serve(route: ApiRoute<unknown>, request: FastifyRequest, reply: F
       who,
       body,
       params: (request.params ?? {}) as Record<string, string>,
-      query: (request.query ?? {}) as Record<string, string | undefined>,
+      query: query as Record<string, string | undefined>,
       authorization,
     });
     if (result instanceof StatusReply) return reply.code(result.status).send(result.body);
@@ -207,38 +268,83 @@ function send(reply: FastifyReply, error: ApiError): FastifyReply {
     });
 }
 
+/** What /api/openapi.json answers, as far as a client relies on it. */
+const openApiShape = z.object({
+  openapi: z.literal('3.0.3'),
+  info: z.object({ title: z.string(), version: z.string() }),
+  components: z.record(z.string(), z.unknown()),
+  security: z.array(z.record(z.string(), z.array(z.string()))),
+  paths: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.unknown()))),
+});
+
+const REFUSAL_DESCRIPTIONS: Record<number, string> = {
+  400: 'A query parameter, or the body, is not what the route takes',
+  401: 'No valid bearer token (or, where public, no valid credentials)',
+  403: 'The caller may not do this',
+  404: 'No such thing, or one the caller may not see',
+  409: 'The state does not allow it',
+  413: 'The body is above 64 KiB',
+  415: 'The body is not application/json',
+  422: 'The body is well-formed but its content is refused',
+  500: 'Internal gateway error (logged with its cause)',
+};
+
 function openApiDocument(version: string, routes: readonly AnyRoute[]) {
-  const schema = (type: z.ZodType) => z.toJSONSchema(type, { target: 'openapi-3.0', io: 'input' });
-  const problemResponse = (description: string) => ({ description, content: { 'application/problem+json': { schema: schema(problem) } } });
+  // Requests as the route accepts them (defaults may be left out); responses exactly as sent.
+  const input = (type: z.ZodType) => z.toJSONSchema(type, { target: 'openapi-3.0', io: 'input' });
+  const output = (type: z.ZodType) => z.toJSONSchema(type, { target: 'openapi-3.0', io: 'output' });
+  const problemSchema = (status: number, codes: readonly string[]) => {
+    const schema = output(problem) as { properties: Record<string, unknown> };
+    schema.properties['status'] = { type: 'integer', enum: [status] };
+    schema.properties['code'] = { type: 'string', enum: [...codes] };
+    return schema;
+  };
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
     const path = route.path.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
-    const parameters = [...route.path.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => ({
-      name: m[1],
-      in: 'path',
-      required: true,
-      schema: { type: 'string' },
-    }));
+    const parameters = [
+      ...[...route.path.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => ({
+        name: m[1],
+        in: 'path',
+        required: true,
+        schema: { type: 'string' },
+      })),
+      ...Object.entries(route.query ?? {}).map(([name, description]) => ({
+        name,
+        in: 'query',
+        required: false,
+        description,
+        schema: { type: 'string' },
+      })),
+    ];
+    const status = route.status ?? 200;
+    const responses: Record<string, unknown> = {
+      [status]:
+        status === 204
+          ? { description: 'Done' }
+          : { description: 'OK', content: { [route.produces ?? 'application/json']: { schema: output(route.response) } } },
+    };
+    for (const [other, body] of Object.entries(route.otherResponses ?? {})) {
+      responses[other] = { description: 'OK', content: { 'application/json': { schema: output(body) } } };
+    }
+    for (const [refusal, codes] of refusals(route)) {
+      responses[refusal] = {
+        description: `${REFUSAL_DESCRIPTIONS[refusal] ?? TITLES[refusal] ?? 'Refused'}: ${codes.map((c) => `\`${c}\``).join(', ')}`,
+        content: { 'application/problem+json': { schema: problemSchema(refusal, codes) } },
+      };
+    }
     paths[path] ??= {};
     paths[path]![route.method.toLowerCase()] = {
       summary: route.summary,
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(route.access === 'public' ? { security: [] } : {}),
       ...(Array.isArray(route.access) ? { 'x-drawbridge-roles': route.access } : {}),
-      ...(route.body ? { requestBody: { required: true, content: { 'application/json': { schema: schema(route.body) } } } } : {}),
-      responses: {
-        [route.status ?? 200]:
-          route.status === 204
-            ? { description: 'Done' }
-            : { description: 'OK', content: { [route.produces ?? 'application/json']: { schema: schema(route.response) } } },
-        ...(route.body ? { 400: problemResponse('The body does not match the schema') } : {}),
-        ...(route.access !== 'public' ? { 401: problemResponse('No valid bearer token') } : {}),
-        ...(Array.isArray(route.access) ? { 403: problemResponse('The caller lacks the role') } : {}),
-      },
+      ...(route.body ? { requestBody: { required: true, content: { 'application/json': { schema: input(route.body) } } } } : {}),
+      responses,
     };
   }
   return {
-    openapi: '3.0.3',
+    openapi: '3.0.3' as const,
     info: { title: 'Drawbridge API', version },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     security: [{ bearer: [] }],

@@ -10,14 +10,13 @@ import type { Clock } from '../core/index.ts';
 import { pointInTime } from '../core/duration.ts';
 import type { AuthenticatedPrincipal } from '../identity/accounts.ts';
 import type { SessionRecord, Store } from '../store/index.ts';
+import { LIMIT_PARAMETER, page, pageLimit, timeCursor } from './paging.ts';
 import { ApiError, type AnyRoute } from './server.ts';
 
 export interface SessionRouteDeps {
   readonly store: Store;
   readonly clock: Clock;
 }
-
-const MAX_PAGE = 1000;
 
 const session = z.object({
   id: z.string(),
@@ -65,20 +64,24 @@ export function sessionRoutes(deps: SessionRouteDeps): AnyRoute[] {
     {
       method: 'GET',
       path: '/api/sessions',
-      summary:
-        "Recorded sessions, newest first: the caller's own, or anyone's for admins and auditors (?principal=, ?connection=, ?since=7d|DATE, ?limit= up to 1000, ?before= the `next` of the page before).",
+      summary: "Recorded sessions, newest first, a page at a time: the caller's own, or anyone's for admins and auditors.",
       access: 'authenticated',
+      query: {
+        principal: "Only this principal's sessions (another's: admins and auditors only).",
+        connection: 'Only sessions on this connection.',
+        since: 'Only sessions started at or after this time: a duration back from now (7d) or an ISO date.',
+        limit: LIMIT_PARAMETER,
+        before: 'The `next` of the page before.',
+      },
       response: z.object({ sessions: z.array(session), next: z.string().nullable() }),
+      errors: { 403: ['forbidden'] },
       handler: async ({ who, query }) => {
         const principal = seesAll(who!) ? query['principal'] : who!.principal.name;
         if (!seesAll(who!) && query['principal'] !== undefined && query['principal'] !== principal) {
           throw new ApiError(403, 'forbidden', 'only admins and auditors see the sessions of others');
         }
-        const limit = query['limit'] === undefined ? 100 : Number(query['limit']);
-        if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE)
-          throw new ApiError(400, 'invalid-query', `limit must be 1 to ${MAX_PAGE}`);
-        const before = query['before'] === undefined ? undefined : /^(\d{1,15}):(.+)$/.exec(query['before']);
-        if (before === null) throw new ApiError(400, 'invalid-query', 'before must be the `next` of the page before');
+        const limit = pageLimit(query['limit']);
+        const before = timeCursor(query['before'], 'before');
         let since: number | undefined;
         try {
           since = query['since'] === undefined ? undefined : pointInTime(query['since'], deps.clock.now());
@@ -89,11 +92,11 @@ export function sessionRoutes(deps: SessionRouteDeps): AnyRoute[] {
           principal,
           connection: query['connection'],
           since,
-          before: before && { startedAt: Number(before[1]), id: before[2]! },
-          limit,
+          before: before && { startedAt: before.at, id: before.id },
+          limit: limit + 1,
         });
-        const last = rows.at(-1);
-        return { sessions: rows.map(view), next: rows.length === limit && last ? `${last.startedAt}:${last.id}` : null };
+        const { items, next } = page(rows, limit, (s) => `${s.startedAt}:${s.id}`);
+        return { sessions: items.map(view), next };
       },
     },
     {
@@ -102,6 +105,7 @@ export function sessionRoutes(deps: SessionRouteDeps): AnyRoute[] {
       summary: 'One session and every statement it ran, in order: outcome, time, rows, error (masked as recorded).',
       access: 'authenticated',
       response: z.object({ session, statements: z.array(statement) }),
+      errors: { 404: ['unknown-session'] },
       handler: async ({ who, params }) => {
         const found = await deps.store.getSession(params['id']!);
         // Another's session is answered as if it did not exist: its id says nothing.

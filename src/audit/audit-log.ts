@@ -49,8 +49,7 @@ export type AuditAction =
   | 'policy.changed'
   | 'command.allowed'
   | 'command.denied'
-  | 'masking.exempted'
-  | 'recording.deleted';
+  | 'masking.exempted';
 
 export interface AuditLog {
   append(event: AuditEvent): Promise<void>;

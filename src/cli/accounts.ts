@@ -12,7 +12,7 @@ import { AccountError, Accounts, GATEWAY_ROLES, type GatewayRole } from '../iden
 import { Credentials } from '../identity/credentials.ts';
 import { ApiClient } from './api-client.ts';
 import { optionsAndArguments, readPassword, UsageError, withLocalStore } from './args.ts';
-import { table } from './identity.ts';
+import { everyPage, table } from './identity.ts';
 
 const ADMIN = 'local-admin';
 
@@ -185,7 +185,7 @@ function remoteAdmin(client: ApiClient): AccountAdmin {
   });
   const path = (name: string) => `/api/users/${encodeURIComponent(name)}`;
   return {
-    list: async () => (await client.call<View[]>('GET', '/api/users')).body.map(rowOf),
+    list: async () => (await everyPage<View>(client, '/api/users', new URLSearchParams(), 'users', 'after')).map(rowOf),
     createUser: async (name, password, roles, groups) =>
       rowOf((await client.call<View>('POST', '/api/users', { name, ...(password ? { password } : {}), roles, groups })).body),
     setPassword: () => {

@@ -155,9 +155,14 @@ export async function listGrantsRemote(args: readonly string[]): Promise<number>
     ...(values.connection ? { connection: values.connection } : {}),
     ...(values.all ? { all: 'true' } : {}),
   });
-  const { body } = await client.call<
-    { grant: string; principal: string; connection: string; state: string; expiresAt: string; reason: string | null }[]
-  >('GET', `/api/access/grants${query.size > 0 ? `?${query}` : ''}`);
+  const body = await everyPage<{
+    grant: string;
+    principal: string;
+    connection: string;
+    state: string;
+    expiresAt: string;
+    reason: string | null;
+  }>(client, '/api/access/grants', query, 'grants', 'before');
   if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`);
   else if (body.length === 0) process.stdout.write(values.all ? 'no grants\n' : 'no live grants\n');
   else
@@ -202,6 +207,25 @@ export async function revokeRemote(grant: string | undefined, args: readonly str
     else process.stdout.write(`${values.principal} has no live grant\n`);
   }
   return 0;
+}
+
+/** Every item of a paged list route (`{<key>: [...], next}`), page after page. */
+export async function everyPage<T>(
+  client: ApiClient,
+  path: string,
+  query: URLSearchParams,
+  key: string,
+  cursor: 'before' | 'after',
+): Promise<T[]> {
+  const items: T[] = [];
+  const params = new URLSearchParams(query);
+  params.set('limit', '1000');
+  for (;;) {
+    const { body } = await client.call<Record<string, unknown> & { next: string | null }>('GET', `${path}?${params}`);
+    items.push(...(body[key] as T[]));
+    if (body.next === null) return items;
+    params.set(cursor, body.next);
+  }
 }
 
 /** API refusals as a person wants to read them; exit 1. */

@@ -1,4 +1,4 @@
-export { MAX_DELETE_BATCH, openStore, STATEMENT_ROW_BYTES, StoreConflictError } from './store.ts';
+export { openStore, StoreConflictError } from './store.ts';
 export type {
   Store,
   StoreKind,
@@ -26,8 +26,4 @@ export type {
   NewServiceAccountKey,
   GatewaySessionRecord,
   NewGatewaySession,
-  RecordingUsage,
-  EndedSession,
-  EndedSessionQuery,
-  DeletedRecordings,
 } from './store.ts';
