@@ -25,6 +25,7 @@ import { BufferPool } from './net/pooled-reads.ts';
 import { CancelKeys } from './protocols/pg/cancel-keys.ts';
 import { servePgClient } from './protocols/pg/frontend.ts';
 import { NoRecorder, StoreRecorder } from './recording/recorder.ts';
+import { RecordingRetention, type RetentionReport } from './recording/retention.ts';
 import { StoreAuditLog } from './audit/audit-log.ts';
 import { AuditCheckpoints, loadSigningKey } from './audit/checkpoints.ts';
 import { openSink } from './audit/sinks.ts';
@@ -45,6 +46,8 @@ export interface Gateway {
   readonly accounts: Accounts;
   /** Looks for revoked grants now, instead of at the next interval. */
   pollRevocations(): Promise<void>;
+  /** Applies `recording.retention` now, instead of at the next interval; undefined when the run failed (logged). */
+  applyRetention(): Promise<RetentionReport | undefined>;
   /** The policies in force; undefined when the config turns guardrails off or a test guard is used. */
   readonly policy: LivePolicy | undefined;
   /** Reads the policy files now, instead of at the next look (SIGHUP). */
@@ -129,6 +132,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     options.grantWatch,
   );
   grantWatch.start();
+  // Recordings past the configured age or size are deleted on a timer; with no limit, kept forever.
+  const retention = new RecordingRetention(store, audit, clock, log, config.recording.retention);
+  retention.start();
   const connections = new Map(config.connections.map((connection) => [connection.name, connection]));
   const sockets = new Set<Socket>();
 
@@ -212,6 +218,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   } catch (error) {
     pgServer?.close();
     await grantWatch.stop();
+    await retention.stop();
     policy?.stop();
     await checkpoints.close();
     await closeStore();
@@ -229,11 +236,13 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     credentials,
     accounts,
     pollRevocations: () => grantWatch.poll(),
+    applyRetention: () => retention.run(),
     policy,
     reloadPolicy: async () => (policy ? policy.reload() : 'unchanged'),
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {
       await grantWatch.stop();
+      await retention.stop();
       policy?.stop();
       pgServer?.close();
       const closed = Promise.all([...sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve))));

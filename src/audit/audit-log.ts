@@ -49,7 +49,8 @@ export type AuditAction =
   | 'policy.changed'
   | 'command.allowed'
   | 'command.denied'
-  | 'masking.exempted';
+  | 'masking.exempted'
+  | 'recording.deleted';
 
 export interface AuditLog {
   append(event: AuditEvent): Promise<void>;

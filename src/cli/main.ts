@@ -54,6 +54,9 @@ service-accounts also work without it, through the API, for a logged-in admin):
   drawbridge sessions show SESSION --config FILE [--json]       a session and its statements: outcome, time, rows, errors
   drawbridge sessions replay SESSION --config FILE [--pace] [--rows 10]
                                                  the session as its client saw it: each statement, its answer, its first rows
+  drawbridge sessions prune --config FILE [--older-than 30d] [--dry-run] [--json]
+                                                 delete the recordings past recording.retention (or --older-than) now;
+                                                 live sessions and the audit log are kept
   drawbridge audit verify --config FILE [--public-key FILE]... [--json]
                                                  prove that no audit record was edited, removed, reordered or cut off
                                                  (exit 1 naming the first record that breaks)

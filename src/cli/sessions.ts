@@ -3,12 +3,23 @@
  * what, when and for how long, and what each session ran, in order, with each statement's outcome
  * (refused by policy, failed, ran), its time and its rows. Statement texts and errors are as
  * recorded: masked for masked sessions. Readable tables on a terminal (coloured when stdout is
- * one), `--json` for scripts.
+ * one), `--json` for scripts. `drawbridge sessions prune` applies the recording retention limits
+ * once, as the local administrator (recording/retention.ts).
  */
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { formatDuration, pointInTime } from '../core/duration.ts';
+import { StoreAuditLog } from '../audit/audit-log.ts';
+import { systemClock } from '../core/index.ts';
+import { formatDuration, parseDuration, pointInTime } from '../core/duration.ts';
 import type { RecordedResult } from '../recording/result-sample.ts';
+import {
+  applyRetention,
+  describeLimits,
+  formatBytes,
+  hasLimits,
+  type RetentionLimits,
+  type RetentionReport,
+} from '../recording/retention.ts';
 import type { SessionRecord, StatementRecord, Store } from '../store/index.ts';
 import { options, optionsAndArguments, UsageError, withLocalStore } from './args.ts';
 import { table } from './identity.ts';
@@ -22,8 +33,10 @@ export async function runSessions(args: readonly string[]): Promise<number> {
       return show(rest, 'table');
     case 'replay':
       return show(rest, 'transcript');
+    case 'prune':
+      return prune(rest);
     default:
-      throw new UsageError(verb ? `unknown sessions verb "${verb}"` : 'sessions needs a verb: list, show or replay');
+      throw new UsageError(verb ? `unknown sessions verb "${verb}"` : 'sessions needs a verb: list, show, replay or prune');
   }
 }
 
@@ -127,6 +140,59 @@ async function show(args: readonly string[], as: 'table' | 'transcript'): Promis
   if (!Number.isInteger(rows) || rows < 0) throw new UsageError('--rows must be a whole number');
   await transcript(session, statements, values.pace === true, rows);
   return 0;
+}
+
+/**
+ * Deletes the recordings past the configured limits (`recording.retention`), or past `--older-than`
+ * instead when given, once; `--dry-run` says what would go and deletes nothing.
+ */
+async function prune(args: readonly string[]): Promise<number> {
+  const values = options(args, {
+    config: { type: 'string' },
+    'older-than': { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
+  if (!values.config) throw new UsageError('sessions prune needs --config FILE');
+  let olderThan: number | undefined;
+  if (values['older-than'] !== undefined) {
+    try {
+      olderThan = parseDuration(values['older-than']);
+    } catch (error) {
+      throw new UsageError(`--older-than: ${(error as Error).message}`);
+    }
+  }
+  const dryRun = values['dry-run'] === true;
+  const configFile = values.config;
+  const report = await withLocalStore(configFile, async (store, config) => {
+    const limits: RetentionLimits = olderThan !== undefined ? { maxAgeMs: olderThan } : config.recording.retention;
+    if (!hasLimits(limits)) {
+      throw new UsageError(
+        `nothing to prune by: ${configFile} sets neither recording.retention.max_age nor max_size (recordings are kept forever); give --older-than DURATION`,
+      );
+    }
+    const audit = new StoreAuditLog(store, systemClock);
+    try {
+      return await applyRetention(store, audit, systemClock, limits, { actor: 'local-admin', dryRun });
+    } finally {
+      await audit.close();
+    }
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : describePrune(report));
+  return 0;
+}
+
+function describePrune(r: RetentionReport): string {
+  const limits = describeLimits(r.limits);
+  const held = r.usage === undefined ? '' : `; the recordings hold ${formatBytes(r.usage.bytes)}`;
+  if (r.sessions === 0) return `nothing to delete: no ended session is past ${limits}${held}\n`;
+  const what = `${r.sessions} ended session${r.sessions === 1 ? '' : 's'} (${r.statements} statement${r.statements === 1 ? '' : 's'}, ${formatBytes(r.bytes)})`;
+  const span = `started from ${iso(r.oldestStartedAt!)}, ended up to ${iso(r.newestEndedAt!)}`;
+  const lines = [`${r.dryRun ? 'would delete' : 'deleted'} ${what} by ${r.reason} (${limits}${held}): ${span}`];
+  if (r.dryRun) lines.push(dim('nothing was deleted (--dry-run)'));
+  else lines.push(dim('on record in the audit log as recording.deleted; the audit log itself is never deleted'));
+  if (r.stillOverLimit) lines.push(`the recordings are still over max_size: live sessions hold the rest`);
+  return `${lines.join('\n')}\n`;
 }
 
 /** A session and what it ran, in order; undefined when there is no such session. */

@@ -103,6 +103,11 @@ describe('valid configuration', () => {
         '      pattern: E-[0-9]{6}',
         '  columns:',
         "    - { column: 'secret_*', action: mask, strategy: hash }",
+        'recording:',
+        '  retention:',
+        '    max_age: 90d',
+        '    max_size: 10GiB',
+        '    interval: 30m',
         'audit:',
         '  signing_key: keys/audit.pem',
         '  checkpoint_interval: 30s',
@@ -167,7 +172,11 @@ describe('valid configuration', () => {
         statements: 'all',
         acknowledge: 'after-commit',
       },
-      recording: { enabled: true, maxResultBytes: 65_536 },
+      recording: {
+        enabled: true,
+        maxResultBytes: 65_536,
+        retention: { maxAgeMs: 90 * 86_400_000, maxBytes: 10 * 1024 ** 3, intervalMs: 1_800_000 },
+      },
       warnings: [],
     });
   });
@@ -205,6 +214,38 @@ describe('valid configuration', () => {
     const off = parse(['recording:', '  enabled: false']);
     assert.equal(off.recording.enabled, false);
     assert.match(off.warnings.join('\n'), /recording\.enabled: false: sessions and the statements they run are not recorded/);
+  });
+
+  test('recording.retention: none by default (kept forever), an age, a size, how often', () => {
+    assert.deepEqual(parse([]).recording.retention, { maxAgeMs: undefined, maxBytes: undefined, intervalMs: 3_600_000 });
+    const retention = (...lines: string[]) => parse(['recording:', '  retention:', ...lines.map((l) => `    ${l}`)]).recording.retention;
+    assert.deepEqual(retention('max_age: 30d'), { maxAgeMs: 30 * 86_400_000, maxBytes: undefined, intervalMs: 3_600_000 });
+    assert.equal(retention('max_size: 500MiB').maxBytes, 500 * 1024 * 1024);
+    assert.equal(retention('max_size: 2TiB').maxBytes, 2 * 1024 ** 4);
+    assert.equal(retention('max_size: 1048576').maxBytes, 1024 * 1024);
+    assert.equal(retention('interval: 15m').intervalMs, 900_000);
+    assert.deepEqual(parse(['recording:', '  retention:']).recording.retention, parse([]).recording.retention);
+  });
+
+  test('recording.retention: a bad age, size or interval names the file, line, path and reason', () => {
+    const errors = errorsOf([
+      'recording:',
+      '  retention:',
+      '    max_age: 90 days',
+      '    max_size: 10GB',
+      '    interval: 10s',
+      '    keep: forever',
+    ]);
+    assert.deepEqual(errors, [
+      '<dir>/drawbridge.yaml:3:14: recording.retention.max_age: expected a duration from 1h to 36500d, such as 30d or 90d, got "90 days"',
+      '<dir>/drawbridge.yaml:4:15: recording.retention.max_size: expected a size of at least 1MiB, such as 500MiB or 10GiB (or an integer number of bytes), got "10GB"',
+      '<dir>/drawbridge.yaml:5:15: recording.retention.interval: expected a duration from 1m to 7d, such as 1h, got "10s"',
+      errors[3]!,
+    ]);
+    assert.match(errors[3]!, /^<dir>\/drawbridge\.yaml:6:5: recording\.retention\.keep: /);
+    assert.match(errorsOf(['recording:', '  retention:', '    max_size: 1000'])[0]!, /max_size: expected a size of at least 1MiB/);
+    assert.match(errorsOf(['recording:', '  retention:', '    max_age: 30m'])[0]!, /max_age: expected a duration from 1h/);
+    assert.match(errorsOf(['recording:', '  retention:', '    max_size: 99999999TiB'])[0]!, /max_size: expected a size/);
   });
 
   test('the audit signing key is beside the SQLite store by default, else beside the configuration', () => {

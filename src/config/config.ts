@@ -50,6 +50,7 @@ export interface Config {
     readonly enabled: boolean;
     /** What a masked session's recording keeps of each statement's result, in bytes of values; 0: nothing. */
     readonly maxResultBytes: number;
+    readonly retention: RetentionSettings;
   };
   /** Insecure but valid choices, formatted like errors; print them loudly at start. */
   readonly warnings: readonly string[];
@@ -159,7 +160,11 @@ export const defaultConfig: Config = deepFreeze({
     statements: 'all',
     acknowledge: 'after-commit',
   },
-  recording: { enabled: true, maxResultBytes: DEFAULT_RESULT_BYTES },
+  recording: {
+    enabled: true,
+    maxResultBytes: DEFAULT_RESULT_BYTES,
+    retention: { maxAgeMs: undefined, maxBytes: undefined, intervalMs: DEFAULT_RETENTION_INTERVAL_MS },
+  },
   warnings: [],
 });
 
@@ -407,7 +412,15 @@ function build(
         ...(c.strategy ? { strategy: c.strategy } : {}),
       })),
     },
-    recording: { enabled: f.recording?.enabled ?? true, maxResultBytes: f.recording?.max_result_size ?? DEFAULT_RESULT_BYTES },
+    recording: {
+      enabled: f.recording?.enabled ?? true,
+      maxResultBytes: f.recording?.max_result_size ?? DEFAULT_RESULT_BYTES,
+      retention: {
+        maxAgeMs: f.recording?.retention?.max_age,
+        maxBytes: f.recording?.retention?.max_size,
+        intervalMs: f.recording?.retention?.interval ?? DEFAULT_RETENTION_INTERVAL_MS,
+      },
+    },
     audit: {
       signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
       checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,

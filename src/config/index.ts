@@ -11,5 +11,6 @@ export {
   DEFAULT_MAX_MESSAGE_LENGTH,
   DEFAULT_LOG_LEVEL,
   DEFAULT_TARGET_PORT,
+  DEFAULT_RETENTION_INTERVAL_MS,
 } from './config.ts';
-export type { Config, Env, HostPort, LogLevel, ParseOptions, PostgresAuth } from './config.ts';
+export type { Config, Env, HostPort, LogLevel, ParseOptions, PostgresAuth, RetentionSettings } from './config.ts';

@@ -111,10 +111,11 @@ export function parseSize(v: unknown): number | undefined {
   const whole = toInteger(v);
   if (whole !== undefined) return whole;
   if (typeof v !== 'string') return undefined;
-  const m = /^([0-9]+)\s*(B|KiB|MiB|GiB)$/.exec(v.trim());
+  const m = /^([0-9]+)\s*(B|KiB|MiB|GiB|TiB)$/.exec(v.trim());
   if (!m) return undefined;
-  const unit = { B: 1, KiB, MiB, GiB }[m[2] as 'B' | 'KiB' | 'MiB' | 'GiB'];
-  return Number(m[1]) * unit;
+  const unit = { B: 1, KiB, MiB, GiB, TiB: 1024 * GiB }[m[2] as 'B' | 'KiB' | 'MiB' | 'GiB' | 'TiB'];
+  const n = Number(m[1]) * unit;
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 const messageLength = leaf('a size from 1KiB to 1GiB (an integer number of bytes, or e.g. 64MiB)', (v) => {
@@ -126,6 +127,34 @@ const messageLength = leaf('a size from 1KiB to 1GiB (an integer number of bytes
 const resultSize = leaf('a size from 0 to 16MiB (an integer number of bytes, or e.g. 64KiB)', (v) => {
   const n = parseSize(v);
   return n !== undefined && n >= 0 && n <= 16 * 1024 * 1024 ? n : undefined;
+});
+
+/** How much the recordings may hold before the oldest go: at least 1MiB (less is more likely a typo than a wish). */
+const recordingsSize = leaf('a size of at least 1MiB, such as 500MiB or 10GiB (or an integer number of bytes)', (v) => {
+  const n = parseSize(v);
+  return n !== undefined && n >= MiB ? n : undefined;
+});
+
+/** A duration from `min` to `max` (epoch-millisecond arithmetic stays exact far beyond 100 years). */
+function durationBetween(expected: string, min: number, max: number) {
+  return leaf(expected, (v) => {
+    if (typeof v !== 'string') return undefined;
+    try {
+      const ms = parseDuration(v);
+      return ms >= min && ms <= max ? ms : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+const retention = object({
+  max_age: optional(durationBetween('a duration from 1h to 36500d, such as 30d or 90d', HOUR_MS, 36_500 * DAY_MS)),
+  max_size: optional(recordingsSize),
+  interval: optional(durationBetween('a duration from 1m to 7d, such as 1h', 60_000, 7 * DAY_MS)),
 });
 
 const storeUrl = leaf('sqlite:<path>, "sqlite::memory:" (quoted) or postgres://user:password@host:port/database', (v) => {
@@ -275,7 +304,7 @@ export const fileSchema = object({
       files: optional(names),
     }),
   ),
-  recording: optional(object({ enabled: optional(flag), max_result_size: optional(resultSize) })),
+  recording: optional(object({ enabled: optional(flag), max_result_size: optional(resultSize), retention: optional(retention) })),
   audit: optional(
     object({
       signing_key: optional(text),

@@ -1,4 +1,4 @@
-export { openStore, StoreConflictError } from './store.ts';
+export { MAX_DELETE_BATCH, openStore, STATEMENT_ROW_BYTES, StoreConflictError } from './store.ts';
 export type {
   Store,
   StoreKind,
@@ -26,4 +26,8 @@ export type {
   NewServiceAccountKey,
   GatewaySessionRecord,
   NewGatewaySession,
+  RecordingUsage,
+  EndedSession,
+  EndedSessionQuery,
+  DeletedRecordings,
 } from './store.ts';

@@ -223,6 +223,12 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('statements').addColumn('result', 'text').execute();
     },
   },
+  '0009_sessions_ended': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Retention walks ended sessions oldest end first, a batch at a time: an index range scan.
+      await db.schema.createIndex('sessions_ended').on('sessions').columns(['ended_at', 'id']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -13,7 +13,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { openStore, StoreConflictError, type NewGrant, type NewStatement, type Store } from './index.ts';
+import {
+  MAX_DELETE_BATCH,
+  openStore,
+  STATEMENT_ROW_BYTES,
+  StoreConflictError,
+  type NewGrant,
+  type NewStatement,
+  type Store,
+} from './index.ts';
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -608,6 +616,136 @@ for (const backend of [sqlite, postgres]) {
         [1],
       );
     });
+
+    test(
+      'recordings: usage in bytes, ended sessions oldest end first, deletion of ended ones only, the audit log kept',
+      { skip },
+      async () => {
+        // A store of its own: the totals count every session in it.
+        const fresh = await backend.create();
+        const own = await openStore(fresh.url);
+        try {
+          const session = (startedAt: number) =>
+            own.startSession({
+              protocol: 'postgres',
+              principal: 'alice',
+              connection: 'orders-db',
+              grantId: 'grt_x',
+              clientAddress: '127.0.0.1:1',
+              startedAt,
+            });
+          const [a, b, c, d, e] = [
+            await session(T0),
+            await session(T0 + 1),
+            await session(T0 + 2),
+            await session(T0 + 3),
+            await session(T0 + 4),
+          ];
+          const result = { columns: ['email'], rows: [['a****@*******.com'], [null]], truncated: false };
+          const rows: NewStatement[] = [
+            { sessionId: a.id, seq: 1, text: 'select email from customers', startedAt: T0, durationMs: 1, rows: 2, outcome: 'ok', result },
+            {
+              sessionId: a.id,
+              seq: 2,
+              text: 'select 1/0',
+              startedAt: T0,
+              durationMs: 1,
+              outcome: 'error',
+              errorCode: '22012',
+              errorMessage: 'division by zéro',
+            },
+            { sessionId: b.id, seq: 1, text: 'sélect ✓', startedAt: T0, durationMs: 1, outcome: 'ok' },
+            { sessionId: c.id, seq: 1, text: 'select pg_sleep(3600)', startedAt: T0, durationMs: 1, outcome: 'ok' },
+          ];
+          await own.insertStatements(rows);
+          const bytesOf = (r: NewStatement) =>
+            Buffer.byteLength(r.text) +
+            Buffer.byteLength(r.errorMessage ?? '') +
+            (r.result === undefined ? 0 : Buffer.byteLength(JSON.stringify(r.result))) +
+            STATEMENT_ROW_BYTES;
+          const bytesA = bytesOf(rows[0]!) + bytesOf(rows[1]!);
+          const bytesB = bytesOf(rows[2]!);
+          const bytesC = bytesOf(rows[3]!);
+          assert.deepEqual(await own.recordingUsage(), { sessions: 5, statements: 4, bytes: bytesA + bytesB + bytesC });
+
+          // c stays live; b and d end at the same time (then ordered by id), a later, e (no statements) last.
+          await own.endSession(a.id, T0 + 20_000, 'client closed');
+          await own.endSession(b.id, T0 + 10_000, 'client closed');
+          await own.endSession(d.id, T0 + 10_000, 'client closed');
+          await own.endSession(e.id, T0 + 30_000, 'client closed');
+          const [first, second] = [b, d].sort((x, y) => (x.id < y.id ? -1 : 1));
+          const ended = await own.listEndedSessions({ limit: 10 });
+          assert.deepEqual(ended, [
+            {
+              id: first!.id,
+              startedAt: first!.startedAt,
+              endedAt: T0 + 10_000,
+              statements: first === b ? 1 : 0,
+              bytes: first === b ? bytesB : 0,
+            },
+            {
+              id: second!.id,
+              startedAt: second!.startedAt,
+              endedAt: T0 + 10_000,
+              statements: second === b ? 1 : 0,
+              bytes: second === b ? bytesB : 0,
+            },
+            { id: a.id, startedAt: T0, endedAt: T0 + 20_000, statements: 2, bytes: bytesA },
+            { id: e.id, startedAt: T0 + 4, endedAt: T0 + 30_000, statements: 0, bytes: 0 },
+          ]);
+          const ids = (xs: { id: string }[]) => xs.map((x) => x.id);
+          assert.deepEqual(ids(await own.listEndedSessions({ limit: 2 })), [first!.id, second!.id]);
+          assert.deepEqual(ids(await own.listEndedSessions({ limit: 2, after: { endedAt: T0 + 10_000, id: first!.id } })), [
+            second!.id,
+            a.id,
+          ]);
+          assert.deepEqual(ids(await own.listEndedSessions({ limit: 10, endedBefore: T0 + 20_000 })), [first!.id, second!.id]);
+          assert.deepEqual(await own.listEndedSessions({ limit: 10, endedBefore: T0 + 10_000 }), []);
+
+          const audited = await own.appendAudit({
+            at: T0,
+            actor: 'gateway',
+            action: 'session.ended',
+            subject: a.id,
+            outcome: 'success',
+            details: {},
+          });
+          // The live session and an unknown id are passed over, not deleted.
+          assert.deepEqual(await own.deleteRecordings([a.id, c.id, 'ses_missing']), {
+            sessions: 1,
+            statements: 2,
+            bytes: bytesA,
+            oldestStartedAt: T0,
+            newestEndedAt: T0 + 20_000,
+          });
+          assert.equal(await own.getSession(a.id), undefined);
+          assert.deepEqual(await own.listStatements(a.id), []);
+          assert.equal((await own.getSession(c.id))?.endedAt, undefined);
+          assert.equal((await own.listStatements(c.id)).length, 1);
+          assert.deepEqual(await own.listAudit({ subject: a.id }), [audited]);
+          assert.deepEqual(await own.deleteRecordings([a.id, c.id]), {
+            sessions: 0,
+            statements: 0,
+            bytes: 0,
+            oldestStartedAt: undefined,
+            newestEndedAt: undefined,
+          });
+          assert.deepEqual(await own.deleteRecordings([b.id, d.id, e.id]), {
+            sessions: 3,
+            statements: 1,
+            bytes: bytesB,
+            oldestStartedAt: T0 + 1,
+            newestEndedAt: T0 + 30_000,
+          });
+          assert.deepEqual(await own.recordingUsage(), { sessions: 1, statements: 1, bytes: bytesC });
+          assert.deepEqual(await own.listEndedSessions({ limit: 10 }), []);
+          await assert.rejects(own.deleteRecordings(Array.from({ length: MAX_DELETE_BATCH + 1 }, (_, i) => `ses_${i}`)), RangeError);
+        } finally {
+          await own.close();
+          await fresh.drop();
+        }
+      },
+    );
   });
 }
 

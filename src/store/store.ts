@@ -221,6 +221,55 @@ export interface SessionQuery {
   readonly limit?: number;
 }
 
+/**
+ * What the recordings hold, in bytes, as retention counts them (recording/retention.ts): for each
+ * statement, the UTF-8 bytes of its text, of its error message and of its recorded result (the
+ * stored JSON), plus this fixed amount for the rest of its row (ids, times, counts, outcome, error
+ * code) and its index entry. Session rows are not counted. It measures what the rows hold, not
+ * the database's files (pages, free space, WAL, other tables), which are larger.
+ */
+export const STATEMENT_ROW_BYTES = 128;
+
+export interface RecordingUsage {
+  /** Every session, live ones included. */
+  readonly sessions: number;
+  readonly statements: number;
+  /** Counted as `STATEMENT_ROW_BYTES` says. */
+  readonly bytes: number;
+}
+
+/** An ended session and what its recording holds: what retention may delete. */
+export interface EndedSession {
+  readonly id: string;
+  readonly startedAt: number;
+  readonly endedAt: number;
+  readonly statements: number;
+  /** Counted as `STATEMENT_ROW_BYTES` says. */
+  readonly bytes: number;
+}
+
+export interface EndedSessionQuery {
+  /** Sessions that ended before this time (exclusive). */
+  readonly endedBefore?: number;
+  /** Sessions after this one in the order of the list (oldest end first): a page's cursor. */
+  readonly after?: { readonly endedAt: number; readonly id: string };
+  readonly limit: number;
+}
+
+/** What one `deleteRecordings` call deleted. */
+export interface DeletedRecordings {
+  readonly sessions: number;
+  readonly statements: number;
+  /** Counted as `STATEMENT_ROW_BYTES` says. */
+  readonly bytes: number;
+  /** Undefined when nothing was deleted. */
+  readonly oldestStartedAt: number | undefined;
+  readonly newestEndedAt: number | undefined;
+}
+
+/** The most session ids one `deleteRecordings` call takes: a batch holds the write lock briefly. */
+export const MAX_DELETE_BATCH = 1000;
+
 export type AccountKind = 'user' | 'service-account';
 
 /** A gateway account as stored; roles are plain strings here (identity decides which it honours). */
@@ -391,6 +440,16 @@ export interface Store {
   insertStatements(rows: readonly NewStatement[]): Promise<void>;
   /** Ordered by seq. */
   listStatements(sessionId: string): Promise<StatementRecord[]>;
+  /** Every recording, live sessions included: one aggregate over the statements (a full scan). */
+  recordingUsage(): Promise<RecordingUsage>;
+  /** Ended sessions, oldest end first (then by id), each with its statements and bytes. */
+  listEndedSessions(q: EndedSessionQuery): Promise<EndedSession[]>;
+  /**
+   * One transaction: deletes those of these sessions that have ended, with their statements; a
+   * live session is never deleted, an unknown id is skipped. At most `MAX_DELETE_BATCH` ids.
+   * Audit events are never deleted.
+   */
+  deleteRecordings(ids: readonly string[]): Promise<DeletedRecordings>;
   close(): Promise<void>;
 }
 
@@ -408,6 +467,15 @@ const MIGRATION_LOCK_KEY = 0x44_52_42_47; // "DRBG"
 const AUDIT_INSERT_ROWS = 1000;
 /** Held (for the transaction) by every append to the audit chain on PostgreSQL. */
 export const AUDIT_LOCK_KEY = 0x44_52_41_55; // "DRAU"
+
+/**
+ * The bytes of the statements in a query's rows, as `STATEMENT_ROW_BYTES` defines them. `octet_length`
+ * is the same function in both backends (SQLite 3.43+), and reads a value's size without its content
+ * where it can (PostgreSQL's TOAST header; SQLite's record header).
+ */
+const recordedBytes = sql<
+  number | string
+>`coalesce(sum(octet_length("text") + coalesce(octet_length("error_message"), 0) + coalesce(octet_length("result"), 0) + ${sql.lit(STATEMENT_ROW_BYTES)}), 0)`;
 
 /** `sqlite:<path>`, `sqlite::memory:`, `postgres://…` or `postgresql://…`. */
 export async function openStore(url: string): Promise<Store> {
@@ -1097,6 +1165,97 @@ class KyselyStore implements Store {
   async listStatements(sessionId: string): Promise<StatementRecord[]> {
     const rows = await this.#db.selectFrom('statements').selectAll().where('session_id', '=', sessionId).orderBy('seq').execute();
     return rows.map(toStatement);
+  }
+
+  async recordingUsage(): Promise<RecordingUsage> {
+    const [sessions, statements] = await Promise.all([
+      this.#db
+        .selectFrom('sessions')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow(),
+      this.#db
+        .selectFrom('statements')
+        .select((eb) => [eb.fn.countAll().as('n'), recordedBytes.as('bytes')])
+        .executeTakeFirstOrThrow(),
+    ]);
+    return { sessions: Number(sessions.n), statements: Number(statements.n), bytes: Number(statements.bytes) };
+  }
+
+  async listEndedSessions(q: EndedSessionQuery): Promise<EndedSession[]> {
+    let query = this.#db.selectFrom('sessions').select(['id', 'started_at', 'ended_at']).where('ended_at', 'is not', null);
+    if (q.endedBefore !== undefined) query = query.where('ended_at', '<', q.endedBefore);
+    const after = q.after;
+    if (after !== undefined) {
+      query = query.where((eb) =>
+        eb.or([eb('ended_at', '>', after.endedAt), eb.and([eb('ended_at', '=', after.endedAt), eb('id', '>', after.id)])]),
+      );
+    }
+    // The sessions first (an index range, `sessions_ended`), then their statements by primary key:
+    // grouping in the same query would aggregate every ended session before the limit applies.
+    const sessions = await query
+      .orderBy('ended_at')
+      .orderBy('id')
+      .limit(Math.max(0, Math.floor(q.limit)))
+      .execute();
+    if (sessions.length === 0) return [];
+    const sizes = await this.#recordingSizes(
+      this.#db,
+      sessions.map((s) => s.id),
+    );
+    return sessions.map((s) => ({
+      id: s.id,
+      startedAt: Number(s.started_at),
+      endedAt: Number(s.ended_at),
+      statements: sizes.get(s.id)?.statements ?? 0,
+      bytes: sizes.get(s.id)?.bytes ?? 0,
+    }));
+  }
+
+  async deleteRecordings(ids: readonly string[]): Promise<DeletedRecordings> {
+    const none: DeletedRecordings = { sessions: 0, statements: 0, bytes: 0, oldestStartedAt: undefined, newestEndedAt: undefined };
+    if (ids.length === 0) return none;
+    if (ids.length > MAX_DELETE_BATCH) throw new RangeError(`deleteRecordings takes at most ${MAX_DELETE_BATCH} ids, got ${ids.length}`);
+    return this.#db.transaction().execute(async (trx) => {
+      // Only ended sessions: a live one is still being recorded. An ended session never ends
+      // again nor grows (the recorder writes its statements before its end), so what is read
+      // here is what is deleted.
+      const ended = await trx
+        .selectFrom('sessions')
+        .select(['id', 'started_at', 'ended_at'])
+        .where('id', 'in', [...ids])
+        .where('ended_at', 'is not', null)
+        .execute();
+      if (ended.length === 0) return none;
+      const doomed = ended.map((s) => s.id);
+      const sizes = await this.#recordingSizes(trx, doomed);
+      // Statements first: the foreign key cascades too, but this does not rely on it.
+      await trx.deleteFrom('statements').where('session_id', 'in', doomed).execute();
+      await trx.deleteFrom('sessions').where('id', 'in', doomed).where('ended_at', 'is not', null).execute();
+      let statements = 0;
+      let bytes = 0;
+      for (const size of sizes.values()) {
+        statements += size.statements;
+        bytes += size.bytes;
+      }
+      return {
+        sessions: ended.length,
+        statements,
+        bytes,
+        oldestStartedAt: Math.min(...ended.map((s) => Number(s.started_at))),
+        newestEndedAt: Math.max(...ended.map((s) => Number(s.ended_at))),
+      };
+    });
+  }
+
+  /** Statements and bytes of each of these sessions that has any. */
+  async #recordingSizes(db: Kysely<Database>, ids: readonly string[]): Promise<Map<string, { statements: number; bytes: number }>> {
+    const rows = await db
+      .selectFrom('statements')
+      .select((eb) => ['session_id', eb.fn.countAll().as('n'), recordedBytes.as('bytes')])
+      .where('session_id', 'in', [...ids])
+      .groupBy('session_id')
+      .execute();
+    return new Map(rows.map((r) => [r.session_id, { statements: Number(r.n), bytes: Number(r.bytes) }]));
   }
 
   async close(): Promise<void> {

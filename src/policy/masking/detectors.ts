@@ -195,14 +195,6 @@ for (const [ch, k] of [
 ] as const)
   CLASSES[ch.charCodeAt(0)] = k;
 
-/** Counts of the classes that the pre-filters count, by `class & COUNTED`; one pass at a time (all of this is synchronous). */
-const COUNTED = 31;
-const COUNTS = new Uint32Array(COUNTED + 1);
-/** The counts a pass starts from (what lands in COUNTS[0] is never read). Cheaper than `fill`. */
-const resetCounts = (): void => {
-  COUNTS[DIGIT] = COUNTS[CAPITAL] = COUNTS[DOT] = COUNTS[COLON] = COUNTS[DASH] = 0;
-};
-
 /**
  * Which detectors may find something in a text: a bit per built-in detector (`BuiltinDetector.bit`)
  * whose pre-filter passes. Made by one pass over a string (`textCandidates`) or over UTF-8 bytes
@@ -277,62 +269,108 @@ function isPlainBytes(b: Uint8Array, start: number, end: number): boolean {
 }
 
 /**
- * The pre-filters (the table in the header), from the counts of one pass; none for a plain
- * number or timestamp (`plain` says whether the text is one).
+ * The pre-filters (the table in the header), from what one pass counted. JWT_BIT and PEM_BIT are
+ * set where their counts allow, for the caller to keep only where their text is ("eyJ",
+ * "-----BEGIN "); a plain number or timestamp gets none, which the caller tells (`mayBePlain`).
  */
-function candidates(length: number, classes: number, includes: (ascii: string) => boolean, plain: () => boolean): Candidates {
+function countedBits(
+  length: number,
+  classes: number,
+  digits: number,
+  capitals: number,
+  dots: number,
+  colons: number,
+  dashes: number,
+): Candidates {
   if (length < SHORTEST_FINDING) return 0;
-  const digits = COUNTS[DIGIT]!;
-  const capitals = COUNTS[CAPITAL]!;
-  const dots = COUNTS[DOT]!;
   let bits = 0;
   if ((classes & AT) !== 0) bits |= EMAIL_BIT;
   if (digits >= 13) bits |= CARD_BIT;
   if (digits >= 9 && (classes & SSN_SEPARATOR) !== 0) bits |= SSN_BIT; // AAA-GG-SSSS or AAA GG SSSS
   if (digits >= 2 && capitals >= 2 && length >= IBAN_MIN) bits |= IBAN_BIT;
-  if ((dots >= 3 && digits >= 4) || (COUNTS[COLON]! >= 2 && digits >= 1)) bits |= IP_BIT;
-  if (dots >= 2 && capitals >= 1 && includes('eyJ')) bits |= JWT_BIT;
-  if (COUNTS[DASH]! >= 5 && capitals >= 5 && includes('-----BEGIN ')) bits |= PEM_BIT;
+  if ((dots >= 3 && digits >= 4) || (colons >= 2 && digits >= 1)) bits |= IP_BIT;
+  if (dots >= 2 && capitals >= 1) bits |= JWT_BIT;
+  if (dashes >= 5 && capitals >= 5) bits |= PEM_BIT;
   if (length >= 20 && ((classes & DASH_OR_UNDERSCORE) !== 0 || capitals >= 2)) bits |= KEY_BIT;
   // Written as a phone: a '+' or a separator (a bare run of digits is not taken for one).
   if (digits >= PHONE_DIGITS_MIN && (classes & (PHONE_MARK | NON_ASCII)) !== 0) bits |= PHONE_BIT;
-  if (bits === 0 || length > PLAIN_MAX || (classes & (AT | NON_ASCII)) !== 0 || capitals > 2) return bits;
-  return plain() ? 0 : bits;
+  return bits;
 }
 
+/** Whether a text with these bits may still be a plain number or timestamp, which has none (PLAIN_VALUE). */
+const mayBePlain = (bits: Candidates, length: number, classes: number, capitals: number): boolean =>
+  bits !== 0 && length <= PLAIN_MAX && (classes & (AT | NON_ASCII)) === 0 && capitals <= 2;
+
+// The passes below count in local variables: a digit (most of what they count) costs one
+// addition, the other counted classes a shift each (DIGIT, CAPITAL, DOT, COLON and DASH are the
+// bits 1 to 16 of a class, and no class holds two of them).
+
 export function textCandidates(text: string): Candidates {
-  resetCounts();
   let classes = 0;
+  let digits = 0;
+  let capitals = 0;
+  let dots = 0;
+  let colons = 0;
+  let dashes = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     const k = c < 256 ? CLASSES[c]! : NON_ASCII;
     if (k === 0) continue; // most characters: letters and the like
     classes |= k;
-    COUNTS[k & COUNTED]!++;
+    if (k === DIGIT) {
+      digits++;
+      continue;
+    }
+    capitals += (k >> 1) & 1;
+    dots += (k >> 2) & 1;
+    colons += (k >> 3) & 1;
+    dashes += (k >> 4) & 1;
   }
-  return candidates(text.length, classes, (ascii) => text.includes(ascii), () => PLAIN_VALUE.test(text));
+  let bits = countedBits(text.length, classes, digits, capitals, dots, colons, dashes);
+  if ((bits & JWT_BIT) !== 0 && !text.includes('eyJ')) bits ^= JWT_BIT;
+  if ((bits & PEM_BIT) !== 0 && !text.includes('-----BEGIN ')) bits ^= PEM_BIT;
+  return mayBePlain(bits, text.length, classes, capitals) && PLAIN_VALUE.test(text) ? 0 : bits;
 }
 
 /** The candidates of the UTF-8 text at `bytes[start, end)`, without decoding it. */
 export function byteCandidates(bytes: Uint8Array, start: number, end: number): Candidates {
-  resetCounts();
   let classes = 0;
+  let digits = 0;
+  let capitals = 0;
+  let dots = 0;
+  let colons = 0;
+  let dashes = 0;
   for (let i = start; i < end; i++) {
     const k = CLASSES[bytes[i]!]!;
     if (k === 0) continue;
     classes |= k;
-    COUNTS[k & COUNTED]!++;
-  }
-  return candidates(end - start, classes, (ascii) => {
-    // A bounded search: Buffer#indexOf would look on past `end`, through the rest of the chunk.
-    const first = ascii.charCodeAt(0);
-    next: for (let i = start; i + ascii.length <= end; i++) {
-      if (bytes[i] !== first) continue;
-      for (let j = 1; j < ascii.length; j++) if (bytes[i + j] !== ascii.charCodeAt(j)) continue next;
-      return true;
+    if (k === DIGIT) {
+      digits++;
+      continue;
     }
-    return false;
-  }, () => isPlainBytes(bytes, start, end));
+    capitals += (k >> 1) & 1;
+    dots += (k >> 2) & 1;
+    colons += (k >> 3) & 1;
+    dashes += (k >> 4) & 1;
+  }
+  let bits = countedBits(end - start, classes, digits, capitals, dots, colons, dashes);
+  if ((bits & JWT_BIT) !== 0 && !bytesInclude(bytes, start, end, EYJ)) bits ^= JWT_BIT;
+  if ((bits & PEM_BIT) !== 0 && !bytesInclude(bytes, start, end, PEM_BEGIN_BYTES)) bits ^= PEM_BIT;
+  return mayBePlain(bits, end - start, classes, capitals) && isPlainBytes(bytes, start, end) ? 0 : bits;
+}
+
+const EYJ = Buffer.from('eyJ');
+const PEM_BEGIN_BYTES = Buffer.from('-----BEGIN ');
+
+/** Whether `ascii` occurs in `bytes[start, end)`: a bounded search (Buffer#indexOf would look on past `end`, through the rest of the chunk). */
+function bytesInclude(bytes: Uint8Array, start: number, end: number, ascii: Uint8Array): boolean {
+  const first = ascii[0];
+  next: for (let i = start; i + ascii.length <= end; i++) {
+    if (bytes[i] !== first) continue;
+    for (let j = 1; j < ascii.length; j++) if (bytes[i + j] !== ascii[j]) continue next;
+    return true;
+  }
+  return false;
 }
 
 const isAsciiAlnum = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
