@@ -407,21 +407,23 @@ export class PgProxy {
       release?.();
       return;
     }
-    // The start of a message held back from the last chunk (it might be one to cut out) goes first.
-    const held = this.#heldBack;
+    // The start of a message held back from the last chunk (it might be one to cut out) goes
+    // first, as a part of its own (the chunk is not copied after it): out with the bytes that
+    // follow it, or dropped when the message is replaced.
+    let held = this.#heldBack;
     this.#heldBack = undefined;
-    if (held) {
-      chunk = Buffer.concat([held, chunk]);
-      release?.();
-      release = undefined;
-    }
-    const shift = held?.length ?? 0;
     this.#acknowledges = false;
     const parts: Buffer[] = [];
+    /** Bytes of `chunk` before this went out (or were replaced); a message that began in `held` began before 0. */
     let forwarded = 0;
+    const forward = (to: number): void => {
+      if (held) parts.push(held);
+      held = undefined;
+      if (to > forwarded) parts.push(chunk.subarray(forwarded, to));
+      forwarded = Math.max(forwarded, to);
+    };
     try {
-      this.#targetScanner.scan(held ? chunk.subarray(shift) : chunk, (type, endInChunk, body, length) => {
-        const end = endInChunk + shift;
+      this.#targetScanner.scan(chunk, (type, end, body, length) => {
         const head = this.#expected[0];
         // What goes out in this message's place: nothing (a reply to a message of ours), our
         // refusal (the target raising it), the message masked, or (undefined) the message itself.
@@ -439,14 +441,15 @@ export class PgProxy {
         }
         if (replacement !== undefined) {
           const start = end - length - 1;
-          if (start < forwarded) throw new Error('a message to replace began in bytes already sent to the client');
-          parts.push(chunk.subarray(forwarded, start), replacement);
+          if (start < 0 && held !== undefined && start === -held.length) held = undefined; // it was all held back
+          else if (start < forwarded) throw new Error('a message to replace began in bytes already sent to the client');
+          else forward(start);
+          parts.push(replacement);
           forwarded = end;
         }
         if (this.#expected[0]?.kind !== 'inject') return;
         // Gateway-made messages go in at this message boundary, in the target's place.
-        parts.push(chunk.subarray(forwarded, end));
-        forwarded = end;
+        forward(end);
         while (this.#expected[0]?.kind === 'inject') {
           parts.push((this.#expected.shift() as { bytes: Buffer }).bytes);
           this.#acknowledges = true; // a refusal's answer ends with ReadyForQuery
@@ -469,27 +472,29 @@ export class PgProxy {
     const next = this.#expected[0]?.kind;
     if ((this.#masker || next === 'swallow' || next === 'refusal') && this.#targetScanner.midMessage) {
       // The message under way may be one to cut out or rewrite: what comes before it goes on,
-      // its start is kept until its end comes.
-      // (It began at or after `forwarded`: a message is cut or rewritten only whole, and what
-      // was held back last time is at the front of this chunk.)
-      const start = Math.max(forwarded, chunk.length - this.#targetScanner.progress);
-      if (start > forwarded) parts.push(chunk.subarray(forwarded, start));
-      this.#heldBack = Buffer.from(chunk.subarray(start));
+      // its start is kept until its end comes. (It began at or after `forwarded`, or in what was
+      // held back last time when it is longer than this chunk: a message is cut or rewritten
+      // only whole.)
+      const start = chunk.length - this.#targetScanner.progress;
+      if (start < 0 && held !== undefined && forwarded === 0) this.#heldBack = Buffer.concat([held, chunk]);
+      else {
+        forward(Math.max(forwarded, start));
+        this.#heldBack = Buffer.from(chunk.subarray(forwarded));
+      }
     } else {
       // The rest goes on at once, even the start of a message whose end is still to come.
-      parts.push(forwarded === 0 ? chunk : chunk.subarray(forwarded));
+      forward(chunk.length);
     }
     if (parts.length === 0) {
       release?.();
       return;
     }
-    const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    if (!within(bytes, chunk)) {
+    if (!parts.some((part) => within(part, chunk))) {
       // The pooled read buffer goes back now unless what is written still lies in it.
       release?.();
       release = undefined;
     }
-    this.#toClient(bytes, release, this.#acknowledges);
+    this.#toClient(parts.length === 1 ? parts[0]! : parts, release, this.#acknowledges);
   }
 
   /**
@@ -497,7 +502,7 @@ export class PgProxy {
    * ReadyForQuery) wait until the session's audit records are committed, and the target is not
    * read meanwhile. Fail closed: a session whose audit records cannot be committed ends.
    */
-  #toClient(bytes: Buffer, release: (() => void) | undefined, acknowledges: boolean): void {
+  #toClient(bytes: Buffer | readonly Buffer[], release: (() => void) | undefined, acknowledges: boolean): void {
     const committed = acknowledges ? this.#session.committed() : undefined;
     if (committed === undefined && this.#held === undefined) {
       this.#write(bytes, release);
@@ -523,12 +528,21 @@ export class PgProxy {
     this.#held = held;
   }
 
-  #write(bytes: Buffer, release: (() => void) | undefined): void {
+  /** Parts go out in one write (writev), not copied together; `release` once the last is flushed (and with it every one before). */
+  #write(bytes: Buffer | readonly Buffer[], release: (() => void) | undefined): void {
     if (this.#closed || this.#client.writableEnded) {
       release?.();
       return;
     }
-    if (!this.#client.write(bytes, release)) {
+    let room: boolean;
+    if (Buffer.isBuffer(bytes)) room = this.#client.write(bytes, release);
+    else {
+      this.#client.cork();
+      for (let i = 0; i < bytes.length - 1; i++) this.#client.write(bytes[i]!);
+      room = this.#client.write(bytes[bytes.length - 1]!, release);
+      this.#client.uncork();
+    }
+    if (!room) {
       this.#target.pause();
       this.#client.once('drain', () => this.#target.resume());
     }
