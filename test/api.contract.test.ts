@@ -87,7 +87,9 @@ let firstUserPage: { next: string | null } | undefined;
 let firstAuditPage: { next: number | null } | undefined;
 
 const onFastify = (message: unknown) => {
-  const { fastify } = message as { fastify: { addHook(name: 'onRoute', hook: (route: { method: string | string[]; url: string }) => void): void } };
+  const { fastify } = message as {
+    fastify: { addHook(name: 'onRoute', hook: (route: { method: string | string[]; url: string }) => void): void };
+  };
   fastify.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) registered.push({ method, url: route.url });
   });
@@ -337,7 +339,12 @@ function cases(): Record<string, readonly Call[]> {
     ],
     'GET /api/sessions/{id}': [
       { as: 'auditor', path: async () => `/api/sessions/${sessionId}`, status: 200 },
-      { as: 'user', path: async () => `/api/sessions/${sessionId}`, status: 404, then: (body) => assert.equal(body.code, 'unknown-session') },
+      {
+        as: 'user',
+        path: async () => `/api/sessions/${sessionId}`,
+        status: 404,
+        then: (body) => assert.equal(body.code, 'unknown-session'),
+      },
     ],
   };
 }
@@ -374,7 +381,8 @@ export function contractProblems(operation: Operation, answer: Answer, validator
   if (!declared) return [`status ${answer.status} is not declared (declared: ${Object.keys(operation.spec.responses).join(', ')})`];
   if (!declared.content) return answer.text === '' ? [] : [`status ${answer.status} declares no body, got ${answer.text.slice(0, 200)}`];
   const media = declared.content[answer.type];
-  if (!media) return [`status ${answer.status} is answered as ${answer.type || 'no type'}, declared ${Object.keys(declared.content).join(', ')}`];
+  if (!media)
+    return [`status ${answer.status} is answered as ${answer.type || 'no type'}, declared ${Object.keys(declared.content).join(', ')}`];
   const validate = validatorOf(media.schema);
   const items = answer.type === 'application/x-ndjson' ? answer.text.split('\n').filter((l) => l !== '') : [answer.text];
   const problems: string[] = [];
@@ -387,9 +395,7 @@ export function contractProblems(operation: Operation, answer: Answer, validator
       continue;
     }
     if (!validate(value)) {
-      problems.push(
-        `body does not match the schema: ${ajv.errorsText(validate.errors)} in ${JSON.stringify(value).slice(0, 300)}`,
-      );
+      problems.push(`body does not match the schema: ${ajv.errorsText(validate.errors)} in ${JSON.stringify(value).slice(0, 300)}`);
     }
     if (answer.type === 'application/problem+json') {
       const p = value as { type?: string; code?: string };
@@ -418,7 +424,8 @@ describe('the API contract', () => {
     const key = `${operation.method} ${operation.path}`;
     seen.add(`${key} ${answer.status}`);
     const problems = contractProblems(operation, answer, validatorOf);
-    if (expected !== undefined && answer.status !== expected) problems.unshift(`expected ${expected}, got ${answer.status}: ${answer.text.slice(0, 300)}`);
+    if (expected !== undefined && answer.status !== expected)
+      problems.unshift(`expected ${expected}, got ${answer.status}: ${answer.text.slice(0, 300)}`);
     for (const p of problems) failures.push(`${key} (${label}): ${p}`);
     return problems.length === 0 ? answer.text : undefined;
   }
@@ -462,7 +469,12 @@ describe('the API contract', () => {
       if (operation.method !== 'GET') {
         const token = isPublic ? undefined : tokens[allowed];
         await check(operation, 'not JSON', await send(operation.method, path, token, { type: 'application/json', text: '{"a":' }), 400);
-        await check(operation, 'another media type', await send(operation.method, path, token, { type: 'application/xml', text: '<a/>' }), 415);
+        await check(
+          operation,
+          'another media type',
+          await send(operation.method, path, token, { type: 'application/xml', text: '<a/>' }),
+          415,
+        );
         const large = json({ reason: 'x'.repeat(70 * 1024) });
         await check(operation, 'too large', await send(operation.method, path, token, large), 413);
       }
@@ -485,7 +497,11 @@ describe('the API contract', () => {
     assert.ok(served.length >= documented.size, 'the diagnostics channel saw the routes');
     const undocumented = served.filter((s) => !documented.has(s) && !(s.startsWith('HEAD ') && documented.has(`GET ${s.slice(5)}`)));
     assert.deepEqual(undocumented, []);
-    assert.deepEqual([...documented].filter((d) => !served.includes(d)), [], 'documented but not served');
+    assert.deepEqual(
+      [...documented].filter((d) => !served.includes(d)),
+      [],
+      'documented but not served',
+    );
   });
 
   test('docs/api.md lists exactly the operations of the document', () => {
@@ -509,11 +525,15 @@ describe('the API contract', () => {
     const declared = new Set<string>();
     for (const o of operations()) {
       for (const response of Object.values(o.spec.responses)) {
-        const schema = response.content?.['application/problem+json']?.schema as { properties?: { code?: { enum?: string[] } } } | undefined;
+        const schema = response.content?.['application/problem+json']?.schema as
+          { properties?: { code?: { enum?: string[] } } } | undefined;
         for (const code of schema?.properties?.code?.enum ?? []) declared.add(code);
       }
     }
-    assert.deepEqual([...declared].filter((c) => !listed.includes(c)), []);
+    assert.deepEqual(
+      [...declared].filter((c) => !listed.includes(c)),
+      [],
+    );
   });
 });
 
@@ -526,7 +546,12 @@ describe('the checks themselves', () => {
         '200': {
           content: {
             'application/json': {
-              schema: { type: 'object', properties: { a: { type: 'string', nullable: true } }, required: ['a'], additionalProperties: false },
+              schema: {
+                type: 'object',
+                properties: { a: { type: 'string', nullable: true } },
+                required: ['a'],
+                additionalProperties: false,
+              },
             },
           },
         },
@@ -570,9 +595,9 @@ describe('the checks themselves', () => {
       'GET /api/a/{id}',
       'POST /b',
     ]);
-    assert.deepEqual(apiErrorCodes('## Other\n| `x` | 1 |\n## API errors\n\n| `code` | HTTP |\n|---|---|\n| `a-b` | 400 |\n## Next\n| `c` |'), [
-      'code',
-      'a-b',
-    ]);
+    assert.deepEqual(
+      apiErrorCodes('## Other\n| `x` | 1 |\n## API errors\n\n| `code` | HTTP |\n|---|---|\n| `a-b` | 400 |\n## Next\n| `c` |'),
+      ['code', 'a-b'],
+    );
   });
 });

@@ -10,14 +10,7 @@ import { parseDuration } from '../core/duration.ts';
 import type { Clock, Connection } from '../core/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { AccessError, type AccessRequests } from '../identity/access.ts';
-import {
-  AccountError,
-  GATEWAY_ROLES,
-  toAccount,
-  type Account,
-  type Accounts,
-  type AuthenticatedPrincipal,
-} from '../identity/accounts.ts';
+import { AccountError, GATEWAY_ROLES, toAccount, type Account, type Accounts, type AuthenticatedPrincipal } from '../identity/accounts.ts';
 import type { Credentials } from '../identity/credentials.ts';
 import type { GatewaySessions } from '../identity/gateway-sessions.ts';
 import type { GrantRecord, Store } from '../store/index.ts';
