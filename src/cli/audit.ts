@@ -3,6 +3,8 @@
  * or cut off the end since it was written (exit status 1 naming the first record that breaks);
  * `drawbridge audit export` writes the log as JSON lines for a SIEM, with each record's hashes so
  * that the chain can be checked outside the gateway. Both act on the gateway's store directly.
+ * On a terminal, an export longer than the screen goes through the pager (cli/pager.ts,
+ * `--no-pager`); piped or written to a file, it is written as it is.
  */
 
 import { once } from 'node:events';
@@ -13,6 +15,7 @@ import { exportLine } from '../audit/sinks.ts';
 import { auditRecords, verifyAuditLog, type AuditVerification } from '../audit/verify.ts';
 import { pointInTime } from '../core/duration.ts';
 import { options, UsageError, withLocalStore } from './args.ts';
+import { pagedOutput, type Output } from './pager.ts';
 
 export async function runAudit(args: readonly string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -77,19 +80,24 @@ async function exportLog(args: readonly string[]): Promise<number> {
     until: { type: 'string' },
     format: { type: 'string' },
     output: { type: 'string' },
+    'no-pager': { type: 'boolean' },
   });
   if (!values.config) throw new UsageError('audit export needs --config FILE');
   if ((values.format ?? 'jsonl') !== 'jsonl') throw new UsageError(`--format must be jsonl (got "${values.format}")`);
   const since = values.since === undefined ? undefined : pointInTime(values.since, Date.now());
   const until = values.until === undefined ? undefined : pointInTime(values.until, Date.now());
-  const out: Writable = values.output ? createWriteStream(values.output, { mode: 0o600 }) : process.stdout;
+  const paged: Output | undefined = values.output ? undefined : pagedOutput({ off: values['no-pager'] });
+  const out: Writable = paged ?? createWriteStream(values.output!, { mode: 0o600 });
   let written = 0;
   await withLocalStore(values.config, async (store) => {
     for await (const r of auditRecords(store, { since, until })) {
+      // The reader quit the pager: reading on would be for no one.
+      if (paged?.quit) break;
       if (!out.write(`${exportLine(r)}\n`)) await once(out, 'drain');
       written++;
     }
   });
+  if (paged) await paged.close();
   if (values.output) {
     out.end();
     await once(out, 'finish');

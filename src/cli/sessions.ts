@@ -3,7 +3,8 @@
  * what, when and for how long, and what each session ran, in order, with each statement's outcome
  * (refused by policy, failed, ran), its time and its rows. Statement texts and errors are as
  * recorded: masked for masked sessions. Readable tables on a terminal (coloured when stdout is
- * one), `--json` for scripts. `drawbridge sessions prune` applies the recording retention limits
+ * one, through the pager when longer than the screen: cli/pager.ts, `--no-pager`), `--json` for
+ * scripts. `drawbridge sessions prune` applies the recording retention limits
  * once, as the local administrator (recording/retention.ts).
  */
 
@@ -23,6 +24,7 @@ import {
 import type { SessionRecord, StatementRecord, Store } from '../store/index.ts';
 import { options, optionsAndArguments, UsageError, withLocalStore } from './args.ts';
 import { table } from './identity.ts';
+import { pagedOutput, type Output } from './pager.ts';
 
 export async function runSessions(args: readonly string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -58,6 +60,7 @@ async function list(args: readonly string[]): Promise<number> {
     before: { type: 'string' },
     limit: { type: 'string' },
     json: { type: 'boolean' },
+    'no-pager': { type: 'boolean' },
   });
   if (!values.config) throw new UsageError('sessions list needs --config FILE');
   const limit = values.limit === undefined ? 50 : Number(values.limit);
@@ -89,8 +92,10 @@ async function list(args: readonly string[]): Promise<number> {
     s.endedAt === undefined ? 'live' : formatDuration(s.endedAt - s.startedAt),
     s.endReason ?? '',
   ]);
-  process.stdout.write(table(['SESSION', 'PRINCIPAL', 'CONNECTION', 'STARTED (UTC)', 'DURATION', 'END'], rows));
-  if (next) process.stdout.write(dim(`more: add --before ${next}\n`));
+  const out = pagedOutput({ off: values['no-pager'] });
+  out.write(table(['SESSION', 'PRINCIPAL', 'CONNECTION', 'STARTED (UTC)', 'DURATION', 'END'], rows));
+  if (next) out.write(dim(`more: add --before ${next}\n`));
+  await out.close();
   return 0;
 }
 
@@ -106,6 +111,7 @@ async function show(args: readonly string[], as: 'table' | 'transcript'): Promis
     json: { type: 'boolean' },
     pace: { type: 'boolean' },
     rows: { type: 'string' },
+    'no-pager': { type: 'boolean' },
   });
   if (!values.config) throw new UsageError(`sessions ${as === 'table' ? 'show' : 'replay'} needs --config FILE`);
   const [id] = positionals;
@@ -120,9 +126,13 @@ async function show(args: readonly string[], as: 'table' | 'transcript'): Promis
     process.stdout.write(`${JSON.stringify({ session, statements })}\n`);
     return 0;
   }
+  const rows = values.rows === undefined ? 10 : Number(values.rows);
+  if (!Number.isInteger(rows) || rows < 0) throw new UsageError('--rows must be a whole number');
+  // A paced replay is watched as it plays: never held back for a pager.
+  const out = pagedOutput({ off: values['no-pager'] || values.pace });
   if (as === 'table') {
-    process.stdout.write(header(session));
-    const rows = statements.map((s) => [
+    out.write(header(session));
+    const lines = statements.map((s) => [
       String(s.seq),
       `+${seconds(s.startedAt - session.startedAt)}`,
       `${s.durationMs.toFixed(1)} ms`,
@@ -131,14 +141,11 @@ async function show(args: readonly string[], as: 'table' | 'transcript'): Promis
       oneLine(s.text, 80),
       s.errorMessage ? `${s.errorCode ?? ''} ${s.errorMessage}`.trim() : '',
     ]);
-    process.stdout.write(
-      statements.length === 0 ? 'no statements\n' : table(['#', 'AT', 'TOOK', 'OUTCOME', 'ROWS', 'STATEMENT', 'ERROR'], rows),
-    );
-    return 0;
+    out.write(statements.length === 0 ? 'no statements\n' : table(['#', 'AT', 'TOOK', 'OUTCOME', 'ROWS', 'STATEMENT', 'ERROR'], lines));
+  } else {
+    await transcript(out, session, statements, values.pace === true, rows);
   }
-  const rows = values.rows === undefined ? 10 : Number(values.rows);
-  if (!Number.isInteger(rows) || rows < 0) throw new UsageError('--rows must be a whole number');
-  await transcript(session, statements, values.pace === true, rows);
+  await out.close();
   return 0;
 }
 
@@ -210,29 +217,34 @@ function header(s: SessionRecord): string {
 }
 
 /** The session as its client saw it, statement by statement; with `pace`, at the recorded gaps (at most 2 s each). */
-async function transcript(s: SessionRecord, statements: readonly StatementRecord[], pace: boolean, rows: number): Promise<void> {
+async function transcript(
+  out: Output,
+  s: SessionRecord,
+  statements: readonly StatementRecord[],
+  pace: boolean,
+  rows: number,
+): Promise<void> {
   const prompt = `${s.principal}@${s.connection}=>`;
-  process.stdout.write(dim(`-- ${s.id}: ${s.principal} on ${s.connection} from ${s.clientAddress}, ${iso(s.startedAt)}\n`));
+  out.write(dim(`-- ${s.id}: ${s.principal} on ${s.connection} from ${s.clientAddress}, ${iso(s.startedAt)}\n`));
   let last = s.startedAt;
   for (const st of statements) {
+    if (out.quit) return;
     if (pace) await sleep(Math.min(2000, Math.max(0, st.startedAt - last)));
     last = st.startedAt;
     const at = `[+${seconds(st.startedAt - s.startedAt)}]`;
-    process.stdout.write(`${dim(at)} ${cyan(prompt)} ${st.text.trimEnd().replace(/\n/g, `\n${' '.repeat(at.length + 1)}`)}\n`);
+    out.write(`${dim(at)} ${cyan(prompt)} ${st.text.trimEnd().replace(/\n/g, `\n${' '.repeat(at.length + 1)}`)}\n`);
     const pad = ' '.repeat(at.length + 1);
     const took = `${st.durationMs.toFixed(1)} ms`;
     if (st.outcome === 'ok') {
-      process.stdout.write(`${pad}${green('ok')}${st.rows === undefined ? '' : `, ${st.rows} row${st.rows === 1 ? '' : 's'}`}, ${took}\n`);
-      if (st.result && st.result.columns.length > 0) process.stdout.write(resultTable(st.result, rows, pad));
+      out.write(`${pad}${green('ok')}${st.rows === undefined ? '' : `, ${st.rows} row${st.rows === 1 ? '' : 's'}`}, ${took}\n`);
+      if (st.result && st.result.columns.length > 0) out.write(resultTable(st.result, rows, pad));
     } else {
       const label = st.outcome === 'denied' ? 'REFUSED' : st.outcome === 'cancelled' ? 'CANCELLED' : 'ERROR';
-      process.stdout.write(
-        `${pad}${red(`${label}${st.errorCode ? ` ${st.errorCode}` : ''}`)}: ${st.errorMessage ?? ''} ${dim(`(${took})`)}\n`,
-      );
+      out.write(`${pad}${red(`${label}${st.errorCode ? ` ${st.errorCode}` : ''}`)}: ${st.errorMessage ?? ''} ${dim(`(${took})`)}\n`);
     }
   }
   const end = s.endedAt === undefined ? 'still live' : `ended +${seconds(s.endedAt - s.startedAt)}: ${s.endReason ?? 'no reason recorded'}`;
-  process.stdout.write(dim(`-- ${end}\n`));
+  out.write(dim(`-- ${end}\n`));
 }
 
 /** The first `max` rows of a recorded result, aligned like psql's, indented by `pad`. */
