@@ -297,9 +297,13 @@ function countedBits(
   return bits;
 }
 
-/** Whether a text with these bits may still be a plain number or timestamp, which has none (PLAIN_VALUE). */
-const mayBePlain = (bits: Candidates, length: number, classes: number, capitals: number): boolean =>
-  bits !== 0 && length <= PLAIN_MAX && (classes & (AT | NON_ASCII)) === 0 && capitals <= 2;
+/**
+ * Whether a text with these bits and counts may still be a plain number or timestamp, which has
+ * none (PLAIN_VALUE): not one with '@' or non-ASCII characters, more than 2 capitals (T, Z), or
+ * more than 12 digits without a '.' or two dashes (a card number).
+ */
+const mayBePlain = (bits: Candidates, length: number, classes: number, digits: number, capitals: number, dots: number, dashes: number): boolean =>
+  bits !== 0 && length <= PLAIN_MAX && (classes & (AT | NON_ASCII)) === 0 && capitals <= 2 && (digits <= 12 || dots > 0 || dashes > 1);
 
 // The passes below count in local variables: a digit (most of what they count) costs one
 // addition, the other counted classes a shift each (DIGIT, CAPITAL, DOT, COLON and DASH are the
@@ -329,7 +333,7 @@ export function textCandidates(text: string): Candidates {
   let bits = countedBits(text.length, classes, digits, capitals, dots, colons, dashes);
   if ((bits & JWT_BIT) !== 0 && !text.includes('eyJ')) bits ^= JWT_BIT;
   if ((bits & PEM_BIT) !== 0 && !text.includes('-----BEGIN ')) bits ^= PEM_BIT;
-  return mayBePlain(bits, text.length, classes, capitals) && PLAIN_VALUE.test(text) ? 0 : bits;
+  return mayBePlain(bits, text.length, classes, digits, capitals, dots, dashes) && PLAIN_VALUE.test(text) ? 0 : bits;
 }
 
 /** The candidates of the UTF-8 text at `bytes[start, end)`, without decoding it. */
@@ -356,7 +360,7 @@ export function byteCandidates(bytes: Uint8Array, start: number, end: number): C
   let bits = countedBits(end - start, classes, digits, capitals, dots, colons, dashes);
   if ((bits & JWT_BIT) !== 0 && !bytesInclude(bytes, start, end, EYJ)) bits ^= JWT_BIT;
   if ((bits & PEM_BIT) !== 0 && !bytesInclude(bytes, start, end, PEM_BEGIN_BYTES)) bits ^= PEM_BIT;
-  return mayBePlain(bits, end - start, classes, capitals) && isPlainBytes(bytes, start, end) ? 0 : bits;
+  return mayBePlain(bits, end - start, classes, digits, capitals, dots, dashes) && isPlainBytes(bytes, start, end) ? 0 : bits;
 }
 
 const EYJ = Buffer.from('eyJ');

@@ -223,11 +223,14 @@ export class PgMasker {
   }
 
   #found(kind: string): void {
-    const i = this.#foundKinds.indexOf(kind);
-    if (i === -1) {
-      this.#foundKinds.push(kind);
-      this.#foundCounts.push(1);
-    } else this.#foundCounts[i]!++;
+    const kinds = this.#foundKinds;
+    for (let i = 0; i < kinds.length; i++) {
+      if (kinds[i] !== kind) continue;
+      this.#foundCounts[i]!++;
+      return;
+    }
+    kinds.push(kind);
+    this.#foundCounts.push(1);
   }
 
   #columnsOf(rowDescription: Buffer): Columns | undefined {
@@ -257,17 +260,19 @@ export class PgMasker {
 
   #dataRow(body: Buffer): boolean {
     if (body.length < 2) return false;
-    const count = body.readUInt16BE(0);
-    const columns = this.#columns;
+    const count = (body[0]! << 8) | body[1]!;
+    const kinds = this.#columns?.kinds;
+    const rules = this.#columns?.rules;
     let off = 2;
     for (let i = 0; i < count; i++) {
       if (off + 4 > body.length) return false;
-      const length = body.readInt32BE(off);
+      // int32, big-endian (read by hand: this runs for every column of every row)
+      const length = (body[off]! << 24) | (body[off + 1]! << 16) | (body[off + 2]! << 8) | body[off + 3]!;
       const start = off + 4;
       const end = length < 0 ? start : start + length;
       if (end > body.length) return false;
-      const kind = (columns === undefined ? Column.Text : (columns.kinds[i] ?? Column.Text)) as Column;
-      const rule = columns?.rules[i];
+      const kind = (kinds === undefined ? Column.Text : (kinds[i] ?? Column.Text)) as Column;
+      const rule = rules?.[i];
       if (length < 0) {
         // SQL NULL: nothing to mask.
       } else if (rule !== undefined) {

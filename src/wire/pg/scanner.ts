@@ -106,6 +106,7 @@ export class FrameScanner {
   }
 
   #check(length: number): void {
+    if (length >= 4 && length <= this.#maxMessageLength) return;
     const type = `0x${this.#type.toString(16)}`;
     // Fail closed: once the stream is out of step nothing after it can be trusted.
     if (length < 4) this.#failed = new FramingError('malformed-length', length, `message type ${type} declares length ${length} (< 4)`);
