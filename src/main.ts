@@ -33,7 +33,7 @@ import { allowAllGuard, Pipeline, type Guard, type PipelineDeps } from './sessio
 import { PolicyError, type PolicyEngine } from './policy/cedar/engine.ts';
 import { MaskingConfigError } from './policy/masking/detectors.ts';
 import { compileColumnRules } from './policy/masking/columns.ts';
-import { compileMasking, maskBytes, maskText, mayFindIn, type MaskingConfig } from './policy/masking/strategies.ts';
+import { compileMasking, maskableFields, maskBytes, maskText, type MaskingConfig } from './policy/masking/strategies.ts';
 import { PolicyGuard } from './policy/guard.ts';
 import { LivePolicy, type ReloadOutcome } from './policy/live-policy.ts';
 import { GrantWatch, type GrantWatchOptions } from './session/grant-watch.ts';
@@ -274,10 +274,10 @@ function maskingFor(config: Config, engine: () => PolicyEngine | undefined, audi
   const plan = compileMasking(config.masking.plan as MaskingConfig);
   const rules = compileColumnRules(config.masking.columns, plan);
   const text = (value: string) => maskText(value, plan);
-  const bytes = (value: Buffer, start: number, end: number) => maskBytes(value, start, end, plan);
-  const mayFind = (value: Buffer, start: number, end: number) => mayFindIn(value, start, end, plan);
+  const bytes = (value: Buffer, start: number, end: number, candidates?: number) => maskBytes(value, start, end, plan, candidates);
+  const fields = (value: Buffer, start: number, end: number, out: number[]) => maskableFields(value, start, end, out, plan);
   return (session) => {
-    const mask = { text, bytes, mayFind, column: (name: string) => rules(session.connection.name, name) };
+    const mask = { text, bytes, fields, column: (name: string) => rules(session.connection.name, name) };
     const { principal, groups } = session.grant;
     const exemption = engine()?.unmasked(
       { name: principal.name, kind: principal.kind, groups },

@@ -48,19 +48,25 @@ export type MaskText = (text: string) => Masked;
 /**
  * Masks the UTF-8 text at `bytes[start, end)`: undefined when nothing could be found (not
  * decoded); `written` when the masks were written over the bytes (each kept its length).
+ * `candidates`: what `fields` gave for it, when it is a field of a COPY line.
  */
 export type MaskBytes = (
   bytes: Buffer,
   start: number,
   end: number,
+  candidates?: number,
 ) => Masked | { readonly written: true; readonly findings: readonly string[] } | undefined;
 
 /** How one session's data is masked: by content, and by column name where a rule says. */
 export interface SessionMasking {
   readonly text: MaskText;
   readonly bytes: MaskBytes;
-  /** False when nothing could be found in the UTF-8 text at `bytes[start, end)` (as `bytes` would say, in one pass). */
-  readonly mayFind: (bytes: Buffer, start: number, end: number) => boolean;
+  /**
+   * The fields of the line of COPY text or csv at `bytes[start, end)` (split at tabs, commas and
+   * the line end) in which something may be found, in one pass: start, end and candidates of each,
+   * three numbers apiece in `out`; returns how many.
+   */
+  readonly fields: (bytes: Buffer, start: number, end: number, out: number[]) => number;
   readonly column: (name: string) => ColumnAction | undefined;
 }
 

@@ -1,15 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { detect, MaskingConfigError, type FindingKind } from './detectors.ts';
+import { byteCandidates, detect, MaskingConfigError, type FindingKind } from './detectors.ts';
 import {
   compileMasking,
   DEFAULT_MASKING,
   FULL_MASK,
   hashMask,
   maskBytes,
+  maskableFields,
   maskText,
-  mayFindIn,
   partialMask,
   type MaskingPlan,
   type MaskStrategy,
@@ -328,20 +328,39 @@ describe('maskBytes', () => {
     assert.ok(written > 1000, `${written} written over`);
   });
 
-  it('nothing is found in a field of a COPY line where nothing can be found in the whole line', () => {
+  it('the fields of a COPY line left out are those where nothing can be found, and each kept one comes with its own candidates', () => {
     const piece = fc.constantFrom(...SENSITIVE.map(([, v]) => v), ...NOTHING_TO_FIND, '\t', ',', '\n', ' ', '-', '@', '.', ':', '0', '+', 'é');
+    const custom = compileMasking({ custom: [{ name: 'x', pattern: 'x' }] });
     fc.assert(
-      fc.property(fc.array(piece, { maxLength: 10 }), (parts) => {
-        const line = Buffer.from(parts.join(''));
-        if (mayFindIn(line, 0, line.length)) return;
-        for (let start = 0, i = 0; i <= line.length; i++) {
-          if (i < line.length && line[i] !== 0x09 && line[i] !== 0x2c && line[i] !== 0x0a) continue;
-          const masked = maskBytes(Buffer.from(line), start, i);
-          assert.ok(masked === undefined || masked.findings.length === 0, line.toString('utf8', start, i));
+      fc.property(fc.array(piece, { maxLength: 10 }), fc.string({ maxLength: 3 }), (parts, pad) => {
+        const text = parts.join('');
+        const line = Buffer.from(`${pad}${text}${pad}`);
+        const [from, to] = [Buffer.byteLength(pad), Buffer.byteLength(pad) + Buffer.byteLength(text)];
+        // Every field, split by hand.
+        const all: [number, number][] = [];
+        for (let start = from, i = from; i <= to; i++) {
+          if (i < to && line[i] !== 0x09 && line[i] !== 0x2c && line[i] !== 0x0a) continue;
+          all.push([start, i]);
           start = i + 1;
         }
+        const out: number[] = [];
+        const n = maskableFields(line, from, to, out);
+        const kept = new Set<string>();
+        for (let i = 0; i < n; i++) {
+          const [start, end, candidates] = [out[3 * i]!, out[3 * i + 1]!, out[3 * i + 2]!];
+          assert.ok(all.some(([s, e]) => s === start && e === end), 'a field as split by hand');
+          assert.equal(candidates, byteCandidates(line, start, end), line.toString('utf8', start, end));
+          kept.add(`${start}:${end}`);
+        }
+        for (const [start, end] of all) {
+          if (kept.has(`${start}:${end}`)) continue;
+          const masked = maskBytes(Buffer.from(line), start, end);
+          assert.ok(masked === undefined || masked.findings.length === 0, line.toString('utf8', start, end));
+        }
+        // Custom detectors may match anything: every field that is not empty is kept.
+        assert.equal(maskableFields(line, from, to, out, custom), all.filter(([s, e]) => e > s).length);
       }),
-      { numRuns: 1000 },
+      { numRuns: 2000 },
     );
   });
 });

@@ -61,6 +61,7 @@ import {
   DEFAULT_DETECTION,
   detect,
   detectWhole,
+  fieldCandidates,
   KIND_RANK,
   MaskingConfigError,
   type BuiltinKind,
@@ -356,9 +357,15 @@ export interface WrittenOver {
  *   masked text is made. A value that is one email address or one card number and nothing else
  *   (`detectWhole`) is not even decoded: a second pass over its bytes finds and masks it;
  * - else what `maskText` gives.
+ * `candidates`: the bytes' (`byteCandidates`), when the caller has them already (`maskableFields`).
  */
-export function maskBytes(bytes: Buffer, start: number, end: number, plan: MaskingPlan = DEFAULT_MASKING): MaskResult | WrittenOver | undefined {
-  const candidates = byteCandidates(bytes, start, end);
+export function maskBytes(
+  bytes: Buffer,
+  start: number,
+  end: number,
+  plan: MaskingPlan = DEFAULT_MASKING,
+  candidates: Candidates = byteCandidates(bytes, start, end),
+): MaskResult | WrittenOver | undefined {
   if (!worthDetecting(candidates, plan.detection)) return undefined;
   // A whole value that is one email or one card (most sensitive columns): told and masked on its bytes.
   const whole = detectWhole(bytes, start, end, plan.detection, candidates);
@@ -396,12 +403,24 @@ function starWholeEmail(bytes: Buffer, start: number, end: number): void {
 }
 
 /**
- * False when nothing can be found in the UTF-8 text at `bytes[start, end)` (what `maskBytes` would
- * say without decoding), nor in any part of it: a row of many values with nothing in any of them
- * costs one pass.
+ * The fields of a line of COPY text or csv at `bytes[start, end)` (split at tabs, commas and the
+ * line end, which no mask contains) in which the plan may find something, with their candidates
+ * (`fieldCandidates`, one pass over the line): three numbers apiece in `out` (start, end,
+ * candidates, for `maskBytes`); returns how many. A line with nothing to find anywhere costs
+ * that one pass.
  */
-export function mayFindIn(bytes: Buffer, start: number, end: number, plan: MaskingPlan = DEFAULT_MASKING): boolean {
-  return worthDetecting(byteCandidates(bytes, start, end), plan.detection);
+export function maskableFields(bytes: Buffer, start: number, end: number, out: number[], plan: MaskingPlan = DEFAULT_MASKING): number {
+  const fields = fieldCandidates(bytes, start, end, out);
+  let kept = 0;
+  for (let i = 0; i < fields; i++) {
+    const candidates = out[3 * i + 2]!;
+    if (out[3 * i + 1]! <= out[3 * i]! || !worthDetecting(candidates, plan.detection)) continue;
+    out[3 * kept] = out[3 * i]!;
+    out[3 * kept + 1] = out[3 * i + 1]!;
+    out[3 * kept + 2] = candidates;
+    kept++;
+  }
+  return kept;
 }
 
 /** The star runs of every span when all of them are masked `partial` with the layout kept; else undefined. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { compileColumnRules } from '../../policy/masking/columns.ts';
-import { compileMasking, maskBytes, maskText, mayFindIn, type MaskingPlan } from '../../policy/masking/strategies.ts';
+import { compileMasking, maskableFields, maskBytes, maskText, type MaskingPlan } from '../../policy/masking/strategies.ts';
 import { bytes, typedFrame } from '../../wire/pg/byte-builder.ts';
 import { decodeBackend } from '../../wire/pg/decode.ts';
 import { framed, MASKED_IN_PLACE, PgMasker } from './mask.ts';
@@ -12,8 +12,8 @@ const CARD = '4111 1111 1111 1111';
 const plan = compileMasking();
 const sessionMasking = (p: MaskingPlan) => ({
   text: (text: string) => maskText(text, p),
-  bytes: (b: Buffer, start: number, end: number) => maskBytes(b, start, end, p),
-  mayFind: (b: Buffer, start: number, end: number) => mayFindIn(b, start, end, p),
+  bytes: (b: Buffer, start: number, end: number, candidates?: number) => maskBytes(b, start, end, p, candidates),
+  fields: (b: Buffer, start: number, end: number, out: number[]) => maskableFields(b, start, end, out, p),
   column: () => undefined,
 });
 const mask = sessionMasking(plan);

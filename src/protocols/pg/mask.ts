@@ -75,10 +75,6 @@ const Type = {
 /** What stands for a value whose masking says NULL where NULL cannot be sent (inside a text). */
 const FULL_MASK = '****';
 
-/** Where a field of a COPY row in text or csv ends: tab, comma, line end. */
-const FIELD_END = new Uint8Array(256);
-for (const b of [0x09, 0x2c, 0x0a]) FIELD_END[b] = 1;
-
 /** COPY's text format for NULL. */
 const NULL_IN_COPY = '\\N';
 
@@ -120,7 +116,9 @@ interface Edit {
 
 export class PgMasker {
   readonly #mask: SessionMasking['bytes'];
-  readonly #mayFind: SessionMasking['mayFind'];
+  readonly #copyFields: SessionMasking['fields'];
+  /** Where the fields of a COPY line lie that may hold something: start, end, candidates (reused). */
+  readonly #fieldBounds: number[] = [];
   readonly #rule: SessionMasking['column'];
   readonly #onFindings: OnFindings;
   /** undefined: no description seen (every column is masked as text, by content). */
@@ -141,7 +139,7 @@ export class PgMasker {
 
   constructor(masking: SessionMasking, onFindings: OnFindings = () => {}) {
     this.#mask = masking.bytes;
-    this.#mayFind = masking.mayFind;
+    this.#copyFields = masking.fields;
     this.#rule = masking.column;
     this.#onFindings = onFindings;
   }
@@ -296,9 +294,9 @@ export class PgMasker {
    * Masks the UTF-8 text at `body[start, end)`: where it lies when the mask has its length, else
    * as an edit (null for SQL NULL; `nullText` where NULL cannot be sent).
    */
-  #value(body: Buffer, lengthAt: number, start: number, end: number, nullText?: string): void {
+  #value(body: Buffer, lengthAt: number, start: number, end: number, nullText?: string, candidates?: number): void {
     if (end <= start) return;
-    const result = this.#mask(body, start, end);
+    const result = this.#mask(body, start, end, candidates);
     if (result === undefined) return;
     for (let i = 0; i < result.findings.length; i++) this.#found(result.findings[i]!);
     if ('written' in result) {
@@ -328,14 +326,10 @@ export class PgMasker {
    * end, which no mask contains), so that numbers in neighbouring columns are not read as one.
    */
   #copyText(body: Buffer): boolean {
-    if (!this.#mayFind(body, 0, body.length)) return true;
-    let start = 0;
-    for (let i = 0; i < body.length; i++) {
-      if (FIELD_END[body[i]!] === 0) continue;
-      this.#value(body, -1, start, i, NULL_IN_COPY);
-      start = i + 1;
-    }
-    this.#value(body, -1, start, body.length, NULL_IN_COPY);
+    // One pass finds the fields and what may be in each; only those are looked at again.
+    const bounds = this.#fieldBounds;
+    const fields = this.#copyFields(body, 0, body.length, bounds);
+    for (let i = 0; i < fields; i++) this.#value(body, -1, bounds[3 * i]!, bounds[3 * i + 1]!, NULL_IN_COPY, bounds[3 * i + 2]!);
     return true;
   }
 
