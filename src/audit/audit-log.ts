@@ -4,11 +4,12 @@
  * store, chained to the record before it (audit/chain.ts), so that `drawbridge audit verify`
  * finds any record edited, removed, reordered or cut off since.
  *
- * Durability: appends made in one turn of the event loop go to the store together, in one
- * transaction (group commit). Writers that act for a person (the CLI, the API) await the append,
- * so a command is not reported done before its record is committed; the data path appends
- * without waiting (`note`): its record is committed within one store transaction of the event,
- * and a failure is logged.
+ * Durability: appends go to the store together, in one transaction (group commit), when someone
+ * waits for them (`commit`, `flush`) or at the latest COMMIT_DELAY_MS after the first of them.
+ * Writers that act for a person (the CLI, the API) await the append, so a command is not reported
+ * done before its record is committed; a session's client is told a statement is done once the
+ * session's records are committed (session/pipeline.ts, `committed`), unless the gateway is
+ * configured to answer at once; `note` appends without waiting, and a failure is logged.
  */
 
 import type { Logger } from 'pino';
@@ -56,7 +57,15 @@ export interface AuditLog {
   append(event: AuditEvent): Promise<void>;
   /** For the data path: appends without waiting; a failure is logged, never thrown. */
   note(event: AuditEvent): void;
+  /** Starts committing what was appended now, instead of at the end of the commit delay: someone waits for it. */
+  commit(): void;
 }
+
+/**
+ * How long an append may wait for others to share its transaction, unless someone waits for it
+ * (`commit`, `flush`): the most a gateway killed can lose of records nobody waited for.
+ */
+export const COMMIT_DELAY_MS = 5;
 
 interface Pending {
   readonly event: NewAuditEvent;
@@ -72,7 +81,10 @@ export class StoreAuditLog implements AuditLog {
   #queue: Pending[] = [];
   /** Every transaction so far, in order: the next one starts after it. */
   #tail: Promise<void> = Promise.resolve();
+  /** A transaction is queued behind #tail and will take #queue as it is when it starts. */
   #scheduled = false;
+  /** Ends the commit delay of what #queue holds. */
+  #timer: NodeJS.Timeout | undefined;
 
   readonly #sinks: readonly AuditSink[];
 
@@ -87,11 +99,18 @@ export class StoreAuditLog implements AuditLog {
   append(event: AuditEvent): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ event: { at: this.#clock.now(), details: {}, ...event }, resolve, reject });
-      if (this.#scheduled) return;
-      this.#scheduled = true;
-      // After this turn of the event loop, so that what it appends goes in one transaction.
-      this.#tail = this.#tail.then(() => new Promise<void>((r) => setImmediate(r))).then(() => this.#write());
+      // Group commit: what is appended within the delay shares one transaction.
+      if (!this.#scheduled) this.#timer ??= setTimeout(() => this.commit(), COMMIT_DELAY_MS);
     });
+  }
+
+  commit(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#scheduled || this.#queue.length === 0) return;
+    this.#scheduled = true;
+    // After this turn of the event loop, so that what it appends still goes in the same transaction.
+    this.#tail = this.#tail.then(() => new Promise<void>((r) => setImmediate(r))).then(() => this.#write());
   }
 
   note(event: AuditEvent): void {
@@ -100,6 +119,7 @@ export class StoreAuditLog implements AuditLog {
 
   /** Resolves once every append made so far is committed (or has failed). */
   async flush(): Promise<void> {
+    this.commit();
     await this.#tail;
   }
 
@@ -124,6 +144,8 @@ export class StoreAuditLog implements AuditLog {
     const batch = this.#queue;
     this.#queue = [];
     this.#scheduled = false;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     try {
       const records = await this.#store.appendAudits(batch.map((p) => p.event));
       for (const p of batch) p.resolve();

@@ -62,6 +62,25 @@ export function asStored(details: Readonly<Record<string, unknown>>): Record<str
   return JSON.parse(JSON.stringify(details)) as Record<string, unknown>;
 }
 
+/**
+ * Numbers `events` after `head` (the last record; undefined for an empty log) and chains each to
+ * the one before: what a store writes, in one transaction, holding the log's write lock.
+ */
+export function chainAfter<E extends Omit<ChainedRecord, 'seq'>>(
+  head: { readonly seq: number; readonly hash: string } | undefined,
+  events: readonly E[],
+): (E & { seq: number; details: Record<string, unknown>; prevHash: string; hash: string })[] {
+  let seq = head?.seq ?? 0;
+  let prevHash = head?.hash ?? GENESIS_HASH;
+  return events.map((event) => {
+    const record = { ...event, seq: ++seq, details: asStored(event.details) };
+    const hash = recordHash(record, prevHash);
+    const chained = { ...record, prevHash, hash };
+    prevHash = hash;
+    return chained;
+  });
+}
+
 /** Hex SHA-256 of the record's canonical encoding, chained to `prevHash`. */
 export function recordHash(record: ChainedRecord, prevHash: string): string {
   const { seq, at, actor, action, subject, outcome, details } = record;

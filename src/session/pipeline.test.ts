@@ -24,6 +24,7 @@ class FakeAudit implements AuditLog {
   note(event: AuditEvent): void {
     this.events.push(event);
   }
+  commit(): void {}
 }
 
 class FakeRecorder implements Recorder {
@@ -72,6 +73,7 @@ class GatedAudit implements AuditLog {
   note(event: AuditEvent): void {
     this.append(event).catch(() => {});
   }
+  commit(): void {}
   commitAll(): void {
     for (const w of this.#waiting.splice(0)) w.resolve();
   }

@@ -238,6 +238,7 @@ export class LiveSession {
     if (this.#auditFailure) return Promise.reject(this.#auditFailure);
     const uncommitted = this.#uncommitted;
     if (uncommitted === undefined) return undefined;
+    this.#deps.audit.commit(); // the client waits: no commit delay
     return uncommitted.then(
       () => (this.#auditFailure ? Promise.reject(this.#auditFailure) : undefined),
       () => Promise.reject(this.#auditFailure),
@@ -311,6 +312,8 @@ export class LiveSession {
         outcome: 'success',
         details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#redact(text) },
       });
+      // Committed while the target works, so that its answer seldom waits.
+      if (this.#deps.acknowledgeAfterCommit !== false) this.#deps.audit.commit();
     }
     return trace;
   }

@@ -17,7 +17,8 @@ import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { Database } from './schema.ts';
-import type { NewStatement } from './store.ts';
+import { chainAfter, GENESIS_HASH } from '../audit/chain.ts';
+import type { AuditRecord, NewAuditEvent, NewStatement } from './store.ts';
 
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
 
@@ -126,6 +127,37 @@ export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly N
           );
         }
         backend.raw.exec('commit');
+      } catch (error) {
+        backend.raw.exec('rollback');
+        throw error;
+      }
+    });
+}
+
+/**
+ * Appends to the audit chain, which every session's statements and every refusal go through (and
+ * a statement's answer waits for): like statement batches, around the query builder, while
+ * holding its connection. BEGIN IMMEDIATE holds SQLite's one write lock, so the head read is the
+ * head the records follow, whichever process appends next.
+ */
+export function sqliteAuditWriter(backend: SqliteBackend): (events: readonly NewAuditEvent[]) => Promise<AuditRecord[]> {
+  let head: StatementSync | undefined;
+  let insert: StatementSync | undefined;
+  return (events) =>
+    backend.db.connection().execute(async () => {
+      head ??= backend.raw.prepare('select seq, hash from audit_events order by seq desc limit 1');
+      insert ??= backend.raw.prepare(
+        'insert into audit_events (seq, at, actor, action, subject, outcome, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      backend.raw.exec('begin immediate');
+      try {
+        const last = head.get() as { seq: number | bigint; hash: string | null } | undefined;
+        const records = chainAfter(last && { seq: Number(last.seq), hash: last.hash ?? GENESIS_HASH }, events);
+        for (const r of records) {
+          insert.run(r.seq, r.at, r.actor, r.action, r.subject, r.outcome, JSON.stringify(r.details), r.prevHash, r.hash);
+        }
+        backend.raw.exec('commit');
+        return records;
       } catch (error) {
         backend.raw.exec('rollback');
         throw error;

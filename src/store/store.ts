@@ -11,7 +11,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
-import { asStored, GENESIS_HASH, recordHash, type Checkpoint } from '../audit/chain.ts';
+import { chainAfter, GENESIS_HASH, type Checkpoint } from '../audit/chain.ts';
 import type { RecordedResult } from '../recording/result-sample.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
 import type {
@@ -24,7 +24,7 @@ import type {
   SessionsTable,
   StatementsTable,
 } from './schema.ts';
-import { openSqlite, sqliteStatementWriter } from './sqlite.ts';
+import { openSqlite, sqliteAuditWriter, sqliteStatementWriter } from './sqlite.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
 export type StatementOutcome = 'ok' | 'error' | 'denied' | 'cancelled';
@@ -489,7 +489,7 @@ export async function openStore(url: string): Promise<Store> {
       await backend.db.destroy();
       throw err;
     }
-    return new KyselyStore('sqlite', backend.db, sqliteStatementWriter(backend));
+    return new KyselyStore('sqlite', backend.db, sqliteStatementWriter(backend), sqliteAuditWriter(backend));
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     // Loaded on demand: the embedded default has no use for the PostgreSQL driver.
@@ -699,11 +699,19 @@ class KyselyStore implements Store {
   readonly kind: StoreKind;
   readonly #db: Kysely<Database>;
   readonly #writeStatements: (rows: readonly NewStatement[]) => Promise<void>;
+  /** A backend's own way of appending to the audit chain; otherwise the query builder's. */
+  readonly #writeAudits: ((events: readonly NewAuditEvent[]) => Promise<AuditRecord[]>) | undefined;
 
-  constructor(kind: StoreKind, db: Kysely<Database>, writeStatements: (rows: readonly NewStatement[]) => Promise<void>) {
+  constructor(
+    kind: StoreKind,
+    db: Kysely<Database>,
+    writeStatements: (rows: readonly NewStatement[]) => Promise<void>,
+    writeAudits?: (events: readonly NewAuditEvent[]) => Promise<AuditRecord[]>,
+  ) {
     this.kind = kind;
     this.#db = db;
     this.#writeStatements = writeStatements;
+    this.#writeAudits = writeAudits;
   }
 
   async insertAccount(a: NewAccount): Promise<AccountRecord> {
@@ -1027,20 +1035,12 @@ class KyselyStore implements Store {
 
   async appendAudits(events: readonly NewAuditEvent[]): Promise<AuditRecord[]> {
     if (events.length === 0) return [];
+    if (this.#writeAudits) return this.#writeAudits(events);
     return this.#db.transaction().execute(async (trx) => {
       // SQLite: the transaction began IMMEDIATE, which already holds the one write lock.
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
       const head = await trx.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-      let seq = head === undefined ? 0 : Number(head.seq);
-      let prevHash = head?.hash ?? GENESIS_HASH;
-      const records = events.map((event): AuditRecord => {
-        seq++;
-        const record = { ...event, seq, details: asStored(event.details) };
-        const hash = recordHash(record, prevHash);
-        const chained = { ...record, prevHash, hash };
-        prevHash = hash;
-        return chained;
-      });
+      const records: AuditRecord[] = chainAfter(head && { seq: Number(head.seq), hash: head.hash ?? GENESIS_HASH }, events);
       // In pieces: a statement holds at most 32,766 parameters on SQLite and 65,535 on PostgreSQL.
       for (let i = 0; i < records.length; i += AUDIT_INSERT_ROWS) {
         await trx
