@@ -401,9 +401,11 @@ export function fieldCandidates(bytes: Uint8Array, start: number, end: number, o
   let dots = 0;
   let colons = 0;
   let dashes = 0;
-  for (let i = start; i <= end; i++) {
-    const k = i < end ? FIELD_CLASSES[bytes[i]!]! : FIELD_END;
-    if (k === 0) continue;
+  for (let i = start; i < end; i++) {
+    let k = FIELD_CLASSES[bytes[i]!]!;
+    // Most bytes of most fields are letters: a tight loop over them.
+    while (k === 0 && ++i < end) k = FIELD_CLASSES[bytes[i]!]!;
+    if (k === 0) break;
     if (k === DIGIT) {
       classes |= k;
       digits++;
@@ -424,7 +426,11 @@ export function fieldCandidates(bytes: Uint8Array, start: number, end: number, o
     colons += (k >> 3) & 1;
     dashes += (k >> 4) & 1;
   }
-  return fields;
+  // The last field, after the last tab, comma or line end.
+  out[3 * fields] = from;
+  out[3 * fields + 1] = end;
+  out[3 * fields + 2] = classes === 0 ? 0 : bytesBits(bytes, from, end, classes, digits, capitals, dots, colons, dashes);
+  return fields + 1;
 }
 
 const EYJ = Buffer.from('eyJ');
