@@ -10,7 +10,9 @@ import { pino, type Logger } from 'pino';
 import { identityRoutes } from './api/identity-routes.ts';
 import { oidcRoutes } from './api/oidc-routes.ts';
 import { policyRoutes } from './api/policy-routes.ts';
+import { approvalRoutes } from './api/approval-routes.ts';
 import { auditRoutes } from './api/audit-routes.ts';
+import { Approvals } from './approvals/approvals.ts';
 import { sessionRoutes } from './api/session-routes.ts';
 import { keyId } from './audit/chain.ts';
 import { buildApi } from './api/server.ts';
@@ -113,7 +115,17 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   }
   const checkpoints = new AuditCheckpoints(store, signingKey, clock, log);
   checkpoints.start(config.audit.checkpointIntervalMs);
+  let apiBase = `http://${config.listen.api.host}:${config.listen.api.port}`;
+  const approvals = new Approvals({
+    store,
+    audit,
+    clock,
+    log,
+    timeoutMs: config.approvals.timeoutMs,
+    baseUrl: () => config.approvals.url ?? apiBase,
+  });
   const pipeline = new Pipeline({
+    approvals,
     guard,
     recorder,
     clock,
@@ -209,6 +221,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       policyRoutes({ policy, connections: config.connections, clock }),
       auditRoutes({ store, clock, trusted: new Map([[keyId(signingKey), createPublicKey(signingKey)]]) }),
       sessionRoutes({ store, clock }),
+      approvalRoutes({ approvals }),
     ),
   });
   try {
@@ -225,6 +238,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     throw error;
   }
   const apiAddress = api.server.address() as AddressInfo;
+  apiBase = `http://${apiAddress.family === 'IPv6' ? `[${apiAddress.address}]` : apiAddress.address}:${apiAddress.port}`;
   const pgAddress = pgServer?.address() as AddressInfo | undefined;
   log.info(
     { api: `${apiAddress.address}:${apiAddress.port}`, postgres: pgAddress && `${pgAddress.address}:${pgAddress.port}` },
@@ -241,6 +255,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     reloadPolicy: async () => (policy ? policy.reload() : 'unchanged'),
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {
+      await approvals.close();
       await grantWatch.stop();
       await retention.stop();
       policy?.stop();

@@ -7,9 +7,10 @@
  * status the document declares for that operation, the declared media type, and a body that
  * validates (ajv) against the declared schema, which for refusals pins the status and the codes;
  * every code must be listed in docs/errors.md. Also: every route Fastify serves is in the
- * document (HEAD comes with each GET), the document and docs/api.md's route table list the same
- * operations, and every status the document declares is seen at least once, except those listed
- * in UNREACHED with the reason.
+ * document (HEAD comes with each GET; routes registered with `schema: { hide: true }`, the web
+ * UI's static files, are not operations of the API and are left out), the document and
+ * docs/api.md's route table list the same operations, and every status the document declares is
+ * seen at least once, except those listed in UNREACHED with the reason.
  *
  * Known limit: response headers other than Content-Type are not part of the check.
  */
@@ -88,9 +89,13 @@ let firstAuditPage: { next: number | null } | undefined;
 
 const onFastify = (message: unknown) => {
   const { fastify } = message as {
-    fastify: { addHook(name: 'onRoute', hook: (route: { method: string | string[]; url: string }) => void): void };
+    fastify: {
+      addHook(name: 'onRoute', hook: (route: { method: string | string[]; url: string; schema?: { hide?: boolean } }) => void): void;
+    };
   };
   fastify.addHook('onRoute', (route) => {
+    // Hidden routes are not API operations (the web UI's static files, src/api/web-ui.ts).
+    if (route.schema?.hide === true) return;
     for (const method of [route.method].flat()) registered.push({ method, url: route.url });
   });
 };
@@ -163,6 +168,41 @@ async function umasGrant(): Promise<string> {
   const r = await callApi(api, 'POST', '/api/access/requests', tokens.user, { connection: 'local', duration: '5m', reason: 'contract' });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   return r.body.grant as string;
+}
+
+let dbaToken: string | undefined;
+/** An approver in the group `dba`, which the approvals below name. */
+async function dba(): Promise<string> {
+  if (dbaToken === undefined) {
+    await gw.gateway.accounts.createUser({ name: 'dina', password: PASSWORD, roles: ['approver'], groups: ['dba'] }, 'test');
+    dbaToken = (await callApi(api, 'POST', '/api/auth/login', undefined, { username: 'dina', password: PASSWORD })).body.token as string;
+  }
+  return dbaToken;
+}
+
+/** A pending approval of uma's statement, as a held statement makes it. */
+async function pendingApproval(): Promise<number> {
+  const now = Date.now();
+  const approval = await gw.gateway.store.insertApproval({
+    kind: 'statement',
+    requester: 'uma',
+    connection: 'local',
+    statement: 'update orders set status = $1',
+    params: ['refunded'],
+    policy: 'updates-need-a-dba',
+    reason: 'held by policy "updates-need-a-dba"',
+    approvers: 'dba',
+    createdAt: now,
+    expiresAt: now + 600_000,
+  });
+  return approval.id;
+}
+
+/** An approval already decided. */
+async function decidedApproval(): Promise<number> {
+  const id = await pendingApproval();
+  await gw.gateway.store.decideApproval(id, 'denied', Date.now(), 'dina', 'no');
+  return id;
 }
 
 /** What each operation is called with, besides the checks every operation gets. */
@@ -336,6 +376,34 @@ function cases(): Record<string, readonly Call[]> {
       { as: 'user', path: '/api/sessions?connection=local&since=1h&limit=10', status: 200 },
       { as: 'user', path: '/api/sessions?principal=ada', status: 403 },
       { as: 'admin', path: '/api/sessions?since=banana', status: 400 },
+    ],
+    'GET /api/approvals': [
+      { as: 'approver', path: '/api/approvals?status=pending&limit=1', status: 200 },
+      { as: 'user', status: 200 },
+      { as: 'user', path: '/api/approvals?status=maybe', status: 400 },
+    ],
+    'GET /api/approvals/{id}': [
+      {
+        as: 'approver',
+        path: async () => `/api/approvals/${await pendingApproval()}`,
+        status: 200,
+        then: (body) => assert.deepEqual(body.params, ['refunded']),
+      },
+      { as: 'admin', path: '/api/approvals/424242', status: 404 },
+      { as: 'auditor', path: '/api/approvals/not-a-number', status: 404 },
+    ],
+    'POST /api/approvals/{id}/approve': [
+      { as: dba, path: async () => `/api/approvals/${await pendingApproval()}/approve`, body: {}, status: 200 },
+      { as: 'approver', path: async () => `/api/approvals/${await pendingApproval()}/approve`, body: {}, status: 403 },
+      { as: dba, path: '/api/approvals/424242/approve', body: {}, status: 404 },
+      { as: dba, path: async () => `/api/approvals/${await decidedApproval()}/approve`, body: {}, status: 409 },
+    ],
+    'POST /api/approvals/{id}/deny': [
+      { as: dba, path: async () => `/api/approvals/${await pendingApproval()}/deny`, body: { reason: 'too broad' }, status: 200 },
+      { as: dba, path: async () => `/api/approvals/${await pendingApproval()}/deny`, body: {}, status: 400 },
+      { as: 'approver', path: async () => `/api/approvals/${await pendingApproval()}/deny`, body: { reason: 'no' }, status: 403 },
+      { as: dba, path: '/api/approvals/424242/deny', body: { reason: 'no' }, status: 404 },
+      { as: dba, path: async () => `/api/approvals/${await decidedApproval()}/deny`, body: { reason: 'no' }, status: 409 },
     ],
     'GET /api/sessions/{id}': [
       { as: 'auditor', path: async () => `/api/sessions/${sessionId}`, status: 200 },

@@ -108,6 +108,9 @@ describe('valid configuration', () => {
         '    max_age: 90d',
         '    max_size: 10GiB',
         '    interval: 30m',
+        'approvals:',
+        '  timeout: 5m',
+        '  url: https://drawbridge.example.com',
         'audit:',
         '  signing_key: keys/audit.pem',
         '  checkpoint_interval: 30s',
@@ -165,6 +168,7 @@ describe('valid configuration', () => {
         plan: { strategies: { ssn: 'hash' }, salt: 'a salt of sixteen or more', custom: [{ name: 'employee-id', pattern: 'E-[0-9]{6}' }] },
         columns: [{ column: 'secret_*', action: 'mask', strategy: 'hash' }],
       },
+      approvals: { timeoutMs: 300_000, url: 'https://drawbridge.example.com' },
       audit: {
         signingKeyFile: join(dir, 'keys/audit.pem'),
         checkpointIntervalMs: 30_000,

@@ -45,6 +45,12 @@ export interface Config {
   readonly policy: PolicyConfig;
   readonly masking: MaskingSettings;
   readonly audit: AuditSettings;
+  readonly approvals: {
+    /** How long a held statement waits for a decision before it is refused. */
+    readonly timeoutMs: number;
+    /** Where people open the web UI, for the links in notices and messages; default: the API's address. */
+    readonly url: string | undefined;
+  };
   readonly recording: {
     /** false: sessions and statements are not recorded (a loud warning at start); audit events still are. */
     readonly enabled: boolean;
@@ -110,6 +116,7 @@ export interface RetentionSettings {
 export const DEFAULT_RETENTION_INTERVAL_MS = 3_600_000;
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
+export const DEFAULT_APPROVAL_TIMEOUT_MS = 10 * 60_000;
 export const SIGNING_KEY_FILE = 'audit-signing-key.pem';
 
 export interface PolicyConfig {
@@ -160,6 +167,7 @@ export const defaultConfig: Config = deepFreeze({
     statements: 'all',
     acknowledge: 'after-commit',
   },
+  approvals: { timeoutMs: DEFAULT_APPROVAL_TIMEOUT_MS, url: undefined },
   recording: {
     enabled: true,
     maxResultBytes: DEFAULT_RESULT_BYTES,
@@ -421,6 +429,7 @@ function build(
         intervalMs: f.recording?.retention?.interval ?? DEFAULT_RETENTION_INTERVAL_MS,
       },
     },
+    approvals: { timeoutMs: f.approvals?.timeout ?? DEFAULT_APPROVAL_TIMEOUT_MS, url: f.approvals?.url },
     audit: {
       signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
       checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
@@ -622,8 +631,13 @@ const KNOWN_KEYS = [
   'file',
   'syslog',
   'facility',
+  'statements',
+  'acknowledge',
   'recording',
   'max_result_size',
+  'approvals',
+  'timeout',
+  'url',
 ];
 
 function unknownKey(key: string): string {

@@ -305,6 +305,7 @@ export const fileSchema = object({
     }),
   ),
   recording: optional(object({ enabled: optional(flag), max_result_size: optional(resultSize), retention: optional(retention) })),
+  approvals: optional(object({ timeout: optional(duration), url: optional(text) })),
   audit: optional(
     object({
       signing_key: optional(text),

@@ -19,6 +19,10 @@ export interface Command {
   readonly statementName?: string;
 }
 
-export type Verdict = { readonly outcome: 'allow' } | { readonly outcome: 'deny'; readonly reason: string; readonly policy?: string };
+export type Verdict =
+  | { readonly outcome: 'allow' }
+  | { readonly outcome: 'deny'; readonly reason: string; readonly policy?: string }
+  /** Runs only once a member of `approvers` approves it (session/pipeline.ts holds it). */
+  | { readonly outcome: 'hold'; readonly reason: string; readonly policy: string; readonly approvers: string };
 
 export const allow: Verdict = Object.freeze({ outcome: 'allow' });

@@ -68,11 +68,11 @@ export function decideFastPath(engine: PolicyEngine, asker: Asker): Verdict {
 function refusal(outcome: Exclude<PolicyOutcome, { outcome: 'allow' }>, connection: string, parseError: string | undefined): Verdict {
   const because = parseError === undefined ? '' : ` (the statement does not parse: ${parseError})`;
   if (outcome.outcome === 'approval') {
-    // Until approvals exist, a statement that would need one is refused, and says so.
     return {
-      outcome: 'deny',
+      outcome: 'hold',
       policy: outcome.policy,
-      reason: `blocked by policy "${outcome.policy}": ${outcome.reason} on ${connection} without the approval of ${outcome.approvers}, which this gateway cannot ask for yet`,
+      approvers: outcome.approvers,
+      reason: `held by policy "${outcome.policy}": ${outcome.reason} on ${connection} needs the approval of ${outcome.approvers}`,
     };
   }
   return { outcome: 'deny', policy: outcome.policy, reason: `blocked by policy "${outcome.policy}": ${outcome.reason} on ${connection}${because}` };

@@ -7,6 +7,7 @@
 
 import { DEFAULT_RESULT_BYTES, ResultSample } from '../recording/result-sample.ts';
 import { allow, GatewayError, type AccessGrant, type Clock, type Command, type Connection, type Verdict } from '../core/index.ts';
+import type { Approvals, Held } from '../approvals/approvals.ts';
 import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import type { ColumnAction } from '../policy/masking/columns.ts';
 import type { Recorder } from '../recording/recorder.ts';
@@ -97,6 +98,8 @@ export interface PipelineDeps {
    * store transaction, which starts when the event loop turns; a gateway killed in between loses them.
    */
   readonly acknowledgeAfterCommit?: boolean;
+  /** Where held statements wait for a person's decision; undefined: a statement policy holds is refused. */
+  readonly approvals?: Approvals | undefined;
 }
 
 export interface LoginFailure {
@@ -187,6 +190,10 @@ export class LiveSession {
   #seq = 0;
   #closed = false;
   #terminate: ((error: GatewayError) => void) | undefined;
+  /** The protocol's verb for telling the client something while it waits (PostgreSQL: a NOTICE). */
+  #notice: ((text: string) => void) | undefined;
+  /** The statement held for approval now, if any. */
+  #held: Held | undefined;
   #expiry: NodeJS.Timeout | undefined;
   /** How what the protocol sends the client is masked; undefined: this session's data is not masked. */
   readonly masking: SessionMasking | undefined;
@@ -294,8 +301,51 @@ export class LiveSession {
     this.#expiry.unref();
   }
 
+  /** The guard's verdict; a `hold` is for the protocol to pass to `hold` when the statement is to run. */
   decide(command: Command): Verdict | Promise<Verdict> {
     return this.#deps.guard.decide(this.info, command);
+  }
+
+  /** The protocol's verb for a word to the client while a statement is held. */
+  onNotice(notice: (text: string) => void): void {
+    this.#notice = notice;
+  }
+
+  /**
+   * Holds a statement until a person decides (approvals/approvals.ts): allow once approved;
+   * deny when denied, expired or cancelled, saying which and why. The client is told at once
+   * which approval it waits for, and where. Without an approvals desk the statement is refused.
+   */
+  async hold(text: string, params: readonly (string | null)[] | undefined, verdict: Extract<Verdict, { outcome: 'hold' }>): Promise<Verdict> {
+    const approvals = this.#deps.approvals;
+    if (!approvals) return { outcome: 'deny', policy: verdict.policy, reason: `${verdict.reason}, and this gateway takes no approvals` };
+    const held = await approvals.hold({
+      requester: this.info.grant.principal.name,
+      connection: this.info.connection.name,
+      sessionId: this.info.id,
+      statement: text,
+      params,
+      policy: verdict.policy,
+      reason: verdict.reason,
+      approvers: verdict.approvers,
+    });
+    const id = held.approval.id;
+    if (this.#closed) {
+      held.cancel('the session ended while the statement was held');
+    } else {
+      this.#held = held;
+      this.#notice?.(`waiting for approval #${id} (${held.url}): ${verdict.reason}`);
+    }
+    const decision = await held.decision;
+    this.#held = undefined;
+    if (decision.status === 'approved') return allow;
+    const why =
+      decision.status === 'denied'
+        ? `approval #${id} was denied by ${decision.by}: ${decision.reason}`
+        : decision.status === 'expired'
+          ? `approval #${id} expired: ${decision.reason}`
+          : `approval #${id} was cancelled: ${decision.reason}`;
+    return { outcome: 'deny', policy: verdict.policy, reason: why };
   }
 
   /**
@@ -366,6 +416,7 @@ export class LiveSession {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#expiry);
+    this.#held?.cancel(`the session ended while the statement was held (${reason})`);
     this.#onClose();
     this.audit({
       actor: this.info.grant.principal.name,

@@ -229,6 +229,34 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('sessions_ended').on('sessions').columns(['ended_at', 'id']).execute();
     },
   },
+  '0010_approvals': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      await db.schema
+        .createTable('approvals')
+        .addColumn('id', 'bigint', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('statement', 'access')`))
+        .addColumn('status', 'text', (c) =>
+          c.notNull().check(sql`status in ('pending', 'approved', 'denied', 'expired', 'cancelled')`),
+        )
+        .addColumn('requester', 'text', (c) => c.notNull())
+        .addColumn('connection', 'text', (c) => c.notNull())
+        .addColumn('session_id', 'text')
+        .addColumn('request_id', 'text')
+        .addColumn('statement', 'text')
+        .addColumn('params', 'text')
+        .addColumn('policy', 'text')
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('approvers', 'text', (c) => c.notNull())
+        .addColumn('preview', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('expires_at', 'bigint', (c) => c.notNull())
+        .addColumn('decided_at', 'bigint')
+        .addColumn('decided_by', 'text')
+        .addColumn('decision_reason', 'text')
+        .execute();
+      await db.schema.createIndex('approvals_status').on('approvals').columns(['status', 'id']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -143,7 +143,39 @@ export interface AccessRequestsTable {
   grant_id: string | null;
 }
 
+/** A request for a person's decision: a held statement, or an access request that needs approval. */
+export interface ApprovalsTable {
+  id: number;
+  /** 'statement' | 'access'. */
+  kind: string;
+  /** 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled'. */
+  status: string;
+  requester: string;
+  connection: string;
+  /** The live session a statement is held in. */
+  session_id: string | null;
+  /** The access request an access approval decides. */
+  request_id: string | null;
+  /** The held text, exactly (masked in nothing: it is what would run). */
+  statement: string | null;
+  /** JSON list of the held parameters (text, or null), when the statement has any. */
+  params: string | null;
+  /** The policy that holds it and why, or the requester's reason for access. */
+  policy: string | null;
+  reason: string;
+  /** The group whose members may decide. */
+  approvers: string;
+  /** JSON: what the gateway could tell of the statement's reach (the blast-radius preview). */
+  preview: string | null;
+  created_at: Millis;
+  expires_at: Millis;
+  decided_at: Millis | null;
+  decided_by: string | null;
+  decision_reason: string | null;
+}
+
 export interface Database {
+  approvals: ApprovalsTable;
   access_requests: AccessRequestsTable;
   accounts: AccountsTable;
   service_account_keys: ServiceAccountKeysTable;

@@ -17,6 +17,7 @@ import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migr
 import type {
   AccessRequestsTable,
   AccountsTable,
+  ApprovalsTable,
   Database,
   GatewaySessionsTable,
   GrantsTable,
@@ -84,6 +85,44 @@ export interface AccountQuery {
   /** Accounts whose name sorts after this one: a page's cursor. */
   readonly after?: string;
   /** Default: every account. */
+  readonly limit?: number;
+}
+
+export type ApprovalKind = 'statement' | 'access';
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
+
+export interface NewApproval {
+  readonly kind: ApprovalKind;
+  readonly requester: string;
+  readonly connection: string;
+  readonly sessionId?: string | undefined;
+  readonly requestId?: string | undefined;
+  readonly statement?: string | undefined;
+  readonly params?: readonly (string | null)[] | undefined;
+  readonly policy?: string | undefined;
+  readonly reason: string;
+  readonly approvers: string;
+  readonly preview?: Readonly<Record<string, unknown>> | undefined;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+export interface ApprovalRecord extends NewApproval {
+  /** Numbered from 1 without gaps per store: what people say ("approval #42"). */
+  readonly id: number;
+  readonly status: ApprovalStatus;
+  readonly decidedAt: number | undefined;
+  readonly decidedBy: string | undefined;
+  readonly decisionReason: string | undefined;
+}
+
+export interface ApprovalQuery {
+  readonly status?: ApprovalStatus;
+  readonly requester?: string;
+  readonly kind?: ApprovalKind;
+  /** Approvals numbered below this one (the list is newest first): a page's cursor. */
+  readonly beforeId?: number;
+  readonly ids?: readonly number[];
   readonly limit?: number;
 }
 
@@ -450,6 +489,16 @@ export interface Store {
    * Audit events are never deleted.
    */
   deleteRecordings(ids: readonly string[]): Promise<DeletedRecordings>;
+  /** Numbers it after the last one (one transaction; concurrent writers retry). */
+  insertApproval(a: NewApproval): Promise<ApprovalRecord>;
+  getApproval(id: number): Promise<ApprovalRecord | undefined>;
+  /** Newest first. */
+  listApprovals(q: ApprovalQuery): Promise<ApprovalRecord[]>;
+  /**
+   * Decides a pending approval: true when this call did, false when it was no longer pending
+   * (decided, expired or cancelled meanwhile), so that a decision is taken once.
+   */
+  decideApproval(id: number, status: Exclude<ApprovalStatus, 'pending'>, at: number, by: string, reason: string | undefined): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -562,6 +611,29 @@ async function conflicts<T>(what: string, fn: () => Promise<T>): Promise<T> {
 }
 
 const orUndefined = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
+
+function toApproval(r: Selectable<ApprovalsTable>): ApprovalRecord {
+  return {
+    id: Number(r.id),
+    kind: r.kind as ApprovalKind,
+    status: r.status as ApprovalStatus,
+    requester: r.requester,
+    connection: r.connection,
+    sessionId: orUndefined(r.session_id),
+    requestId: orUndefined(r.request_id),
+    statement: orUndefined(r.statement),
+    params: r.params === null ? undefined : (JSON.parse(r.params) as (string | null)[]),
+    policy: orUndefined(r.policy),
+    reason: r.reason,
+    approvers: r.approvers,
+    preview: r.preview === null ? undefined : (JSON.parse(r.preview) as Record<string, unknown>),
+    createdAt: Number(r.created_at),
+    expiresAt: Number(r.expires_at),
+    decidedAt: r.decided_at === null ? undefined : Number(r.decided_at),
+    decidedBy: orUndefined(r.decided_by),
+    decisionReason: orUndefined(r.decision_reason),
+  };
+}
 
 function toAccessRequest(r: Selectable<AccessRequestsTable>): AccessRequestRecord {
   return {
@@ -1256,6 +1328,80 @@ class KyselyStore implements Store {
       .groupBy('session_id')
       .execute();
     return new Map(rows.map((r) => [r.session_id, { statements: Number(r.n), bytes: Number(r.bytes) }]));
+  }
+
+  async insertApproval(a: NewApproval): Promise<ApprovalRecord> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#db.transaction().execute(async (trx) => {
+          const last = await trx.selectFrom('approvals').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst();
+          const row = {
+            id: Number(last?.id ?? 0) + 1,
+            kind: a.kind,
+            status: 'pending',
+            requester: a.requester,
+            connection: a.connection,
+            session_id: a.sessionId ?? null,
+            request_id: a.requestId ?? null,
+            statement: a.statement ?? null,
+            params: a.params === undefined ? null : JSON.stringify(a.params),
+            policy: a.policy ?? null,
+            reason: a.reason,
+            approvers: a.approvers,
+            preview: a.preview === undefined ? null : JSON.stringify(a.preview),
+            created_at: a.createdAt,
+            expires_at: a.expiresAt,
+            decided_at: null,
+            decided_by: null,
+            decision_reason: null,
+          };
+          await trx.insertInto('approvals').values(row).execute();
+          return toApproval(row);
+        });
+      } catch (error) {
+        // Another gateway on the same PostgreSQL store took the number: take the next.
+        if (attempt < 5 && isUniqueViolation(error)) continue;
+        throw error;
+      }
+    }
+  }
+
+  async getApproval(id: number): Promise<ApprovalRecord | undefined> {
+    const row = await this.#db.selectFrom('approvals').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toApproval(row);
+  }
+
+  async listApprovals(q: ApprovalQuery): Promise<ApprovalRecord[]> {
+    let query = this.#db.selectFrom('approvals').selectAll();
+    if (q.status !== undefined) query = query.where('status', '=', q.status);
+    if (q.requester !== undefined) query = query.where('requester', '=', q.requester);
+    if (q.kind !== undefined) query = query.where('kind', '=', q.kind);
+    if (q.beforeId !== undefined) query = query.where('id', '<', q.beforeId);
+    if (q.ids !== undefined) {
+      if (q.ids.length === 0) return [];
+      query = query.where('id', 'in', [...q.ids]);
+    }
+    const rows = await query
+      .orderBy('id', 'desc')
+      .limit(Math.max(0, Math.floor(q.limit ?? 100)))
+      .execute();
+    return rows.map(toApproval);
+  }
+
+  async decideApproval(
+    id: number,
+    status: Exclude<ApprovalStatus, 'pending'>,
+    at: number,
+    by: string,
+    reason: string | undefined,
+  ): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('approvals')
+      .set({ status, decided_at: at, decided_by: by, decision_reason: reason ?? null })
+      .where('id', '=', id)
+      .where('status', '=', 'pending')
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   async close(): Promise<void> {

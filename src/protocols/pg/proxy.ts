@@ -36,6 +36,7 @@ import {
   FrameScanner,
   NotUtf8Error,
   FramingError,
+  noticeResponse,
   ProtocolError,
   readyForQuery,
   type Frame,
@@ -124,6 +125,12 @@ export class PgProxy {
   readonly #portals = new Map<string, string>();
   /** The prepared statement each portal was bound from, for the masker's column types. */
   readonly #portalStatements = new Map<string, string>();
+  /** Prepared statements that policy holds for approval: each Execute of them waits for its own. */
+  readonly #heldStatements = new Map<string, HoldVerdict>();
+  /** A held Execute waits: the target is asked to send what it owes first. */
+  #flushFirst = false;
+  /** Each portal's parameters as bound, for the approval of a held Execute. */
+  readonly #portalParams = new Map<string, readonly (string | null)[]>();
   readonly #masker: PgMasker | undefined;
   #deciding = false;
   #skipUntilSync = false;
@@ -164,6 +171,7 @@ export class PgProxy {
     this.#cancelTarget = sides.cancelTarget;
     this.#session = session;
     this.#log = log;
+    session.onNotice((text) => this.#notice(text));
     for (const raw of sides.parameterStatus) this.#parameterStatus(raw.subarray(5));
   }
 
@@ -228,6 +236,10 @@ export class PgProxy {
       if (decided instanceof Promise) {
         this.#deciding = true;
         this.#client.pause();
+        if (this.#flushFirst) {
+          this.#flushFirst = false;
+          out.add(FLUSH);
+        }
         this.#send(out);
         decided.then(
           (verdict) => {
@@ -258,14 +270,40 @@ export class PgProxy {
     }
     switch (message.type) {
       case 'Query':
-        return this.#session.decide(queryCommand(message.sql));
+        return this.#orHeld(this.#session.decide(queryCommand(message.sql)), message.sql);
       case 'Parse':
+        // A statement held for approval is prepared (that runs nothing); each Execute of it waits.
         return this.#session.decide(prepareCommand(message.name, message.sql));
-      case 'FunctionCall':
-        return this.#session.decide(functionCallCommand(message.functionOid, message.args.length));
+      case 'FunctionCall': {
+        const command = functionCallCommand(message.functionOid, message.args.length);
+        return this.#orHeld(this.#session.decide(command), command.text);
+      }
+      case 'Execute': {
+        const statement = this.#portalStatements.get(message.portal);
+        const hold = statement === undefined ? undefined : this.#heldStatements.get(statement);
+        if (hold === undefined) return allow;
+        // The target keeps what it owes for the messages before until a Sync or Flush: ask for
+        // it now, so that the client gets those replies and the notice while the Execute waits.
+        this.#flushFirst = true;
+        return this.#session.hold(this.#portals.get(message.portal) ?? '', this.#portalParams.get(message.portal), hold);
+      }
       default:
         return allow;
     }
+  }
+
+  /** A verdict to hold becomes the wait for the approval, then its outcome. */
+  #orHeld(verdict: Verdict | Promise<Verdict>, text: string): Verdict | Promise<Verdict> {
+    if (verdict instanceof Promise) return verdict.then((v) => (v.outcome === 'hold' ? this.#session.hold(text, undefined, v) : v));
+    return verdict.outcome === 'hold' ? this.#session.hold(text, undefined, verdict) : verdict;
+  }
+
+  /** A word to the client while its statement waits (which approval, where), after what the target still owes it. */
+  #notice(text: string): void {
+    if (this.#closed) return;
+    const bytes = noticeResponse('NOTICE', '00000', text);
+    if (this.#expected.length === 0) this.#toClient(bytes, undefined, false);
+    else this.#expected.push({ kind: 'inject', bytes });
   }
 
   #apply(message: FrontendMessage, frame: Frame, verdict: Verdict, out: Spans): void {
@@ -287,11 +325,14 @@ export class PgProxy {
         break;
       case 'Parse':
         this.#statements.set(message.name, message.sql);
+        if (verdict.outcome === 'hold') this.#heldStatements.set(message.name, verdict);
+        else this.#heldStatements.delete(message.name);
         this.#expected.push(PARSE_REPLY);
         break;
       case 'Bind':
         this.#portals.set(message.portal, this.#statements.get(message.statement) ?? '');
         this.#portalStatements.set(message.portal, message.statement);
+        if (this.#heldStatements.has(message.statement)) this.#portalParams.set(message.portal, message.params.map(shownParam));
         this.#expected.push(BIND_REPLY);
         break;
       case 'Describe':
@@ -309,6 +350,7 @@ export class PgProxy {
         break;
       case 'Close':
         (message.target === 'S' ? this.#statements : this.#portals).delete(message.name);
+        if (message.target === 'S') this.#heldStatements.delete(message.name);
         this.#masker?.forget(`${message.target}${message.name}`);
         this.#expected.push(CLOSE_REPLY);
         break;
@@ -329,7 +371,12 @@ export class PgProxy {
   }
 
   #refuse(message: FrontendMessage, reason: string, policy: string | undefined, out: Spans): void {
-    const text = message.type === 'Query' || message.type === 'Parse' ? message.sql : message.type;
+    const text =
+      message.type === 'Query' || message.type === 'Parse'
+        ? message.sql
+        : message.type === 'Execute'
+          ? (this.#portals.get(message.portal) ?? message.type)
+          : message.type;
     this.#session.refuse(text, reason, 'command.denied', policy);
     this.#answerRefusal(message.type === 'Query' || message.type === 'FunctionCall', new GatewayError('command.denied', reason), out);
   }
@@ -739,6 +786,17 @@ const dataRowValues = (row: Uint8Array): readonly (Buffer | null)[] | undefined 
   const message = decodeOrUndefined(BackendType.DataRow, Buffer.from(row.buffer, row.byteOffset, row.length));
   return message?.type === 'DataRow' ? message.values : undefined;
 };
+
+type HoldVerdict = Extract<Verdict, { outcome: 'hold' }>;
+
+const FLUSH = encodeFrontend({ type: 'Flush' });
+
+/** A bound parameter as an approver reads it: its text, or its bytes in hex when not UTF-8 (binary format). */
+function shownParam(value: Buffer | null): string | null {
+  if (value === null) return null;
+  const text = value.toString('utf8');
+  return Buffer.byteLength(text) === value.length && !text.includes('\uFFFD') ? text : `\\x${value.toString('hex')}`;
+}
 
 /** Whether `part`'s bytes are bytes of `whole` (and not a copy of them). */
 const within = (part: Buffer, whole: Buffer): boolean =>

@@ -1,0 +1,280 @@
+/**
+ * Approvals: a statement that policy holds (`@approval("group")`) waits in its session while a
+ * member of the group approves or denies it, from any channel (the API, the CLI, another gateway
+ * on the same store). Everything goes through the store, so that a decision is taken once
+ * (`decideApproval` only moves a pending approval) and every gateway sees it.
+ *
+ * What it guarantees:
+ * - The held statement runs only once approved, exactly as held (the protocol forwards the bytes
+ *   it kept), once: running it again is a new request.
+ * - Nobody decides their own request; only members of the approver group decide (and hold the
+ *   `approver` or `admin` role); a denial needs a reason. Every request and decision is an audit
+ *   event (`approval.requested`, `.approved`, `.denied`, `.expired`, `.cancelled`).
+ * - A request nobody decides expires after the timeout (default 10 minutes); one whose session
+ *   ended first is cancelled. The gateway that holds a statement learns of decisions made
+ *   elsewhere within `pollMs` (default 500 ms).
+ *
+ * Known limits: a held statement lives in its client connection, so a gateway that stops ends
+ * it (its request is then cancelled, at the next start if the gateway was killed).
+ */
+
+import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.ts';
+import type { Clock } from '../core/index.ts';
+import type { AuthenticatedPrincipal } from '../identity/accounts.ts';
+import type { ApprovalQuery, ApprovalRecord, ApprovalStatus, NewApproval, Store } from '../store/index.ts';
+
+export type Decision = { readonly status: 'approved'; readonly by: string } | { readonly status: 'denied' | 'expired' | 'cancelled'; readonly by: string; readonly reason: string };
+
+/** What the session gets back for a held statement: its number, and the decision to come. */
+export interface Held {
+  readonly approval: ApprovalRecord;
+  /** Where a person decides it (the web UI). */
+  readonly url: string;
+  readonly decision: Promise<Decision>;
+  /** The session ended while it was held: the request is cancelled. */
+  cancel(why: string): void;
+}
+
+export interface HoldRequest {
+  readonly requester: string;
+  readonly connection: string;
+  readonly sessionId: string;
+  readonly statement: string;
+  readonly params?: readonly (string | null)[] | undefined;
+  readonly policy: string;
+  readonly reason: string;
+  readonly approvers: string;
+  /** What the target says the statement would touch (filled in by the protocol when it can). */
+  readonly preview?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** Why a decision was refused; the API answers each with its own code. */
+export type ApprovalErrorCode = 'unknown-approval' | 'not-pending' | 'self-approval' | 'not-approver' | 'reason-required';
+
+export class ApprovalError extends Error {
+  readonly code: ApprovalErrorCode;
+  constructor(code: ApprovalErrorCode, message: string) {
+    super(message);
+    this.name = 'ApprovalError';
+    this.code = code;
+  }
+}
+
+/** Told of every request and decision (webhooks, the live stream). A listener's failure is logged, never the caller's. */
+export type ApprovalListener = (event: 'requested' | 'decided', approval: ApprovalRecord) => void;
+
+export interface ApprovalsOptions {
+  readonly store: Store;
+  readonly audit: AuditLog;
+  readonly clock: Clock;
+  readonly log?: Logger | undefined;
+  readonly timeoutMs: number;
+  readonly pollMs?: number;
+  /** The web UI's address, for links: `${baseUrl()}/approvals/42` (known once the API listens). */
+  readonly baseUrl: () => string;
+}
+
+interface Waiter {
+  readonly resolve: (decision: Decision) => void;
+  readonly expiry: NodeJS.Timeout;
+}
+
+export class Approvals {
+  readonly #store: Store;
+  readonly #audit: AuditLog;
+  readonly #clock: Clock;
+  readonly #log: Logger | undefined;
+  readonly #timeoutMs: number;
+  readonly #pollMs: number;
+  readonly #baseUrl: () => string;
+  /** Statements held in this gateway, by approval number. */
+  readonly #waiting = new Map<number, Waiter>();
+  readonly #listeners = new Set<ApprovalListener>();
+  #poll: NodeJS.Timeout | undefined;
+
+  constructor(options: ApprovalsOptions) {
+    this.#store = options.store;
+    this.#audit = options.audit;
+    this.#clock = options.clock;
+    this.#log = options.log;
+    this.#timeoutMs = options.timeoutMs;
+    this.#pollMs = options.pollMs ?? 500;
+    this.#baseUrl = options.baseUrl;
+  }
+
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
+  url(id: number): string {
+    return `${this.#baseUrl().replace(/\/$/, '')}/approvals/${id}`;
+  }
+
+  listen(listener: ApprovalListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Creates the request for a held statement and waits for its decision. */
+  async hold(request: HoldRequest): Promise<Held> {
+    const now = this.#clock.now();
+    const approval = await this.#store.insertApproval({
+      kind: 'statement',
+      requester: request.requester,
+      connection: request.connection,
+      sessionId: request.sessionId,
+      statement: request.statement,
+      params: request.params,
+      policy: request.policy,
+      reason: request.reason,
+      approvers: request.approvers,
+      preview: request.preview,
+      createdAt: now,
+      expiresAt: now + this.#timeoutMs,
+    });
+    await this.#audit.append({
+      actor: request.requester,
+      action: 'approval.requested',
+      subject: `approval:${approval.id}`,
+      outcome: 'success',
+      details: {
+        kind: 'statement',
+        connection: request.connection,
+        session: request.sessionId,
+        statement: request.statement,
+        policy: request.policy,
+        approvers: request.approvers,
+      },
+    });
+    this.#tell('requested', approval);
+    const decision = new Promise<Decision>((resolve) => {
+      const expiry = setTimeout(() => void this.#expire(approval.id), this.#timeoutMs);
+      expiry.unref();
+      this.#waiting.set(approval.id, { resolve, expiry });
+    });
+    this.#armPoll();
+    return {
+      approval,
+      url: this.url(approval.id),
+      decision,
+      cancel: (why) => void this.#close(approval.id, 'cancelled', 'gateway', why),
+    };
+  }
+
+  async get(id: number): Promise<ApprovalRecord | undefined> {
+    return this.#store.getApproval(id);
+  }
+
+  async list(q: ApprovalQuery): Promise<ApprovalRecord[]> {
+    return this.#store.listApprovals(q);
+  }
+
+  /**
+   * A person's decision. Refused (ApprovalError) for one's own request, for someone outside the
+   * approver group, for a denial without a reason, and for a request no longer pending.
+   */
+  async decide(id: number, who: AuthenticatedPrincipal, decision: 'approve' | 'deny', reason?: string): Promise<ApprovalRecord> {
+    const approval = await this.#store.getApproval(id);
+    if (!approval) throw new ApprovalError('unknown-approval', `there is no approval #${id}`);
+    const name = who.principal.name;
+    if (approval.requester === name) throw new ApprovalError('self-approval', `approval #${id} is your own request: someone else decides it`);
+    const mayDecide = (who.roles.includes('approver') || who.roles.includes('admin')) && who.groups.includes(approval.approvers);
+    if (!mayDecide) {
+      throw new ApprovalError(
+        'not-approver',
+        `approval #${id} is decided by members of ${approval.approvers} with the approver or admin role`,
+      );
+    }
+    if (approval.status === 'pending' && approval.expiresAt <= this.#clock.now()) {
+      // Its gateway is gone (it would have expired it): past its time, it is expired, not decided.
+      await this.#close(id, 'expired', 'gateway', 'nobody decided in time');
+      throw new ApprovalError('not-pending', `approval #${id} is expired: nobody decided it in time`);
+    }
+    const why = reason?.trim() || undefined;
+    if (decision === 'deny' && why === undefined) throw new ApprovalError('reason-required', 'a denial needs a reason, which the requester is told');
+    const closed = await this.#close(id, decision === 'approve' ? 'approved' : 'denied', name, why);
+    if (!closed) {
+      const now = await this.#store.getApproval(id);
+      throw new ApprovalError('not-pending', `approval #${id} is ${now?.status ?? 'gone'}: it was decided already`);
+    }
+    return closed;
+  }
+
+  /** Stops polling; held statements are cancelled (their sessions end with the gateway). */
+  async close(): Promise<void> {
+    clearInterval(this.#poll);
+    this.#poll = undefined;
+    await Promise.all([...this.#waiting.keys()].map((id) => this.#close(id, 'cancelled', 'gateway', 'the gateway stopped')));
+  }
+
+  /** Moves a pending approval to `status` (once, across gateways), puts it on record and wakes its statement. */
+  async #close(id: number, status: Exclude<ApprovalStatus, 'pending'>, by: string, reason: string | undefined): Promise<ApprovalRecord | undefined> {
+    const at = this.#clock.now();
+    if (!(await this.#store.decideApproval(id, status, at, by, reason))) return undefined;
+    await this.#audit.append({
+      actor: by,
+      action: `approval.${status}`,
+      subject: `approval:${id}`,
+      outcome: 'success',
+      details: reason === undefined ? {} : { reason },
+    });
+    const approval = await this.#store.getApproval(id);
+    if (approval) {
+      this.#wake(approval);
+      this.#tell('decided', approval);
+    }
+    return approval;
+  }
+
+  async #expire(id: number): Promise<void> {
+    try {
+      await this.#close(id, 'expired', 'gateway', `nobody decided within ${Math.round(this.#timeoutMs / 1000)} s`);
+    } catch (error) {
+      this.#log?.error({ err: error, approval: id }, 'could not expire an approval');
+    }
+  }
+
+  #wake(approval: ApprovalRecord): void {
+    const waiter = this.#waiting.get(approval.id);
+    if (!waiter || approval.status === 'pending') return;
+    this.#waiting.delete(approval.id);
+    clearTimeout(waiter.expiry);
+    const by = approval.decidedBy ?? 'gateway';
+    waiter.resolve(
+      approval.status === 'approved'
+        ? { status: 'approved', by }
+        : { status: approval.status, by, reason: approval.decisionReason ?? approval.status },
+    );
+    if (this.#waiting.size === 0) {
+      clearInterval(this.#poll);
+      this.#poll = undefined;
+    }
+  }
+
+  /** Decisions taken elsewhere (the CLI on the store, another gateway) reach the statements held here. */
+  #armPoll(): void {
+    if (this.#poll) return;
+    this.#poll = setInterval(() => void this.#check(), this.#pollMs);
+    this.#poll.unref();
+  }
+
+  async #check(): Promise<void> {
+    try {
+      const decided = await this.#store.listApprovals({ ids: [...this.#waiting.keys()], limit: this.#waiting.size });
+      for (const approval of decided) if (approval.status !== 'pending') this.#wake(approval);
+    } catch (error) {
+      this.#log?.warn({ err: error }, 'could not look for approval decisions');
+    }
+  }
+
+  #tell(event: 'requested' | 'decided', approval: ApprovalRecord): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event, approval);
+      } catch (error) {
+        this.#log?.warn({ err: error }, 'an approval listener failed');
+      }
+    }
+  }
+}

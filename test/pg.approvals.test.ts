@@ -1,0 +1,199 @@
+/**
+ * Statements held for approval, through a real gateway in front of PostgreSQL, with node-postgres
+ * as the client: the client is told which approval it waits for, an approver decides through the
+ * API, and the statement runs once (approved) or fails with the reason (denied, expired); a
+ * client that leaves cancels its request; nobody approves their own request or twice.
+ */
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { callApi } from './support/api.ts';
+import { PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
+import { asAdmin, createDatabase, eventually, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
+
+const HOLD_UPDATES = `
+@id("updates-need-a-dba")
+@reason("an UPDATE")
+@approval("dba")
+forbid (principal, action == Drawbridge::Action::"sql:update", resource);
+`;
+
+const PASSWORD = 'a long enough password';
+
+describe('statements held for approval', () => {
+  let db: ThrowawayDatabase;
+  let gw: TestGateway;
+  let api: string;
+  const tokens: Record<string, string> = {};
+
+  const login = async (name: string, roles: ('approver' | 'admin' | 'user')[], groups: string[]) => {
+    await gw.gateway.accounts.createUser({ name, password: PASSWORD, roles, groups }, 'test');
+    const { body } = await callApi(api, 'POST', '/api/auth/login', undefined, { username: name, password: PASSWORD });
+    tokens[name] = body.token as string;
+  };
+
+  /** The NOTICE that names the approval a client waits for: its number. */
+  const waitingFor = (client: pg.Client) =>
+    new Promise<{ id: number; message: string }>((resolve) =>
+      client.on('notice', (notice) => {
+        const m = /^waiting for approval #(\d+) \((http:\/\/[^)]+\/approvals\/\d+)\)/.exec(notice.message ?? '');
+        if (m) resolve({ id: Number(m[1]), message: notice.message! });
+      }),
+    );
+
+  const status = async (id: number) => (await callApi(api, 'GET', `/api/approvals/${id}`, tokens['dana'])).body.status as string;
+  const paid = async () =>
+    (await asAdmin((c) => c.query<{ n: number }>('select count(*)::int as n from orders where status = $1', ['refunded']), db.name)).rows[0]!.n;
+
+  before(async () => {
+    db = await createDatabase('approvals');
+    await asAdmin(async (c) => {
+      await c.query('create table orders (id int primary key, status text not null)');
+      await c.query("insert into orders select g, 'paid' from generate_series(1, 10) g");
+    }, db.name);
+    gw = await startTestGateway({
+      connections: [{ name: 'app', database: db.name }],
+      policies: [PERMIT_ALL, HOLD_UPDATES],
+      extraYaml: ['approvals:', '  timeout: 2s'],
+    });
+    api = `http://127.0.0.1:${gw.apiPort}`;
+    await login('dana', ['approver'], ['dba']);
+    await login('olga', ['approver'], ['ops']);
+    await login('etl-bot', ['approver'], ['dba']);
+  });
+
+  after(async () => {
+    await gw?.close();
+    await db?.drop();
+  });
+
+  it('an UPDATE waits with a NOTICE naming the approval; approved, it runs once, and the session goes on', async () => {
+    const client = await gatewayClient(gw, 'app', 'etl-bot');
+    try {
+      const notice = waitingFor(client);
+      const update = client.query("update orders set status = 'refunded' where id in (1, 2)");
+      const { id, message } = await notice;
+      assert.match(message, /held by policy "updates-need-a-dba": an UPDATE on app needs the approval of dba/);
+      const pending = await callApi(api, 'GET', `/api/approvals/${id}`, tokens['dana']);
+      assert.equal(pending.status, 200);
+      assert.equal(pending.body.status, 'pending');
+      assert.equal(pending.body.statement, "update orders set status = 'refunded' where id in (1, 2)");
+      assert.equal(pending.body.requester, 'etl-bot');
+      assert.equal(await paid(), 0, 'nothing ran while held');
+      // In the meantime the gateway serves everyone else.
+      const other = await gatewayClient(gw, 'app', 'someone');
+      assert.equal((await other.query('select count(*)::int as n from orders')).rows[0].n, 10);
+      await other.end();
+
+      // Not by the requester, nor by an approver of another group.
+      const own = await callApi(api, 'POST', `/api/approvals/${id}/approve`, tokens['etl-bot'], {});
+      assert.equal(own.status, 403);
+      assert.equal(own.body.code, 'self-approval');
+      const wrongGroup = await callApi(api, 'POST', `/api/approvals/${id}/approve`, tokens['olga'], {});
+      assert.equal(wrongGroup.status, 403);
+      assert.equal(wrongGroup.body.code, 'not-approver');
+
+      const approved = await callApi(api, 'POST', `/api/approvals/${id}/approve`, tokens['dana'], { reason: 'ticket 42' });
+      assert.equal(approved.status, 200, JSON.stringify(approved.body));
+      assert.equal(approved.body.status, 'approved');
+      assert.equal(approved.body.decidedBy, 'dana');
+      assert.equal((await update).rowCount, 2);
+      assert.equal(await paid(), 2);
+      const again = await callApi(api, 'POST', `/api/approvals/${id}/approve`, tokens['dana'], {});
+      assert.equal(again.status, 409);
+      assert.equal(again.body.code, 'not-pending');
+      assert.equal((await client.query('select 1 as one')).rows[0].one, 1);
+
+      // The same text again is a new request.
+      const second = waitingFor(client);
+      const rerun = client.query("update orders set status = 'refunded' where id in (1, 2)");
+      assert.ok((await second).id > id);
+      await callApi(api, 'POST', `/api/approvals/${(await second).id}/approve`, tokens['dana'], {});
+      assert.equal((await rerun).rowCount, 2);
+    } finally {
+      await client.end();
+    }
+    const actions = (await gw.gateway.store.listAudit({ limit: 1000 })).map((r) => r.action);
+    assert.ok(actions.includes('approval.requested') && actions.includes('approval.approved'), actions.join(' '));
+  });
+
+  it('denied, the client gets 42501 with who denied it and why; a denial needs a reason', async () => {
+    const client = await gatewayClient(gw, 'app', 'etl-bot');
+    try {
+      const notice = waitingFor(client);
+      const update = client.query("update orders set status = 'refunded' where id = 3");
+      const { id } = await notice;
+      const bare = await callApi(api, 'POST', `/api/approvals/${id}/deny`, tokens['dana'], {});
+      assert.equal(bare.status, 400);
+      assert.equal(bare.body.code, 'reason-required');
+      await callApi(api, 'POST', `/api/approvals/${id}/deny`, tokens['dana'], { reason: 'use the refund job' });
+      await assert.rejects(update, (error: Error & { code?: string }) => {
+        assert.equal(error.code, '42501');
+        assert.equal(error.message, `approval #${id} was denied by dana: use the refund job`);
+        return true;
+      });
+      assert.equal((await client.query('select 2 as two')).rows[0].two, 2, 'the session goes on');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('nobody decides: the request expires and the client is told', async () => {
+    const client = await gatewayClient(gw, 'app', 'etl-bot');
+    try {
+      const notice = waitingFor(client);
+      const update = client.query("update orders set status = 'refunded' where id = 4");
+      const { id } = await notice;
+      await assert.rejects(update, (error: Error & { code?: string }) => {
+        assert.equal(error.code, '42501');
+        assert.match(error.message, new RegExp(`^approval #${id} expired: nobody decided within 2 s`));
+        return true;
+      });
+      assert.equal(await status(id), 'expired');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('a client that leaves while held cancels its request', async () => {
+    const client = await gatewayClient(gw, 'app', 'etl-bot');
+    client.on('error', () => {});
+    const notice = waitingFor(client);
+    client.query("update orders set status = 'refunded' where id = 5").catch(() => {});
+    const { id } = await notice;
+    await client.end();
+    assert.equal(await eventually(() => status(id), (s) => s !== 'pending'), 'cancelled');
+    const late = await callApi(api, 'POST', `/api/approvals/${id}/approve`, tokens['dana'], {});
+    assert.equal(late.status, 409);
+  });
+
+  it('a prepared UPDATE (extended protocol) is held at each Execute, with its parameters', async () => {
+    const client = await gatewayClient(gw, 'app', 'etl-bot');
+    try {
+      for (const orderId of [6, 7]) {
+        const notice = waitingFor(client);
+        const update = client.query({ name: 'refund', text: "update orders set status = 'refunded' where id = $1", values: [orderId] });
+        const { id } = await notice;
+        const held = await callApi(api, 'GET', `/api/approvals/${id}`, tokens['dana']);
+        assert.equal(held.body.statement, "update orders set status = 'refunded' where id = $1");
+        assert.deepEqual(held.body.params, [String(orderId)]);
+        await callApi(api, 'POST', `/api/approvals/${id}/approve`, tokens['dana'], {});
+        assert.equal((await update).rowCount, 1);
+      }
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('requesters see their own approvals; approvers see all, a page at a time', async () => {
+    const mine = await callApi(api, 'GET', '/api/approvals?limit=2', tokens['etl-bot']);
+    assert.equal(mine.status, 200);
+    assert.equal(mine.body.approvals.length, 2);
+    assert.ok(mine.body.next);
+    const next = await callApi(api, 'GET', `/api/approvals?limit=100&before=${mine.body.next}`, tokens['etl-bot']);
+    assert.ok(next.body.approvals.every((a: { id: number }) => a.id < mine.body.approvals[1].id));
+    const pending = await callApi(api, 'GET', '/api/approvals?status=pending', tokens['dana']);
+    assert.deepEqual(pending.body.approvals, []);
+  });
+});
