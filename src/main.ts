@@ -14,6 +14,7 @@ import { approvalRoutes } from './api/approval-routes.ts';
 import { auditRoutes } from './api/audit-routes.ts';
 import { Approvals } from './approvals/approvals.ts';
 import { sessionRoutes } from './api/session-routes.ts';
+import { serveWebUi, WEB_ROOT } from './api/web-ui.ts';
 import { keyId } from './audit/chain.ts';
 import { buildApi } from './api/server.ts';
 import { AccessRequests } from './identity/access.ts';
@@ -224,6 +225,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       approvalRoutes({ approvals }),
     ),
   });
+  serveWebUi(api, { root: WEB_ROOT, oidcIssuer: config.oidc?.issuer });
   try {
     if (pgServer) await listen(pgServer, config.listen.postgres!, 'PostgreSQL clients');
     await api.ready();

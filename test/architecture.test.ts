@@ -10,6 +10,9 @@
  *    Type-only imports count too: a codec that names `net.Socket` in a type already knows
  *    about sockets.
  *  - no-export-star: an index.ts re-exports by name, never with `export *`.
+ *  - web-isolation: a file in web/ (the browser UI, built apart by Vite) imports nothing from
+ *    src/: the UI talks to the gateway over its HTTP API only, and a server module pulled into
+ *    the bundle would ship gateway code to browsers. Checked on web/'s .ts and .tsx files.
  *
  * Test files (`*.test.ts`) beside the code are scanned with the same rules, except that
  * core and wire tests may also import the test tooling (node:test, node:assert, fast-check).
@@ -34,7 +37,7 @@ export interface SourceText {
 export interface Violation {
   readonly file: string;
   readonly line: number;
-  readonly rule: 'protocol-isolation' | 'pure-core' | 'pure-wire' | 'no-export-star';
+  readonly rule: 'protocol-isolation' | 'pure-core' | 'pure-wire' | 'no-export-star' | 'web-isolation';
   readonly detail: string;
 }
 
@@ -50,7 +53,8 @@ interface ExportStar {
 const TEST_TOOLING = new Set(['node:test', 'node:assert', 'node:assert/strict', 'fast-check']);
 
 function scan(file: SourceText): { imports: ImportRef[]; exportStars: ExportStar[] } {
-  const source = ts.createSourceFile(file.path, file.text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const kind = file.path.endsWith('.tsx') ? ts.ScriptKind.TSX : ts.ScriptKind.TS;
+  const source = ts.createSourceFile(file.path, file.text, ts.ScriptTarget.Latest, true, kind);
   const imports: ImportRef[] = [];
   const exportStars: ExportStar[] = [];
   const lineOf = (node: ts.Node): number => source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
@@ -120,6 +124,7 @@ export function checkArchitecture(files: readonly SourceText[]): Violation[] {
     const protocol = protocolOf(file.path);
     const inCore = under(file.path, 'src/core');
     const inWire = under(file.path, 'src/wire');
+    const inWeb = under(file.path, 'web');
 
     for (const ref of imports) {
       const target = resolve(file.path, ref.specifier);
@@ -142,6 +147,10 @@ export function checkArchitecture(files: readonly SourceText[]): Violation[] {
             detail: `protocol '${protocol}' imports ${target.path.split('/').slice(0, 2).join('/')}/: ${shown}`,
           });
         }
+      }
+
+      if (inWeb && target.kind === 'path' && under(target.path, 'src')) {
+        violations.push({ file: file.path, line: ref.line, rule: 'web-isolation', detail: `the web UI imports server code: ${shown}` });
       }
 
       if (inCore || inWire) {
@@ -170,7 +179,7 @@ function listTs(root: string, dir: string): string[] {
   for (const entry of readdirSync(posix.join(root, dir), { withFileTypes: true })) {
     const rel = posix.join(dir, entry.name);
     if (entry.isDirectory()) out.push(...listTs(root, rel));
-    else if (entry.isFile() && entry.name.endsWith('.ts')) out.push(rel);
+    else if (entry.isFile() && (entry.name.endsWith('.ts') || entry.name.endsWith('.tsx'))) out.push(rel);
   }
   return out.sort();
 }
@@ -182,6 +191,16 @@ const repoRoot = fileURLToPath(new URL('..', import.meta.url)).replaceAll('\\', 
 test('src/ follows the import rules of the design', () => {
   const files = listTs(repoRoot, 'src').map((path) => ({ path, text: readFileSync(posix.join(repoRoot, path), 'utf8') }));
   assert.ok(files.length > 0, 'no .ts files found under src/');
+  const violations = checkArchitecture(files);
+  assert.equal(violations.length, 0, `import rules broken:\n${formatViolations(violations)}`);
+});
+
+test('web/ imports nothing from src/', () => {
+  const files = listTs(repoRoot, 'web').map((path) => ({ path, text: readFileSync(posix.join(repoRoot, path), 'utf8') }));
+  assert.ok(
+    files.some((f) => f.path.endsWith('.tsx')),
+    'no .tsx files found under web/',
+  );
   const violations = checkArchitecture(files);
   assert.equal(violations.length, 0, `import rules broken:\n${formatViolations(violations)}`);
 });
@@ -314,6 +333,25 @@ test('checker: index.ts with `export *` is reported; named re-exports are fine',
   assert.deepEqual(
     violations.map((v) => `${v.file}:${v.line} ${v.rule}`),
     ['src/policy/index.ts:3 no-export-star', 'src/policy/index.ts:4 no-export-star'],
+  );
+});
+
+test('checker: the web UI may import packages and its own files, nothing from src/', () => {
+  const violations = checkArchitecture([
+    {
+      path: 'web/src/pages/access.tsx',
+      text: [
+        "import { useState } from 'react';",
+        "import { call } from '../api.ts';",
+        "import type { Connection } from '../../../src/core/index.ts';",
+        "import { parseDuration } from '../../../src/core/duration.ts';",
+        'export const A = () => <p>{String(useState)}</p>;',
+      ].join('\n'),
+    },
+  ]);
+  assert.deepEqual(
+    violations.map((v) => `${v.line} ${v.rule}`),
+    ['3 web-isolation', '4 web-isolation'],
   );
 });
 
