@@ -6,6 +6,8 @@
 
 import type { ReactNode } from 'react';
 import { AccessPage } from './pages/access.tsx';
+import { SessionReplayPage } from './pages/session-replay.tsx';
+import { SessionsPage } from './pages/sessions.tsx';
 import type { Role } from './types.ts';
 
 export interface PageRoute {
@@ -30,4 +32,6 @@ export const ROUTES: readonly PageRoute[] = [
   //   { path: '/approvals/:id', roles: ['admin', 'approver'], page: ({ id }) => <ApprovalPage id={id!} /> },
   // (the held statement's notice links to /approvals/<id>). No page until then: no made-up data.
   // ─────────────────────────────────────────────────────────────────────────────────────────────
+  { path: '/sessions', nav: 'Sessions', page: () => <SessionsPage /> },
+  { path: '/sessions/:id', page: ({ id }) => <SessionReplayPage id={id!} /> },
 ];
