@@ -7,6 +7,7 @@
 import type { ReactNode } from 'react';
 import { AccessPage } from './pages/access.tsx';
 import { AuditPage } from './pages/audit.tsx';
+import { PoliciesPage } from './pages/policies.tsx';
 import { SessionReplayPage } from './pages/session-replay.tsx';
 import { SessionsPage } from './pages/sessions.tsx';
 import type { Role } from './types.ts';
@@ -36,4 +37,5 @@ export const ROUTES: readonly PageRoute[] = [
   { path: '/sessions', nav: 'Sessions', page: () => <SessionsPage /> },
   { path: '/sessions/:id', page: ({ id }) => <SessionReplayPage id={id!} /> },
   { path: '/audit', nav: 'Audit log', roles: ['admin', 'auditor'], page: () => <AuditPage /> },
+  { path: '/policies', nav: 'Policies', roles: ['admin', 'approver', 'auditor'], page: () => <PoliciesPage /> },
 ];
