@@ -17,6 +17,9 @@
  *    follows an authorization URL to its redirect; either logs in and consents (or denies).
  *    The device flow's polling interval and code lifetime are short and settable, so that tests
  *    do not wait the real 5 s and 10 min.
+ *  - a public browser client for the web UI (`UI_CLIENT_ID`), whose redirect URI a test registers
+ *    once the gateway listens (`allowUiRedirect()`), and a stand-in login page that asks a real
+ *    browser for the person's name when neither `?subject=` nor `login_hint` says it.
  */
 
 import { createHash, randomBytes } from 'node:crypto';
@@ -44,6 +47,14 @@ export const WEB_REDIRECT_URI = 'http://127.0.0.1/callback';
  */
 export const CLI_CLIENT_ID = 'drawbridge-cli';
 export const CLI_REDIRECT_URI = 'http://127.0.0.1/callback';
+
+/**
+ * The public client the web UI signs in with (authorization code with PKCE, no secret, from the
+ * browser): its redirect URI is the gateway's `/auth/callback`, known only once the gateway
+ * listens, so a test registers it with `allowUiRedirect()`. The provider allows CORS at its token
+ * endpoint from that URI's origin, as it does for public clients.
+ */
+export const UI_CLIENT_ID = 'drawbridge-ui';
 const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
 /** The provider's user accounts: subject → claims. */
@@ -102,6 +113,8 @@ export interface TestOidcProvider {
   signUserToken(claims: JWTPayload, options?: UserTokenOptions): Promise<string>;
   /** Publishes a new ES256 and RS256 key first; `retire` drops the previous ones. */
   rotateKeys(options?: { retire?: boolean }): Promise<void>;
+  /** Registers UI_CLIENT_ID with this redirect URI (the web UI's `<origin>/auth/callback`). */
+  allowUiRedirect(redirectUri: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -225,12 +238,21 @@ function providerConfiguration(keys: readonly SigningKey[], device: DeviceFlowSe
 
 /**
  * What a login page would do: the user named by `?subject=` (what a person would type; else
- * `login_hint`) logs in and consents to what was asked, or denies consent with `?deny=1`.
+ * `login_hint`) logs in and consents to what was asked, or denies consent with `?deny=1`. With
+ * neither, the page asks for the name: a form that a real browser fills in and submits.
  */
 async function answerInteraction(provider: any, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { prompt, params, session } = await provider.interactionDetails(req, res);
   const typed = new URL(req.url ?? '/', 'http://x').searchParams;
-  const accountId: string = session?.accountId ?? typed.get('subject') ?? params.login_hint;
+  const accountId: string | undefined = session?.accountId ?? typed.get('subject') ?? params.login_hint;
+  if (accountId === undefined) {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(
+      '<!DOCTYPE html><html><body><h1>Test provider: sign in</h1><form method="get">' +
+        '<label>Subject <input name="subject"></label> <button type="submit">Continue</button></form></body></html>',
+    );
+    return;
+  }
   if (typed.get('deny') === '1' && prompt.name === 'consent') {
     await provider.interactionFinished(
       req,
@@ -540,6 +562,18 @@ export async function startOidcProvider(): Promise<TestOidcProvider> {
       const fresh = [await generateSigningKey('ES256'), await generateSigningKey('RS256')];
       keys = retire ? fresh : [...fresh, ...keys];
       install();
+    },
+    async allowUiRedirect(redirectUri) {
+      // A client the provider finds through its adapter, as one registered dynamically would be.
+      await new MemoryAdapter('Client').upsert(UI_CLIENT_ID, {
+        client_id: UI_CLIENT_ID,
+        application_type: 'web',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: [redirectUri],
+        id_token_signed_response_alg: 'RS256',
+      });
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
