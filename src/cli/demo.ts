@@ -83,6 +83,7 @@ connections:
       `  echo ${password} | npx drawbridge login --user ${DEMO_PRINCIPAL} --password-stdin --gateway ${api}`,
       `  npx drawbridge access request ${DEMO_CONNECTION} --duration 30m --reason "trying Drawbridge"`,
       '',
+      `Web UI: ${api}/   (sign in as ${DEMO_PRINCIPAL} with the password ${password})`,
       `API: ${api}/healthz   Stop with Ctrl-C.`,
       '',
     ].join('\n'),
