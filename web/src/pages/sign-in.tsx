@@ -11,7 +11,8 @@ import type { OidcSettings } from '../types.ts';
 /** Where to go after signing in: `?next=` when it is a page of this app, else the start page. */
 function nextOf(search: URLSearchParams): string {
   const next = search.get('next');
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : '/access';
+  // Only a path of this origin: never `//host` or `/\host`, which a browser reads as another site.
+  return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/access';
 }
 
 export function SignInPage() {
