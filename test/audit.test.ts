@@ -447,6 +447,8 @@ describe('a gateway killed mid-stream', () => {
         '  level: info',
         'postgres:',
         '  auth: password',
+        'audit:',
+        '  acknowledge: after-commit',
         'connections:',
         '  - { name: local, type: postgres, host: 127.0.0.1, port: 5432, database: postgres, user: postgres }',
         '',

@@ -34,8 +34,8 @@ describe('statements acknowledged after their audit record is committed (Postgre
   before(async () => {
     storeDb = await createDatabase('auditack');
     storeUrl = `postgres://${ADMIN.user}@${ADMIN.host}:${ADMIN.port}/${storeDb.name}`;
-    gw = await startTestGateway({ store: storeUrl });
-    atOnce = await startTestGateway({ store: storeUrl, extraYaml: ['audit:', '  acknowledge: at-once'] });
+    gw = await startTestGateway({ store: storeUrl, extraYaml: ['audit:', '  acknowledge: after-commit'] });
+    atOnce = await startTestGateway({ store: storeUrl }); // the default: acknowledge: at-once
     store = new pg.Client({ ...ADMIN, database: storeDb.name });
     await store.connect();
   });
@@ -65,7 +65,7 @@ describe('statements acknowledged after their audit record is committed (Postgre
         const held = client.query(`select 'held-statement-1' as marker`);
         assert.equal(await settlesWithin(held, 500), false, 'the client heard the statement was done before its record was committed');
         assert.equal(await allowedRecords('held-statement-1'), '0');
-        // With acknowledge: at-once the same statement is answered while its record waits.
+        // With acknowledge: at-once (the default) the same statement is answered while its record waits.
         const answered = await fast.query(`select 'at-once-statement' as marker`);
         assert.equal(answered.rows[0].marker, 'at-once-statement');
         await store.query('select pg_advisory_unlock($1)', [AUDIT_LOCK_KEY]);
@@ -86,6 +86,8 @@ describe('statements acknowledged after their audit record is committed (Postgre
 
   it('a session whose records cannot be committed ends with 58000 audit.unavailable; new ones cannot start; all is well once the store is', async () => {
     const client = await gatewayClient(gw, 'local', 'carol');
+    const quick = await gatewayClient(atOnce, 'local', 'erin');
+    quick.on('error', () => {});
     // Minted before: minting is on record too, and would fail.
     const dave = { host: gw.host, port: gw.pgPort, user: 'dave', database: 'local', password: await gw.mint('dave', 'local') };
     const ended = new Promise<unknown>((resolve) => client.once('error', resolve));
@@ -101,6 +103,14 @@ describe('statements acknowledged after their audit record is committed (Postgre
         return true;
       });
       await ended;
+      // Answering at once, a session learns it a statement later: the one after the failed commit fails.
+      let failure: (Error & { code?: string }) | undefined;
+      for (let i = 0; i < 50 && !failure; i++) {
+        await quick.query(`select 'at-once-unrecorded-${i}'`).catch((error: Error) => (failure = error));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(failure?.code, '58000', String(failure));
+      await quick.end().catch(() => {});
       const late = new pg.Client(dave);
       await assert.rejects(late.connect(), (error: Error & { code?: string }) => {
         assert.equal(error.code, '58000');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -39,6 +39,41 @@ function firstBreak(records: readonly StoredRecord[]) {
   for (const r of records) if (!v.push(r)) break;
   return v.broken;
 }
+
+/** The chain's encoding as first written (docs/audit.md): the reference the faster code must match. */
+function referenceCanonical(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : referenceCanonical(v))).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined && typeof v !== 'function')
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${referenceCanonical(v)}`).join(',')}}`;
+}
+
+describe('the record encoding', () => {
+  it('canonicalJson and recordHash give what the documented formula gives, for any record', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          seq: fc.integer({ min: 1, max: 2 ** 40 }),
+          at: fc.integer({ min: 0, max: 2 ** 45 }),
+          actor: fc.string(),
+          action: fc.string(),
+          subject: fc.string({ unit: 'grapheme' }),
+          outcome: fc.constantFrom('success', 'failure'),
+          details: fc.dictionary(fc.string(), fc.jsonValue()),
+        }),
+        fc.stringMatching(/^[0-9a-f]{64}$/),
+        (record, prev) => {
+          assert.equal(canonicalJson(record.details), referenceCanonical(record.details));
+          const body = referenceCanonical({ ...record, prev });
+          const expected = createHash('sha256').update('drawbridge.audit.record.v1\n').update(body).digest('hex');
+          assert.equal(recordHash(record, prev), expected);
+        },
+      ),
+    );
+  });
+});
 
 describe('canonicalJson', () => {
   it('one text for one value, whatever the key order, and what JSON.parse gives back', () => {

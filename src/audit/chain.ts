@@ -19,7 +19,7 @@
  * Pure: no I/O, no clock.
  */
 
-import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, hash, sign, verify, type KeyObject } from 'node:crypto';
 
 /** The predecessor of the first record. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -50,11 +50,20 @@ export interface StoredRecord extends ChainedRecord {
  */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined && typeof v !== 'function')
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + (value[i] === undefined ? 'null' : canonicalJson(value[i]));
+    return `${out}]`;
+  }
+  // sort() without a comparator orders by UTF-16 code units, as canonical JSON asks.
+  const keys = Object.keys(value).sort();
+  let out = '{';
+  for (const key of keys) {
+    const v = (value as Record<string, unknown>)[key];
+    if (v === undefined || typeof v === 'function') continue;
+    out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 /** Details as they will read back from the store: what JSON carries of them. */
@@ -84,8 +93,12 @@ export function chainAfter<E extends Omit<ChainedRecord, 'seq'>>(
 /** Hex SHA-256 of the record's canonical encoding, chained to `prevHash`. */
 export function recordHash(record: ChainedRecord, prevHash: string): string {
   const { seq, at, actor, action, subject, outcome, details } = record;
-  const body = canonicalJson({ seq, at, actor, action, subject, outcome, details, prev: prevHash });
-  return createHash('sha256').update(RECORD_DOMAIN).update(body).digest('hex');
+  // canonicalJson({seq, at, actor, action, subject, outcome, details, prev}), its keys written in order.
+  const body =
+    `{"action":${JSON.stringify(action)},"actor":${JSON.stringify(actor)},"at":${canonicalJson(at)},` +
+    `"details":${canonicalJson(details)},"outcome":${JSON.stringify(outcome)},"prev":${JSON.stringify(prevHash)},` +
+    `"seq":${canonicalJson(seq)},"subject":${JSON.stringify(subject)}}`;
+  return hash('sha256', RECORD_DOMAIN + body);
 }
 
 /** Where the chain breaks, and how, naming the record. */

@@ -99,7 +99,7 @@ export interface AuditSettings {
   readonly sinks: readonly SinkConfig[];
   /** Which statements are audit records: every one sent to a target and every refused one, or only the refused. */
   readonly statements: 'all' | 'refused';
-  /** Whether a client hears a statement is done only once its audit records are committed (`after-commit`). */
+  /** Whether a client hears a statement is done only once its audit records are committed (`after-commit`), or within the commit delay of it (`at-once`, the default). */
   readonly acknowledge: 'after-commit' | 'at-once';
 }
 
@@ -165,7 +165,7 @@ export const defaultConfig: Config = deepFreeze({
     checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
     sinks: [],
     statements: 'all',
-    acknowledge: 'after-commit',
+    acknowledge: 'at-once',
   },
   approvals: { timeoutMs: DEFAULT_APPROVAL_TIMEOUT_MS, url: undefined },
   recording: {
@@ -434,7 +434,7 @@ function build(
       signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
       checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
       statements: f.audit?.statements ?? 'all',
-      acknowledge: f.audit?.acknowledge ?? 'after-commit',
+      acknowledge: f.audit?.acknowledge ?? 'at-once',
       sinks: (f.audit?.sinks ?? []).flatMap((sink, i): SinkConfig[] => {
         if ((sink.file === undefined) === (sink.syslog === undefined)) {
           at(['audit', 'sinks', i], 'needs exactly one of file or syslog');
@@ -502,9 +502,6 @@ function checkInsecure(config: Omit<Config, 'warnings'>, warn: (path: Path, reas
   }
   if (config.audit.statements === 'refused') {
     warn(['audit', 'statements'], 'refused: statements that run are not in the audit log (only in the recording)');
-  }
-  if (config.audit.acknowledge === 'at-once') {
-    warn(['audit', 'acknowledge'], 'at-once: a gateway killed right after a statement can lose its audit record');
   }
   if (!config.policy.enabled) {
     warn(['policy', 'enabled'], 'false: guardrails are off, every statement a grant holder sends reaches the target');

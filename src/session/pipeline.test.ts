@@ -83,7 +83,14 @@ class GatedAudit implements AuditLog {
 }
 
 function setup<C extends Clock = FrozenClock>(
-  options: { expiresAt?: number; clock?: C; guard?: Guard; audit?: GatedAudit; auditStatements?: 'all' | 'refused' } = {},
+  options: {
+    expiresAt?: number;
+    clock?: C;
+    guard?: Guard;
+    audit?: GatedAudit;
+    auditStatements?: 'all' | 'refused';
+    acknowledgeAfterCommit?: boolean;
+  } = {},
 ) {
   const clock = (options.clock ?? new FrozenClock(T0)) as C;
   const recorder = new FakeRecorder();
@@ -94,6 +101,7 @@ function setup<C extends Clock = FrozenClock>(
     clock,
     audit,
     ...(options.auditStatements ? { auditStatements: options.auditStatements } : {}),
+    ...(options.acknowledgeAfterCommit === undefined ? {} : { acknowledgeAfterCommit: options.acknowledgeAfterCommit }),
   });
   const open = () =>
     pipeline.open({
@@ -223,6 +231,17 @@ describe('Pipeline', () => {
     // And every later acknowledgement too, even when the store is back.
     session.begin('select 1');
     audit.commitAll();
+    await assert.rejects(session.committed()!, (e: unknown) => e instanceof GatewayError && e.code === 'audit.unavailable');
+  });
+
+  it('answering at once: committed() never waits, but a record that failed fails the next answer', async () => {
+    const audit = new GatedAudit();
+    const { open } = setup({ audit, acknowledgeAfterCommit: false });
+    const session = await open();
+    session.begin('update orders set paid = true');
+    assert.equal(session.committed(), undefined, 'nothing waits for the commit');
+    audit.failAll();
+    await new Promise((r) => setImmediate(r));
     await assert.rejects(session.committed()!, (e: unknown) => e instanceof GatewayError && e.code === 'audit.unavailable');
   });
 

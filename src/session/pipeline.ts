@@ -93,9 +93,10 @@ export interface PipelineDeps {
    */
   readonly auditStatements?: 'all' | 'refused';
   /**
-   * True (the default): a session's audit records are committed before the protocol tells its
-   * client a statement is done (`LiveSession.committed`). False: they are committed in the next
-   * store transaction, which starts when the event loop turns; a gateway killed in between loses them.
+   * True: a session's audit records are committed before the protocol tells its client a
+   * statement is done (`LiveSession.committed`). False (the gateway's default,
+   * `audit.acknowledge: at-once`): they are committed within the audit log's commit delay, and a
+   * gateway killed in between loses them; one that fails still ends the session at its next answer.
    */
   readonly acknowledgeAfterCommit?: boolean;
   /** Where held statements wait for a person's decision; undefined: a statement policy holds is refused. */
@@ -213,15 +214,12 @@ export class LiveSession {
 
   /**
    * Appends one of this session's audit records. When acknowledgements wait for the commit
-   * (`acknowledgeAfterCommit`), `committed` waits for it; otherwise a failure is only logged.
+   * (`acknowledgeAfterCommit`), `committed` waits for it; otherwise it does not, but a record
+   * that could not be committed still fails the next acknowledgement.
    */
   audit(event: AuditEvent): void {
-    if (this.#deps.acknowledgeAfterCommit === false) {
-      this.#deps.audit.note(event);
-      return;
-    }
     const appended = this.#deps.audit.append(event);
-    this.#uncommitted = appended;
+    if (this.#deps.acknowledgeAfterCommit !== false) this.#uncommitted = appended;
     appended.then(
       () => {
         if (this.#uncommitted === appended) this.#uncommitted = undefined;
@@ -238,8 +236,9 @@ export class LiveSession {
   /**
    * What a protocol awaits before it tells the client a statement is done (PostgreSQL:
    * ReadyForQuery): resolves once every audit record of the session so far is committed;
-   * undefined when none is waiting. Rejects with `audit.unavailable` once one could not be
-   * committed. Fail closed: the protocol then ends the session.
+   * undefined when none is waiting (always, unless acknowledgements wait for the commit).
+   * Rejects with `audit.unavailable` once one could not be committed. Fail closed: the protocol
+   * then ends the session.
    */
   committed(): Promise<void> | undefined {
     if (this.#auditFailure) return Promise.reject(this.#auditFailure);
@@ -334,7 +333,9 @@ export class LiveSession {
       held.cancel('the session ended while the statement was held');
     } else {
       this.#held = held;
-      this.#notice?.(`waiting for approval #${id} (${held.url}): ${verdict.reason}`);
+      // The blast-radius preview, when the target could tell: "— about 1,204 rows would change".
+      const preview = held.approval.preview?.['text'];
+      this.#notice?.(`waiting for approval #${id} (${held.url}): ${verdict.reason}${typeof preview === 'string' ? ` — ${preview}` : ''}`);
     }
     const decision = await held.decision;
     this.#held = undefined;
