@@ -192,7 +192,11 @@ describe('policy files of our own', () => {
       assert.equal(await own.gateway.reloadPolicy(), 'failed');
       assert.deepEqual((await client.query('SELECT v FROM secrets')).rows, [{ v: 'x' }], 'the policies in force stay');
 
-      const events = await own.gateway.store.listAudit({ action: 'policy.changed' });
+      // The watcher notes changes on the audit log without waiting: committed within its delay.
+      const events = await eventually(
+        () => own.gateway.store.listAudit({ action: 'policy.changed' }),
+        (e) => e.length >= 2,
+      );
       const outcomes = events.map((e) => [e.outcome, e.details.from ?? null]).sort();
       assert.deepEqual(outcomes, [
         ['failure', null],
