@@ -153,7 +153,7 @@ describe('the web UI in Chromium', () => {
     await page.getByLabel('Password').press('Enter');
     // Back where the person was going.
     await page.getByRole('heading', { name: 'Sessions' }).waitFor();
-    assert.deepEqual(await navLinks(page), ['My access', 'Sessions', 'Audit log', 'Policies']);
+    assert.deepEqual(await navLinks(page), ['My access', 'Approvals', 'Sessions', 'Audit log', 'Policies']);
     const stored = await page.evaluate(() => ({ session: sessionStorage.getItem('drawbridge.session'), local: localStorage.length }));
     assert.match(stored.session ?? '', /"token":"dbr_ses_/);
     assert.equal(stored.local, 0);
@@ -314,7 +314,7 @@ test('a user sees only the pages of their roles', async () => {
   const { context, page } = await newPage();
   try {
     await signIn(page, 'uma');
-    assert.deepEqual(await navLinks(page), ['My access', 'Sessions']);
+    assert.deepEqual(await navLinks(page), ['My access', 'Approvals', 'Sessions']);
     await page.goto(`${ui}/audit`);
     await page.getByRole('heading', { name: 'Not for your roles' }).waitFor();
     // The sessions filter has no principal field for someone who sees only their own.

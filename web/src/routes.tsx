@@ -4,8 +4,11 @@
  * again on every call (this list is for people, not a control).
  */
 
-import type { ReactNode } from 'react';
+import type { ComponentType, ReactNode } from 'react';
+import { PendingBadge } from './approvals-badge.tsx';
 import { AccessPage } from './pages/access.tsx';
+import { ApprovalPage } from './pages/approval.tsx';
+import { ApprovalsPage } from './pages/approvals.tsx';
 import { AuditPage } from './pages/audit.tsx';
 import { PoliciesPage } from './pages/policies.tsx';
 import { SessionReplayPage } from './pages/session-replay.tsx';
@@ -19,6 +22,8 @@ export interface PageRoute {
   readonly nav?: string;
   /** The roles that may open it (any of them); none: everyone signed in. */
   readonly roles?: readonly Role[];
+  /** Shown beside its label in the navigation (a count that needs attention). */
+  readonly badge?: ComponentType;
   readonly page: (params: Readonly<Record<string, string>>) => ReactNode;
 }
 
@@ -26,14 +31,10 @@ export const START_PAGE = '/access';
 
 export const ROUTES: readonly PageRoute[] = [
   { path: '/access', nav: 'My access', page: () => <AccessPage /> },
-  // ── APPROVALS: reserved place for the approvals inbox (issue 7). ─────────────────────────────
-  // It is added when the approvals API lands: GET /api/approvals, GET /api/approvals/:id,
-  // POST /api/approvals/:id/approve, POST /api/approvals/:id/deny {reason}, and the live stream
-  // GET /api/approvals/stream (Server-Sent Events). Then, here:
-  //   { path: '/approvals', nav: 'Approvals', roles: ['admin', 'approver'], page: () => <ApprovalsPage /> },
-  //   { path: '/approvals/:id', roles: ['admin', 'approver'], page: ({ id }) => <ApprovalPage id={id!} /> },
-  // (the held statement's notice links to /approvals/<id>). No page until then: no made-up data.
-  // ─────────────────────────────────────────────────────────────────────────────────────────────
+  // Everyone: the API shows approvers, admins and auditors every request, others their own.
+  { path: '/approvals', nav: 'Approvals', badge: PendingBadge, page: () => <ApprovalsPage /> },
+  // The link of the held statement's NOTICE.
+  { path: '/approvals/:id', page: ({ id }) => <ApprovalPage id={id!} /> },
   { path: '/sessions', nav: 'Sessions', page: () => <SessionsPage /> },
   { path: '/sessions/:id', page: ({ id }) => <SessionReplayPage id={id!} /> },
   { path: '/audit', nav: 'Audit log', roles: ['admin', 'auditor'], page: () => <AuditPage /> },

@@ -133,3 +133,39 @@ export interface OidcSettings {
   readonly clientId: string;
   readonly audience: string;
 }
+
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
+
+/** What the target's planner says a held statement would change (`{rows, text}`), or why it could not tell (`{error}`). */
+export interface ApprovalPreview {
+  readonly rows?: number;
+  readonly text?: string;
+  readonly error?: string;
+}
+
+/** An approval request as `GET /api/approvals/:id` and the live stream answer it. */
+export interface ApprovalView {
+  readonly id: number;
+  readonly kind: 'statement' | 'access';
+  readonly status: ApprovalStatus;
+  readonly requester: string;
+  readonly connection: string;
+  readonly session: string | null;
+  /** The held text, exactly as it will run once approved (statements). */
+  readonly statement: string | null;
+  readonly params: readonly (string | null)[] | null;
+  readonly policy: string | null;
+  readonly reason: string;
+  readonly approvers: string;
+  /** Absent from gateways without the blast-radius preview. */
+  readonly preview?: ApprovalPreview | null;
+  /** Access approvals: the access request, and the duration asked for (absent from older gateways). */
+  readonly request?: string | null;
+  readonly duration?: string | null;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly decidedAt: string | null;
+  readonly decidedBy: string | null;
+  readonly decisionReason: string | null;
+  readonly url: string;
+}
