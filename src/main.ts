@@ -13,6 +13,8 @@ import { policyRoutes } from './api/policy-routes.ts';
 import { approvalRoutes } from './api/approval-routes.ts';
 import { auditRoutes } from './api/audit-routes.ts';
 import { Approvals } from './approvals/approvals.ts';
+import { explainPreview } from './approvals/preview.ts';
+import { Webhooks } from './approvals/webhooks.ts';
 import { sessionRoutes } from './api/session-routes.ts';
 import { serveWebUi, WEB_ROOT } from './api/web-ui.ts';
 import { keyId } from './audit/chain.ts';
@@ -47,6 +49,8 @@ export interface Gateway {
   readonly store: Store;
   readonly credentials: Credentials;
   readonly accounts: Accounts;
+  /** Held statements and access requests waiting for a person's decision. */
+  readonly approvals: Approvals;
   /** Looks for revoked grants now, instead of at the next interval. */
   pollRevocations(): Promise<void>;
   /** Applies `recording.retention` now, instead of at the next interval; undefined when the run failed (logged). */
@@ -117,14 +121,23 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const checkpoints = new AuditCheckpoints(store, signingKey, clock, log);
   checkpoints.start(config.audit.checkpointIntervalMs);
   let apiBase = `http://${config.listen.api.host}:${config.listen.api.port}`;
+  const connections = new Map(config.connections.map((connection) => [connection.name, connection]));
   const approvals = new Approvals({
     store,
     audit,
     clock,
     log,
     timeoutMs: config.approvals.timeoutMs,
+    accessTimeoutMs: config.approvals.accessTimeoutMs,
     baseUrl: () => config.approvals.url ?? apiBase,
+    // The blast-radius preview: EXPLAIN on the target, on a connection of its own (never the client's).
+    preview: async ({ connection, statement, params }) => {
+      const target = connections.get(connection);
+      return target && explainPreview(target, statement, params);
+    },
   });
+  const webhooks = new Webhooks({ targets: config.approvals.webhooks, clock, log, url: (id) => approvals.url(id) });
+  if (config.approvals.webhooks.length > 0) approvals.listen((_event, approval) => webhooks.notify(approval));
   const pipeline = new Pipeline({
     approvals,
     guard,
@@ -148,7 +161,6 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   // Recordings past the configured age or size are deleted on a timer; with no limit, kept forever.
   const retention = new RecordingRetention(store, audit, clock, log, config.recording.retention);
   retention.start();
-  const connections = new Map(config.connections.map((connection) => [connection.name, connection]));
   const sockets = new Set<Socket>();
 
   let pgServer: Server | undefined;
@@ -200,7 +212,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       ),
     roleGroups: config.oidc?.roleGroups ?? { admin: [], approver: [], auditor: [], user: [] },
   });
-  const access = new AccessRequests({ credentials, store, connection: (name) => connections.get(name), clock, audit });
+  const access = new AccessRequests({ credentials, store, connection: (name) => connections.get(name), clock, audit, approvals });
   const api = buildApi({
     version: VERSION,
     authenticate: (authorization) => bearer.authenticate(authorization),
@@ -222,7 +234,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       policyRoutes({ policy, connections: config.connections, clock }),
       auditRoutes({ store, clock, trusted: new Map([[keyId(signingKey), createPublicKey(signingKey)]]) }),
       sessionRoutes({ store, clock }),
-      approvalRoutes({ approvals }),
+      approvalRoutes({ approvals, authenticate: (authorization) => bearer.authenticate(authorization) }),
     ),
   });
   serveWebUi(api, { root: WEB_ROOT, oidcIssuer: config.oidc?.issuer });
@@ -232,6 +244,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     await listen(api.server, config.listen.api, 'the API');
   } catch (error) {
     pgServer?.close();
+    await approvals.close();
+    await webhooks.close(0);
     await grantWatch.stop();
     await retention.stop();
     policy?.stop();
@@ -251,6 +265,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     store,
     credentials,
     accounts,
+    approvals,
     pollRevocations: () => grantWatch.poll(),
     applyRetention: () => retention.run(),
     policy,
@@ -258,6 +273,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {
       await approvals.close();
+      // The cancellations of the held statements go out too, within a second.
+      await webhooks.close();
       await grantWatch.stop();
       await retention.stop();
       policy?.stop();

@@ -18,6 +18,7 @@
 import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
+import { get, type IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
@@ -106,7 +107,7 @@ before(async () => {
   gw = await startTestGateway({
     connections: [
       { name: 'local', access: { maxDurationMs: 3_600_000, approval: 'none' } },
-      { name: 'guarded', access: { maxDurationMs: 3_600_000, approval: 'required' } },
+      { name: 'guarded', access: { maxDurationMs: 3_600_000, approval: 'required', approvers: 'dba' } },
     ],
     extraYaml: gatewayOidcYaml(idp, { clientId: CLI_CLIENT_ID }),
   });
@@ -145,6 +146,7 @@ after(async () => {
 });
 
 async function send(method: string, path: string, token: string | undefined, body?: { type: string; text: string }): Promise<Answer> {
+  if (method === 'GET' && path.startsWith('/api/approvals/stream')) return firstEvent(path, token);
   const response = await fetch(`${api}${path}`, {
     method,
     headers: {
@@ -154,6 +156,33 @@ async function send(method: string, path: string, token: string | undefined, bod
     ...(body ? { body: body.text } : {}),
   });
   return { status: response.status, type: (response.headers.get('content-type') ?? '').split(';')[0]!.trim(), text: await response.text() };
+}
+
+/**
+ * An event stream's answer up to its first event (or the whole answer when it is a refusal), on a
+ * connection of its own that is then dropped: the stream itself never ends.
+ */
+async function firstEvent(path: string, token: string | undefined): Promise<Answer> {
+  const request = get(`${api}${path}`, { agent: false, headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const response = await new Promise<IncomingMessage>((resolve, reject) => request.once('response', resolve).once('error', reject));
+  const type = (response.headers['content-type'] ?? '').split(';')[0]!.trim();
+  let text = '';
+  response.setEncoding('utf8');
+  // A stream that sends no event in 10 s is cut: its answer then has no event, which fails the case.
+  const timer = setTimeout(() => request.destroy(), 10_000);
+  try {
+    for await (const chunk of response) {
+      text += chunk as string;
+      if (type === 'text/event-stream' && /(^|\n)event: [^\n]*\n(?:[^\n]+\n)*\n/.test(text)) break;
+    }
+  } catch {
+    // cut by the timer
+  } finally {
+    clearTimeout(timer);
+    request.destroy();
+  }
+  if (type === 'text/event-stream' && eventData(text).length === 0) text += '\ndata: no event within 10 s\n\n';
+  return { status: response.statusCode ?? 0, type, text };
 }
 
 const json = (value: unknown) => ({ type: 'application/json', text: JSON.stringify(value) });
@@ -196,6 +225,21 @@ async function pendingApproval(): Promise<number> {
     expiresAt: now + 600_000,
   });
   return approval.id;
+}
+
+/** An access request of uma's to `guarded`, waiting for its approval: its id and its approval's. */
+async function umasAccessRequest(): Promise<{ request: string; approval: number }> {
+  const r = await callApi(api, 'POST', '/api/access/requests', tokens.user, { connection: 'guarded', duration: '5m', reason: 'contract' });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  return { request: r.body.request as string, approval: r.body.approval as number };
+}
+
+/** An access request of uma's that a member of `dba` approved. */
+async function umasApprovedRequest(): Promise<string> {
+  const { request, approval } = await umasAccessRequest();
+  const approved = await callApi(api, 'POST', `/api/approvals/${approval}/approve`, await dba(), {});
+  assert.equal(approved.status, 200, JSON.stringify(approved.body));
+  return request;
 }
 
 /** An approval already decided. */
@@ -377,6 +421,34 @@ function cases(): Record<string, readonly Call[]> {
       { as: 'user', path: '/api/sessions?principal=ada', status: 403 },
       { as: 'admin', path: '/api/sessions?since=banana', status: 400 },
     ],
+    'GET /api/approvals/stream': [
+      {
+        as: 'user',
+        // Uma's stream gets the decision on her request, made once the stream is open.
+        path: async () => {
+          const id = await pendingApproval();
+          const token = await dba();
+          setTimeout(() => void callApi(api, 'POST', `/api/approvals/${id}/deny`, token, { reason: 'contract' }), 300);
+          return '/api/approvals/stream';
+        },
+        status: 200,
+      },
+    ],
+    'POST /api/access/requests/{id}/credential': [
+      { as: 'user', path: async () => `/api/access/requests/${await umasApprovedRequest()}/credential`, status: 201 },
+      { as: 'user', path: '/api/access/requests/req_nothing/credential', status: 404 },
+      { as: 'user', path: async () => `/api/access/requests/${(await umasAccessRequest()).request}/credential`, status: 409 },
+      {
+        as: 'user',
+        path: async () => {
+          const request = await umasApprovedRequest();
+          await callApi(api, 'POST', `/api/access/requests/${request}/credential`, tokens.user);
+          return `/api/access/requests/${request}/credential`;
+        },
+        status: 409,
+        then: (body) => assert.equal(body.code, 'already-issued'),
+      },
+    ],
     'GET /api/approvals': [
       { as: 'approver', path: '/api/approvals?status=pending&limit=1', status: 200 },
       { as: 'user', status: 200 },
@@ -452,7 +524,12 @@ export function contractProblems(operation: Operation, answer: Answer, validator
   if (!media)
     return [`status ${answer.status} is answered as ${answer.type || 'no type'}, declared ${Object.keys(declared.content).join(', ')}`];
   const validate = validatorOf(media.schema);
-  const items = answer.type === 'application/x-ndjson' ? answer.text.split('\n').filter((l) => l !== '') : [answer.text];
+  const items =
+    answer.type === 'application/x-ndjson'
+      ? answer.text.split('\n').filter((l) => l !== '')
+      : answer.type === 'text/event-stream'
+        ? eventData(answer.text)
+        : [answer.text];
   const problems: string[] = [];
   for (const item of items) {
     let value: unknown;
@@ -471,6 +548,20 @@ export function contractProblems(operation: Operation, answer: Answer, validator
     }
   }
   return problems;
+}
+
+/** The data of each event of a Server-Sent Events text (comments left out). */
+export function eventData(text: string): string[] {
+  return text
+    .split('\n\n')
+    .map((block) =>
+      block
+        .split('\n')
+        .filter((line) => line.startsWith('data:'))
+        .map((line) => line.slice(5).replace(/^ /, '')),
+    )
+    .filter((data) => data.length > 0)
+    .map((data) => data.join('\n'));
 }
 
 function validatorOf(schema: object): ValidateFunction {
@@ -656,6 +747,14 @@ describe('the checks themselves', () => {
       ok(404, 'application/problem+json', '{"type":"https://drawbridge.dev/problems/other","code":"other"}')[0] ?? '',
       /must be equal to one of the allowed values/,
     );
+  });
+
+  test('the events of a Server-Sent Events answer are read, comments left out', () => {
+    assert.deepEqual(eventData(': hello\n\nevent: approval\ndata: {"a":\ndata: 1}\n\n: heartbeat\n\nevent: approval\ndata: 2\n\n'), [
+      '{"a":\n1}',
+      '2',
+    ]);
+    assert.match(ok(200, 'text/event-stream', 'event: x\ndata: {"a":1}\n\n')[0] ?? '', /answered as text\/event-stream/);
   });
 
   test('the tables of docs/api.md and docs/errors.md are read', () => {

@@ -99,9 +99,23 @@ const accessRequestView = z.object({
   requestedAt: z.string(),
   status: z.enum(['pending', 'granted', 'denied', 'expired']),
   decidedBy: z.string().nullable(),
+  decidedAt: z.string().nullable(),
+  /** Why it was denied. */
+  decisionReason: z.string().nullable(),
+  /** Null for a granted request until its requester picks up the credential (POST …/credential). */
   grant: z.string().nullable(),
+  /** The approval that decides it, when it needs one. */
+  approval: z.number().int().nullable(),
 });
-const accessPending = z.object({ status: z.literal('pending'), request: z.string(), connection: z.string(), duration: z.string() });
+const accessPending = z.object({
+  status: z.literal('pending'),
+  request: z.string(),
+  connection: z.string(),
+  duration: z.string(),
+  /** The approval that decides it, and where a person decides it. */
+  approval: z.number().int().nullable(),
+  url: z.string().nullable(),
+});
 
 const REQUEST_STATES = ['pending', 'granted', 'denied', 'expired'] as const;
 
@@ -211,6 +225,8 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
               request: outcome.request,
               connection: outcome.connection,
               duration: formatDuration(outcome.durationMs),
+              approval: outcome.approval ?? null,
+              url: outcome.url ?? null,
             });
           }
           return {
@@ -273,10 +289,41 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
             requestedAt: new Date(r.requestedAt).toISOString(),
             status: r.status,
             decidedBy: r.decidedBy ?? null,
+            decidedAt: iso(r.decidedAt),
+            decisionReason: r.decisionReason ?? null,
             grant: r.grantId ?? null,
+            approval: r.approvalId ?? null,
           })),
           next,
         };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/access/requests/:id/credential',
+      summary:
+        "The credential of the caller's approved access request, once: issues the grant (granted by the approver) until the approval time plus the duration asked for.",
+      access: 'authenticated',
+      status: 201,
+      response: accessGranted,
+      errors: { 404: ['unknown-request', 'not-allowed'], 409: ['not-approved', 'already-issued'] },
+      handler: async ({ who, params }) => {
+        try {
+          const granted = await deps.access.credential(who!, params['id'] ?? '');
+          return {
+            status: 'granted',
+            grant: granted.grant,
+            connection: granted.connection,
+            credential: granted.credential,
+            expiresAt: new Date(granted.expiresAt).toISOString(),
+            connect: connectFor(deps.postgres(), who!.principal.name, granted.connection, granted.credential),
+          };
+        } catch (error) {
+          if (error instanceof AccessError) {
+            throw new ApiError(error.code === 'unknown-request' || error.code === 'not-allowed' ? 404 : 409, error.code, error.message);
+          }
+          throw error;
+        }
       },
     },
     {

@@ -66,11 +66,20 @@ export class ApiError extends Error {
   }
 }
 
-/** A success sent as it is made: the route's `produces` type, item by item (JSON lines: one per line). */
+/**
+ * A success sent as it is made: the route's `produces` type, item by item, each followed by a
+ * newline (JSON lines: one per line; Server-Sent Events: each event ends with its blank line).
+ */
 export class StreamReply {
   readonly lines: AsyncIterable<string>;
-  constructor(lines: AsyncIterable<string>) {
+  /** Called once when the response ends or the client goes away, so that an endless stream stops at once. */
+  readonly closed: (() => void) | undefined;
+  /** Extra response headers (`cache-control: no-cache` for an event stream). */
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(lines: AsyncIterable<string>, options: { closed?: () => void; headers?: Readonly<Record<string, string>> } = {}) {
     this.lines = lines;
+    this.closed = options.closed;
+    this.headers = options.headers ?? {};
   }
 }
 
@@ -234,8 +243,11 @@ async function serve(route: ApiRoute<unknown>, request: FastifyRequest, reply: F
     if (result instanceof StatusReply) return reply.code(result.status).send(result.body);
     if (result instanceof StreamReply) {
       const lines = result.lines;
+      const closed = result.closed;
+      if (closed) reply.raw.once('close', closed);
       return reply
         .code(route.status ?? 200)
+        .headers(result.headers)
         .type(route.produces ?? 'application/octet-stream')
         .send(
           Readable.from(

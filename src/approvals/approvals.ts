@@ -1,8 +1,10 @@
 /**
  * Approvals: a statement that policy holds (`@approval("group")`) waits in its session while a
  * member of the group approves or denies it, from any channel (the API, the CLI, another gateway
- * on the same store). Everything goes through the store, so that a decision is taken once
- * (`decideApproval` only moves a pending approval) and every gateway sees it.
+ * on the same store). A request for access to a connection that needs approval
+ * (`access.approval: required`) is decided the same way. Everything goes through the store, so
+ * that a decision is taken once (`decideApproval` only moves a pending approval) and every
+ * gateway sees it.
  *
  * What it guarantees:
  * - The held statement runs only once approved, exactly as held (the protocol forwards the bytes
@@ -10,9 +12,15 @@
  * - Nobody decides their own request; only members of the approver group decide (and hold the
  *   `approver` or `admin` role); a denial needs a reason. Every request and decision is an audit
  *   event (`approval.requested`, `.approved`, `.denied`, `.expired`, `.cancelled`).
- * - A request nobody decides expires after the timeout (default 10 minutes); one whose session
- *   ended first is cancelled. The gateway that holds a statement learns of decisions made
- *   elsewhere within `pollMs` (default 500 ms).
+ * - A request nobody decides expires after the timeout (default 10 minutes; access requests
+ *   `accessTimeoutMs`, default 1 hour); one whose session ended first is cancelled. The gateway
+ *   that holds a statement learns of decisions made elsewhere within `pollMs` (default 500 ms);
+ *   pending requests past their time (an access request, or a statement of a gateway that was
+ *   killed) are expired by whichever gateway looks first, every `sweepMs` (default 10 s).
+ * - A held statement's request carries the blast-radius preview (`preview`, approvals/preview.ts)
+ *   when one can be had; one that fails or takes too long never stops the request.
+ * - Listeners (the live stream, the webhooks) are told of every request and decision made by
+ *   this gateway, and of every expiry it records.
  *
  * Known limits: a held statement lives in its client connection, so a gateway that stops ends
  * it (its request is then cancelled, at the next start if the gateway was killed).
@@ -22,7 +30,8 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { Clock } from '../core/index.ts';
 import type { AuthenticatedPrincipal } from '../identity/accounts.ts';
-import type { ApprovalQuery, ApprovalRecord, ApprovalStatus, NewApproval, Store } from '../store/index.ts';
+import type { ApprovalQuery, ApprovalRecord, ApprovalStatus, Store } from '../store/index.ts';
+import { approvalView, type ApprovalView, type Preview } from './view.ts';
 
 export type Decision = { readonly status: 'approved'; readonly by: string } | { readonly status: 'denied' | 'expired' | 'cancelled'; readonly by: string; readonly reason: string };
 
@@ -45,8 +54,8 @@ export interface HoldRequest {
   readonly policy: string;
   readonly reason: string;
   readonly approvers: string;
-  /** What the target says the statement would touch (filled in by the protocol when it can). */
-  readonly preview?: Readonly<Record<string, unknown>> | undefined;
+  /** What the target says the statement would change; default: what `preview` of the options says. */
+  readonly preview?: Preview | undefined;
 }
 
 /** Why a decision was refused; the API answers each with its own code. */
@@ -64,16 +73,41 @@ export class ApprovalError extends Error {
 /** Told of every request and decision (webhooks, the live stream). A listener's failure is logged, never the caller's. */
 export type ApprovalListener = (event: 'requested' | 'decided', approval: ApprovalRecord) => void;
 
+/** A request for access that waits for an approver (identity/access.ts made the access request). */
+export interface AccessApprovalRequest {
+  readonly requester: string;
+  readonly connection: string;
+  readonly requestId: string;
+  readonly durationMs: number;
+  readonly reason: string;
+  readonly approvers: string;
+}
+
+/** What the target says a held statement would change (approvals/preview.ts); undefined: no preview for it. */
+export type PreviewFn = (request: {
+  readonly connection: string;
+  readonly statement: string;
+  readonly params?: readonly (string | null)[] | undefined;
+}) => Promise<Preview | undefined>;
+
 export interface ApprovalsOptions {
   readonly store: Store;
   readonly audit: AuditLog;
   readonly clock: Clock;
   readonly log?: Logger | undefined;
   readonly timeoutMs: number;
+  /** How long an access request waits for a decision; default 1 hour. */
+  readonly accessTimeoutMs?: number;
   readonly pollMs?: number;
+  /** How often pending requests past their time are looked for; default 10 s. */
+  readonly sweepMs?: number;
   /** The web UI's address, for links: `${baseUrl()}/approvals/42` (known once the API listens). */
   readonly baseUrl: () => string;
+  /** The blast-radius preview of a held statement; without it, requests carry none. */
+  readonly preview?: PreviewFn | undefined;
 }
+
+export const DEFAULT_ACCESS_APPROVAL_TIMEOUT_MS = 3_600_000;
 
 interface Waiter {
   readonly resolve: (decision: Decision) => void;
@@ -88,9 +122,12 @@ export class Approvals {
   readonly #timeoutMs: number;
   readonly #pollMs: number;
   readonly #baseUrl: () => string;
+  readonly #accessTimeoutMs: number;
+  readonly #preview: PreviewFn | undefined;
+  readonly #sweep: NodeJS.Timeout;
   /** Statements held in this gateway, by approval number. */
   readonly #waiting = new Map<number, Waiter>();
-  readonly #listeners = new Set<ApprovalListener>();
+  readonly #listeners = new Map<ApprovalListener, (() => void) | undefined>();
   #poll: NodeJS.Timeout | undefined;
 
   constructor(options: ApprovalsOptions) {
@@ -101,6 +138,10 @@ export class Approvals {
     this.#timeoutMs = options.timeoutMs;
     this.#pollMs = options.pollMs ?? 500;
     this.#baseUrl = options.baseUrl;
+    this.#accessTimeoutMs = options.accessTimeoutMs ?? DEFAULT_ACCESS_APPROVAL_TIMEOUT_MS;
+    this.#preview = options.preview;
+    this.#sweep = setInterval(() => void this.expireOverdue(), options.sweepMs ?? 10_000);
+    this.#sweep.unref();
   }
 
   get timeoutMs(): number {
@@ -111,13 +152,25 @@ export class Approvals {
     return `${this.#baseUrl().replace(/\/$/, '')}/approvals/${id}`;
   }
 
-  listen(listener: ApprovalListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+  /** The approval as every channel shows it. */
+  view(approval: ApprovalRecord): ApprovalView {
+    return approvalView(approval, this.url(approval.id));
+  }
+
+  /** How many listeners are subscribed (a stream whose client left is not one of them). */
+  get listeners(): number {
+    return this.#listeners.size;
+  }
+
+  /** Subscribes `listener` until the returned function is called; `ended` is called if the gateway stops first. */
+  listen(listener: ApprovalListener, ended?: () => void): () => void {
+    this.#listeners.set(listener, ended);
+    return () => void this.#listeners.delete(listener);
   }
 
   /** Creates the request for a held statement and waits for its decision. */
   async hold(request: HoldRequest): Promise<Held> {
+    const preview = request.preview ?? (await this.#previewOf(request));
     const now = this.#clock.now();
     const approval = await this.#store.insertApproval({
       kind: 'statement',
@@ -129,7 +182,7 @@ export class Approvals {
       policy: request.policy,
       reason: request.reason,
       approvers: request.approvers,
-      preview: request.preview,
+      preview,
       createdAt: now,
       expiresAt: now + this.#timeoutMs,
     });
@@ -145,6 +198,7 @@ export class Approvals {
         statement: request.statement,
         policy: request.policy,
         approvers: request.approvers,
+        ...(preview === undefined ? {} : { preview }),
       },
     });
     this.#tell('requested', approval);
@@ -160,6 +214,57 @@ export class Approvals {
       decision,
       cancel: (why) => void this.#close(approval.id, 'cancelled', 'gateway', why),
     };
+  }
+
+  /**
+   * Makes the approval that decides an access request (identity/access.ts). Its decision is the
+   * request's: the store moves both at once (approved: `granted`, denied: `denied`, else `expired`).
+   */
+  async requestAccess(request: AccessApprovalRequest): Promise<ApprovalRecord> {
+    const now = this.#clock.now();
+    const approval = await this.#store.insertApproval({
+      kind: 'access',
+      requester: request.requester,
+      connection: request.connection,
+      requestId: request.requestId,
+      reason: request.reason,
+      approvers: request.approvers,
+      durationMs: request.durationMs,
+      createdAt: now,
+      expiresAt: now + this.#accessTimeoutMs,
+    });
+    await this.#audit.append({
+      actor: request.requester,
+      action: 'approval.requested',
+      subject: `approval:${approval.id}`,
+      outcome: 'success',
+      details: {
+        kind: 'access',
+        connection: request.connection,
+        request: request.requestId,
+        durationMs: request.durationMs,
+        reason: request.reason,
+        approvers: request.approvers,
+      },
+    });
+    this.#tell('requested', approval);
+    return approval;
+  }
+
+  /** Expires every pending request past its time; returns how many this call expired. */
+  async expireOverdue(): Promise<number> {
+    try {
+      const now = this.#clock.now();
+      let expired = 0;
+      for (const approval of await this.#store.listApprovals({ status: 'pending', limit: 1000 })) {
+        if (approval.expiresAt > now) continue;
+        if (await this.#close(approval.id, 'expired', 'gateway', 'nobody decided in time')) expired++;
+      }
+      return expired;
+    } catch (error) {
+      this.#log?.warn({ err: error }, 'could not look for overdue approvals');
+      return 0;
+    }
   }
 
   async get(id: number): Promise<ApprovalRecord | undefined> {
@@ -203,9 +308,14 @@ export class Approvals {
 
   /** Stops polling; held statements are cancelled (their sessions end with the gateway). */
   async close(): Promise<void> {
+    clearInterval(this.#sweep);
     clearInterval(this.#poll);
     this.#poll = undefined;
     await Promise.all([...this.#waiting.keys()].map((id) => this.#close(id, 'cancelled', 'gateway', 'the gateway stopped')));
+    // The live streams end (an open stream would keep the API from closing).
+    const ended = [...this.#listeners.values()];
+    this.#listeners.clear();
+    for (const end of ended) end?.();
   }
 
   /** Moves a pending approval to `status` (once, across gateways), puts it on record and wakes its statement. */
@@ -268,8 +378,19 @@ export class Approvals {
     }
   }
 
+  /** The preview of a held statement: never an error of the request (a failure is its `error`). */
+  async #previewOf(request: HoldRequest): Promise<Preview | undefined> {
+    if (!this.#preview) return undefined;
+    try {
+      return await this.#preview({ connection: request.connection, statement: request.statement, params: request.params });
+    } catch (error) {
+      this.#log?.warn({ err: error }, 'the blast-radius preview failed');
+      return { error: (error as Error).message };
+    }
+  }
+
   #tell(event: 'requested' | 'decided', approval: ApprovalRecord): void {
-    for (const listener of this.#listeners) {
+    for (const listener of [...this.#listeners.keys()]) {
       try {
         listener(event, approval);
       } catch (error) {

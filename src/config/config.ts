@@ -48,8 +48,12 @@ export interface Config {
   readonly approvals: {
     /** How long a held statement waits for a decision before it is refused. */
     readonly timeoutMs: number;
+    /** How long an access request (`access.approval: required`) waits for a decision. */
+    readonly accessTimeoutMs: number;
     /** Where people open the web UI, for the links in notices and messages; default: the API's address. */
     readonly url: string | undefined;
+    /** Where each request and decision is POSTed (approvals/webhooks.ts). */
+    readonly webhooks: readonly ApprovalWebhook[];
   };
   readonly recording: {
     /** false: sessions and statements are not recorded (a loud warning at start); audit events still are. */
@@ -117,6 +121,16 @@ export const DEFAULT_RETENTION_INTERVAL_MS = 3_600_000;
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10_000;
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 10 * 60_000;
+export const DEFAULT_ACCESS_APPROVAL_TIMEOUT_MS = 60 * 60_000;
+/** The group whose members decide access requests of a connection that names none. */
+export const DEFAULT_ACCESS_APPROVERS = 'approvers';
+
+export interface ApprovalWebhook {
+  readonly url: string;
+  /** Signs each JSON payload (HMAC-SHA256); undefined: not signed. */
+  readonly secret: string | undefined;
+  readonly format: 'json' | 'slack';
+}
 export const SIGNING_KEY_FILE = 'audit-signing-key.pem';
 
 export interface PolicyConfig {
@@ -167,7 +181,7 @@ export const defaultConfig: Config = deepFreeze({
     statements: 'all',
     acknowledge: 'at-once',
   },
-  approvals: { timeoutMs: DEFAULT_APPROVAL_TIMEOUT_MS, url: undefined },
+  approvals: { timeoutMs: DEFAULT_APPROVAL_TIMEOUT_MS, accessTimeoutMs: DEFAULT_ACCESS_APPROVAL_TIMEOUT_MS, url: undefined, webhooks: [] },
   recording: {
     enabled: true,
     maxResultBytes: DEFAULT_RESULT_BYTES,
@@ -347,6 +361,7 @@ function build(
       access: {
         maxDurationMs: c.access?.max_duration ?? DEFAULT_ACCESS_POLICY.maxDurationMs,
         approval: c.access?.approval ?? DEFAULT_ACCESS_POLICY.approval,
+        approvers: c.access?.approvers ?? DEFAULT_ACCESS_APPROVERS,
       },
     };
   });
@@ -429,7 +444,12 @@ function build(
         intervalMs: f.recording?.retention?.interval ?? DEFAULT_RETENTION_INTERVAL_MS,
       },
     },
-    approvals: { timeoutMs: f.approvals?.timeout ?? DEFAULT_APPROVAL_TIMEOUT_MS, url: f.approvals?.url },
+    approvals: {
+      timeoutMs: f.approvals?.timeout ?? DEFAULT_APPROVAL_TIMEOUT_MS,
+      accessTimeoutMs: f.approvals?.access_timeout ?? DEFAULT_ACCESS_APPROVAL_TIMEOUT_MS,
+      url: f.approvals?.url,
+      webhooks: (f.approvals?.webhooks ?? []).map((w) => ({ url: w.url, secret: w.secret, format: w.format ?? 'json' })),
+    },
     audit: {
       signingKeyFile: f.audit?.signing_key === undefined ? defaultSigningKeyFile(store, dir) : resolve(dir, f.audit.signing_key),
       checkpointIntervalMs: f.audit?.checkpoint_interval ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
@@ -494,6 +514,11 @@ function resolveStore(store: string | undefined, dir: string): string {
 }
 
 function checkInsecure(config: Omit<Config, 'warnings'>, warn: (path: Path, reason: string) => void): void {
+  for (const [i, hook] of config.approvals.webhooks.entries()) {
+    if (hook.format === 'json' && hook.secret === undefined) {
+      warn(['approvals', 'webhooks', i, 'secret'], 'not set: the receiver cannot tell the payloads are from this gateway');
+    }
+  }
   if (!config.masking.enabled) {
     warn(['masking', 'enabled'], 'false: results leave the gateway unmasked, sensitive values included');
   }
@@ -634,7 +659,12 @@ const KNOWN_KEYS = [
   'max_result_size',
   'approvals',
   'timeout',
+  'access_timeout',
   'url',
+  'webhooks',
+  'secret',
+  'format',
+  'approvers',
 ];
 
 function unknownKey(key: string): string {

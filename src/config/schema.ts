@@ -217,7 +217,7 @@ const connection = object({
   password: optional(leaf('a string', (v) => (typeof v === 'string' ? v : undefined))),
   tls: optional(oneOf(TLS_MODES)),
   ca: optional(text),
-  access: optional(object({ max_duration: optional(duration), approval: optional(oneOf(APPROVAL_MODES)) })),
+  access: optional(object({ max_duration: optional(duration), approval: optional(oneOf(APPROVAL_MODES)), approvers: optional(text) })),
 });
 
 /** RFC 5424 facilities by name. */
@@ -305,7 +305,14 @@ export const fileSchema = object({
     }),
   ),
   recording: optional(object({ enabled: optional(flag), max_result_size: optional(resultSize), retention: optional(retention) })),
-  approvals: optional(object({ timeout: optional(duration), url: optional(text) })),
+  approvals: optional(
+    object({
+      timeout: optional(duration),
+      access_timeout: optional(duration),
+      url: optional(text),
+      webhooks: optional(z.array(object({ url, secret: optional(text), format: optional(oneOf(['json', 'slack'] as const)) }))),
+    }),
+  ),
   audit: optional(
     object({
       signing_key: optional(text),

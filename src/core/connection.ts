@@ -8,6 +8,8 @@ export interface AccessPolicy {
   readonly maxDurationMs: number;
   /** `required`: a request waits for an approver; `none`: it is granted at once. */
   readonly approval: 'none' | 'required';
+  /** The group whose members decide a request that waits (default `approvers`). */
+  readonly approvers?: string | undefined;
 }
 
 export const DEFAULT_ACCESS_POLICY: AccessPolicy = Object.freeze({ maxDurationMs: 3_600_000, approval: 'none' });

@@ -4,6 +4,7 @@ import { StoreAuditLog } from '../audit/audit-log.ts';
 import { FrozenClock, type Connection, type PostgresConnection } from '../core/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { formatDuration } from '../core/duration.ts';
+import { ApprovalError, Approvals } from '../approvals/approvals.ts';
 import { AccessError, AccessRequests } from './access.ts';
 import { authenticatedAs, type AuthenticatedPrincipal } from './accounts.ts';
 import { Credentials } from './credentials.ts';
@@ -131,6 +132,78 @@ describe('AccessRequests', () => {
         ['access.requested', 'failure'],
       ],
     );
+  });
+});
+
+describe('AccessRequests that need approval', () => {
+  let store: Store;
+  let clock: FrozenClock;
+  let approvals: Approvals;
+  let access: AccessRequests;
+  const dana = authenticatedAs(
+    { name: 'dana', kind: 'user', roles: ['approver'], groups: ['approvers'], maxGrantMs: undefined, connections: undefined },
+    'session',
+  );
+
+  beforeEach(async () => {
+    store = await openStore('sqlite::memory:');
+    clock = new FrozenClock(T0);
+    const audit = new StoreAuditLog(store, clock);
+    approvals = new Approvals({ store, audit, clock, timeoutMs: MINUTE, accessTimeoutMs: 60 * MINUTE, baseUrl: () => 'https://gw' });
+    access = new AccessRequests({
+      credentials: new Credentials(store, clock, audit),
+      store,
+      connection: (name) => CONNECTIONS.get(name),
+      clock,
+      audit,
+      approvals,
+    });
+  });
+  afterEach(async () => {
+    await approvals.close();
+    await store.close();
+  });
+
+  it('is an approval of the default group; approved, its credential is picked up once, granted by the approver, for the window from the approval', async () => {
+    const outcome = await access.request(person, { connection: 'guarded-db', durationMs: 20 * MINUTE, reason: 'schema fix' });
+    assert.ok(outcome.status === 'pending' && outcome.approval !== undefined);
+    assert.equal(outcome.url, `https://gw/approvals/${outcome.approval}`);
+    const approval = await approvals.get(outcome.approval);
+    assert.deepEqual(
+      [approval?.kind, approval?.requestId, approval?.approvers, approval?.durationMs, approval?.expiresAt],
+      ['access', outcome.request, 'approvers', 20 * MINUTE, T0 + 60 * MINUTE],
+    );
+    await assert.rejects(access.credential(person, outcome.request), (e: AccessError) => e.code === 'not-approved');
+    clock.advance(5 * MINUTE);
+    await approvals.decide(outcome.approval, dana, 'approve');
+    clock.advance(5 * MINUTE);
+    const granted = await access.credential(person, outcome.request);
+    assert.equal(granted.expiresAt, T0 + 25 * MINUTE, 'twenty minutes from the approval');
+    const grant = await store.getGrant(granted.grant);
+    assert.deepEqual([grant?.principal, grant?.grantedBy, grant?.reason], ['alice', 'dana', 'schema fix']);
+    assert.equal((await store.getAccessRequest(outcome.request))?.grantId, granted.grant);
+    await assert.rejects(access.credential(person, outcome.request), (e: AccessError) => e.code === 'already-issued');
+    await assert.rejects(access.credential(agent, outcome.request), (e: AccessError) => e.code === 'unknown-request');
+  });
+
+  it('denied, the pickup says who denied it and why; the requester never decides their own', async () => {
+    const outcome = await access.request(person, { connection: 'guarded-db', reason: 'r' });
+    assert.ok(outcome.status === 'pending' && outcome.approval !== undefined);
+    const alice = authenticatedAs(
+      { ...person.principal, roles: ['approver'], groups: ['approvers'], maxGrantMs: undefined, connections: undefined },
+      'session',
+    );
+    await assert.rejects(approvals.decide(outcome.approval, alice, 'approve'), (e: ApprovalError) => e.code === 'self-approval');
+    await approvals.decide(outcome.approval, dana, 'deny', 'not now');
+    await assert.rejects(access.credential(person, outcome.request), /is denied: it was denied by dana: not now$/);
+  });
+
+  it('past its window, an approved request gives no credential', async () => {
+    const outcome = await access.request(person, { connection: 'guarded-db', durationMs: 10 * MINUTE, reason: 'r' });
+    assert.ok(outcome.status === 'pending' && outcome.approval !== undefined);
+    await approvals.decide(outcome.approval, dana, 'approve');
+    clock.advance(10 * MINUTE);
+    await assert.rejects(access.credential(person, outcome.request), /was granted until .*: that is over$/);
   });
 });
 

@@ -4,16 +4,27 @@
  * approval, a pending request that an approver decides on. Nothing here outlives its grant:
  * the duration is capped by the connection's policy and, for a service account, by its own
  * limit.
+ *
+ * A request that needs approval is an approval of kind `access` (approvals/approvals.ts),
+ * decided by a member of the connection's `access.approvers` group through the same routes,
+ * CLI and webhooks as a held statement. Approved, the request is `granted`: its requester then
+ * picks up the credential (`credential`), once, which issues the grant as the approver
+ * (`grantedBy`), lasting until the approval time plus the duration asked for. The credential is
+ * made at pickup because the store never holds one, only its hash: an approver's gateway cannot
+ * keep it for the requester.
  */
 
 import type { AuditLog } from '../audit/audit-log.ts';
 import { formatDuration } from '../core/duration.ts';
 import type { Clock, Connection } from '../core/index.ts';
 import type { Store } from '../store/index.ts';
+import type { Approvals } from '../approvals/approvals.ts';
 import type { AuthenticatedPrincipal } from './accounts.ts';
 import type { Credentials } from './credentials.ts';
 
 export const DEFAULT_REQUEST_DURATION_MS = 15 * 60_000;
+/** Who decides a connection's access requests when its config names no group. */
+export const DEFAULT_APPROVERS = 'approvers';
 
 export interface AccessRequestInput {
   readonly connection: string;
@@ -30,9 +41,20 @@ export type AccessOutcome =
       readonly expiresAt: number;
       readonly connection: string;
     }
-  | { readonly status: 'pending'; readonly request: string; readonly connection: string; readonly durationMs: number };
+  | {
+      readonly status: 'pending';
+      readonly request: string;
+      readonly connection: string;
+      readonly durationMs: number;
+      /** The approval that decides it, and where (undefined on a gateway that takes no approvals). */
+      readonly approval: number | undefined;
+      readonly url: string | undefined;
+    };
 
-export type AccessErrorCode = 'unknown-connection' | 'not-allowed' | 'too-long' | 'reason-required';
+export type Granted = Extract<AccessOutcome, { status: 'granted' }>;
+
+export type AccessErrorCode =
+  'unknown-connection' | 'not-allowed' | 'too-long' | 'reason-required' | 'unknown-request' | 'not-approved' | 'already-issued';
 
 export class AccessError extends Error {
   readonly code: AccessErrorCode;
@@ -49,6 +71,7 @@ export class AccessRequests {
   readonly #connection: (name: string) => Connection | undefined;
   readonly #clock: Clock;
   readonly #audit: AuditLog;
+  readonly #approvals: Approvals | undefined;
 
   constructor(deps: {
     credentials: Credentials;
@@ -56,12 +79,15 @@ export class AccessRequests {
     connection: (name: string) => Connection | undefined;
     clock: Clock;
     audit: AuditLog;
+    /** Where requests that need approval are decided; without it they stay pending. */
+    approvals?: Approvals | undefined;
   }) {
     this.#credentials = deps.credentials;
     this.#store = deps.store;
     this.#connection = deps.connection;
     this.#clock = deps.clock;
     this.#audit = deps.audit;
+    this.#approvals = deps.approvals;
   }
 
   async request(who: AuthenticatedPrincipal, input: AccessRequestInput): Promise<AccessOutcome> {
@@ -101,7 +127,22 @@ export class AccessRequests {
         outcome: 'success',
         details: { connection: connection.name, durationMs, reason, status: 'pending' },
       });
-      return { status: 'pending', request: request.id, connection: connection.name, durationMs };
+      const approval = await this.#approvals?.requestAccess({
+        requester: name,
+        connection: connection.name,
+        requestId: request.id,
+        durationMs,
+        reason,
+        approvers: connection.access.approvers ?? DEFAULT_APPROVERS,
+      });
+      return {
+        status: 'pending',
+        request: request.id,
+        connection: connection.name,
+        durationMs,
+        approval: approval?.id,
+        url: approval && this.#approvals?.url(approval.id),
+      };
     }
     const minted = await this.#credentials.mint({
       principal: name,
@@ -112,6 +153,67 @@ export class AccessRequests {
       grantedBy: 'policy',
       reason,
     });
+    return {
+      status: 'granted',
+      grant: minted.grantId,
+      credential: minted.credential,
+      expiresAt: minted.expiresAt,
+      connection: connection.name,
+    };
+  }
+
+  /**
+   * The credential of one's own approved request, once: issues the grant as the approver, until
+   * the approval time plus the duration asked for. Refused for another's request (as if it did
+   * not exist), one not approved (pending, denied, expired, or past its window) and one whose
+   * credential was picked up already.
+   */
+  async credential(who: AuthenticatedPrincipal, requestId: string): Promise<Granted> {
+    const name = who.principal.name;
+    const request = await this.#store.getAccessRequest(requestId);
+    if (!request || request.principal !== name)
+      throw new AccessError('unknown-request', `there is no access request ${requestId} of ${name}`);
+    if (request.status !== 'granted') {
+      const why =
+        request.status === 'pending'
+          ? 'it waits for an approver'
+          : request.status === 'denied'
+            ? `it was denied by ${request.decidedBy ?? 'an approver'}: ${request.decisionReason ?? 'no reason given'}`
+            : 'nobody approved it in time';
+      throw new AccessError('not-approved', `access request ${requestId} is ${request.status}: ${why}`);
+    }
+    if (request.grantId !== undefined) {
+      throw new AccessError(
+        'already-issued',
+        `the credential of access request ${requestId} was picked up already (grant ${request.grantId}); ask again for a new one`,
+      );
+    }
+    const connection = this.#connection(request.connection);
+    if (!connection || (who.connections !== undefined && !who.connections.includes(connection.name))) {
+      throw new AccessError('not-allowed', `no connection "${request.connection}" that ${name} may ask for`);
+    }
+    const expiresAt = (request.decidedAt ?? this.#clock.now()) + request.durationMs;
+    const ttlMs = expiresAt - this.#clock.now();
+    if (ttlMs <= 0) {
+      throw new AccessError(
+        'not-approved',
+        `access request ${requestId} was granted until ${new Date(expiresAt).toISOString()}: that is over`,
+      );
+    }
+    const minted = await this.#credentials.mint({
+      principal: name,
+      principalKind: who.principal.kind,
+      groups: who.groups,
+      connection: connection.name,
+      ttlMs,
+      grantedBy: request.decidedBy ?? 'approver',
+      reason: request.reason,
+    });
+    if (!(await this.#store.setAccessRequestGrant(request.id, minted.grantId))) {
+      // Picked up twice at once: the other call's grant stands, this one is taken back.
+      await this.#credentials.revoke(minted.grantId, { by: 'gateway', reason: `access request ${requestId} was picked up twice` });
+      throw new AccessError('already-issued', `the credential of access request ${requestId} was picked up already`);
+    }
     return {
       status: 'granted',
       grant: minted.grantId,

@@ -257,6 +257,14 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('approvals_status').on('approvals').columns(['status', 'id']).execute();
     },
   },
+  '0011_access_approvals': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // An access request that needs approval is decided through its approval (approvals.kind = 'access').
+      await db.schema.alterTable('access_requests').addColumn('approval_id', 'bigint').execute();
+      await db.schema.alterTable('access_requests').addColumn('decision_reason', 'text').execute();
+      await db.schema.alterTable('approvals').addColumn('duration_ms', 'bigint').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -136,11 +136,16 @@ export interface AccessRequestsTable {
   duration_ms: number;
   reason: string;
   requested_at: Millis;
-  /** pending until an approver decides (a later release); granted requests name their grant. */
+  /** pending until its approval is decided; a granted request names its grant once the credential is picked up. */
   status: 'pending' | 'granted' | 'denied' | 'expired';
   decided_by: string | null;
   decided_at: Millis | null;
+  /** Set when the requester picks up the credential of a granted request (or at once, without approval). */
   grant_id: string | null;
+  /** The approval that decides it. */
+  approval_id: number | null;
+  /** Why it was denied (the approver's reason). */
+  decision_reason: string | null;
 }
 
 /** A request for a person's decision: a held statement, or an access request that needs approval. */
@@ -172,6 +177,8 @@ export interface ApprovalsTable {
   decided_at: Millis | null;
   decided_by: string | null;
   decision_reason: string | null;
+  /** For access: how long the grant lasts once approved. */
+  duration_ms: Millis | null;
 }
 
 export interface Database {

@@ -746,6 +746,50 @@ for (const backend of [sqlite, postgres]) {
         }
       },
     );
+
+    test('access approvals: the request is linked, decided with its approval once, and names its grant once', { skip }, async () => {
+      const tag = randomBytes(4).toString('hex');
+      const decide = async (status: 'approved' | 'denied' | 'expired', reason?: string) => {
+        const request = await store.insertAccessRequest({
+          principal: `p-${tag}`,
+          connection: 'orders-db',
+          durationMs: HOUR,
+          reason: 'INC-1',
+          requestedAt: T0,
+        });
+        const approval = await store.insertApproval({
+          kind: 'access',
+          requester: `p-${tag}`,
+          connection: 'orders-db',
+          requestId: request.id,
+          reason: 'INC-1',
+          approvers: 'dba',
+          durationMs: HOUR,
+          createdAt: T0,
+          expiresAt: T0 + HOUR,
+        });
+        assert.equal(approval.durationMs, HOUR);
+        assert.equal((await store.getAccessRequest(request.id))?.approvalId, approval.id);
+        assert.equal(await store.setAccessRequestGrant(request.id, 'grt_early'), false, 'not granted yet');
+        assert.equal(await store.decideApproval(approval.id, status, T0 + 5, 'dana', reason), true);
+        assert.equal(await store.decideApproval(approval.id, 'approved', T0 + 6, 'dana', undefined), false);
+        return store.getAccessRequest(request.id);
+      };
+      const granted = await decide('approved');
+      assert.equal(granted?.status, 'granted');
+      assert.equal(granted?.decidedBy, 'dana');
+      assert.equal(granted?.decidedAt, T0 + 5);
+      assert.equal(granted?.grantId, undefined);
+      assert.equal(await store.setAccessRequestGrant(granted!.id, 'grt_one'), true);
+      assert.equal(await store.setAccessRequestGrant(granted!.id, 'grt_two'), false, 'a credential is picked up once');
+      assert.equal((await store.getAccessRequest(granted!.id))?.grantId, 'grt_one');
+      const denied = await decide('denied', 'not during the freeze');
+      assert.equal(denied?.status, 'denied');
+      assert.equal(denied?.decisionReason, 'not during the freeze');
+      assert.equal(await store.setAccessRequestGrant(denied!.id, 'grt_three'), false);
+      assert.equal((await decide('expired', 'nobody decided'))?.status, 'expired');
+      assert.equal(await store.getAccessRequest('req_nothing'), undefined);
+    });
   });
 }
 

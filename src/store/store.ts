@@ -103,6 +103,8 @@ export interface NewApproval {
   readonly reason: string;
   readonly approvers: string;
   readonly preview?: Readonly<Record<string, unknown>> | undefined;
+  /** Access approvals: how long the grant lasts. */
+  readonly durationMs?: number | undefined;
   readonly createdAt: number;
   readonly expiresAt: number;
 }
@@ -136,7 +138,11 @@ export interface AccessRequestRecord {
   readonly status: 'pending' | 'granted' | 'denied' | 'expired';
   readonly decidedBy: string | undefined;
   readonly decidedAt: number | undefined;
+  /** Undefined for a granted request until its requester picks up the credential. */
   readonly grantId: string | undefined;
+  /** The approval that decides it, when it needs one. */
+  readonly approvalId: number | undefined;
+  readonly decisionReason: string | undefined;
 }
 
 export interface NewAccessRequest {
@@ -456,6 +462,12 @@ export interface Store {
   insertAccessRequest(request: NewAccessRequest): Promise<AccessRequestRecord>;
   /** Newest first. */
   listAccessRequests(q: AccessRequestQuery): Promise<AccessRequestRecord[]>;
+  getAccessRequest(id: string): Promise<AccessRequestRecord | undefined>;
+  /**
+   * Names the grant issued for a granted request: true when this call did, false when the
+   * request is not granted or already names one (its credential is picked up once).
+   */
+  setAccessRequestGrant(id: string, grantId: string): Promise<boolean>;
   appendAudit(event: NewAuditEvent): Promise<AuditRecord>;
   /**
    * Appends in one transaction, in order, each record chained to the one before it; appends of
@@ -489,14 +501,19 @@ export interface Store {
    * Audit events are never deleted.
    */
   deleteRecordings(ids: readonly string[]): Promise<DeletedRecordings>;
-  /** Numbers it after the last one (one transaction; concurrent writers retry). */
+  /**
+   * Numbers it after the last one (one transaction; concurrent writers retry). An access
+   * approval (`requestId`) is linked from its access request in the same transaction.
+   */
   insertApproval(a: NewApproval): Promise<ApprovalRecord>;
   getApproval(id: number): Promise<ApprovalRecord | undefined>;
   /** Newest first. */
   listApprovals(q: ApprovalQuery): Promise<ApprovalRecord[]>;
   /**
    * Decides a pending approval: true when this call did, false when it was no longer pending
-   * (decided, expired or cancelled meanwhile), so that a decision is taken once.
+   * (decided, expired or cancelled meanwhile), so that a decision is taken once. The access
+   * request of an access approval is decided with it, in the same transaction: approved is
+   * `granted`, denied is `denied` (with the reason), expired or cancelled is `expired`.
    */
   decideApproval(id: number, status: Exclude<ApprovalStatus, 'pending'>, at: number, by: string, reason: string | undefined): Promise<boolean>;
   close(): Promise<void>;
@@ -627,6 +644,7 @@ function toApproval(r: Selectable<ApprovalsTable>): ApprovalRecord {
     reason: r.reason,
     approvers: r.approvers,
     preview: r.preview === null ? undefined : (JSON.parse(r.preview) as Record<string, unknown>),
+    durationMs: r.duration_ms === null ? undefined : Number(r.duration_ms),
     createdAt: Number(r.created_at),
     expiresAt: Number(r.expires_at),
     decidedAt: r.decided_at === null ? undefined : Number(r.decided_at),
@@ -647,6 +665,8 @@ function toAccessRequest(r: Selectable<AccessRequestsTable>): AccessRequestRecor
     decidedBy: orUndefined(r.decided_by),
     decidedAt: r.decided_at === null ? undefined : Number(r.decided_at),
     grantId: orUndefined(r.grant_id),
+    approvalId: r.approval_id === null ? undefined : Number(r.approval_id),
+    decisionReason: orUndefined(r.decision_reason),
   };
 }
 
@@ -1074,6 +1094,8 @@ class KyselyStore implements Store {
       decided_by: null,
       decided_at: null,
       grant_id: null,
+      approval_id: null,
+      decision_reason: null,
     };
     await this.#db.insertInto('access_requests').values(row).execute();
     return toAccessRequest(row);
@@ -1099,6 +1121,22 @@ class KyselyStore implements Store {
       .limit(Math.max(0, Math.floor(q.limit ?? 100)))
       .execute();
     return rows.map(toAccessRequest);
+  }
+
+  async getAccessRequest(id: string): Promise<AccessRequestRecord | undefined> {
+    const row = await this.#db.selectFrom('access_requests').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toAccessRequest(row);
+  }
+
+  async setAccessRequestGrant(id: string, grantId: string): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('access_requests')
+      .set({ grant_id: grantId })
+      .where('id', '=', id)
+      .where('status', '=', 'granted')
+      .where('grant_id', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
   }
 
   async appendAudit(event: NewAuditEvent): Promise<AuditRecord> {
@@ -1349,6 +1387,7 @@ class KyselyStore implements Store {
             reason: a.reason,
             approvers: a.approvers,
             preview: a.preview === undefined ? null : JSON.stringify(a.preview),
+            duration_ms: a.durationMs ?? null,
             created_at: a.createdAt,
             expires_at: a.expiresAt,
             decided_at: null,
@@ -1356,6 +1395,9 @@ class KyselyStore implements Store {
             decision_reason: null,
           };
           await trx.insertInto('approvals').values(row).execute();
+          if (a.requestId !== undefined) {
+            await trx.updateTable('access_requests').set({ approval_id: row.id }).where('id', '=', a.requestId).execute();
+          }
           return toApproval(row);
         });
       } catch (error) {
@@ -1395,13 +1437,30 @@ class KyselyStore implements Store {
     by: string,
     reason: string | undefined,
   ): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('approvals')
-      .set({ status, decided_at: at, decided_by: by, decision_reason: reason ?? null })
-      .where('id', '=', id)
-      .where('status', '=', 'pending')
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    return this.#db.transaction().execute(async (trx) => {
+      const result = await trx
+        .updateTable('approvals')
+        .set({ status, decided_at: at, decided_by: by, decision_reason: reason ?? null })
+        .where('id', '=', id)
+        .where('status', '=', 'pending')
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) !== 1) return false;
+      const approval = await trx.selectFrom('approvals').select('request_id').where('id', '=', id).executeTakeFirst();
+      if (approval?.request_id) {
+        await trx
+          .updateTable('access_requests')
+          .set({
+            status: status === 'approved' ? 'granted' : status === 'denied' ? 'denied' : 'expired',
+            decided_at: at,
+            decided_by: by,
+            decision_reason: reason ?? null,
+          })
+          .where('id', '=', approval.request_id)
+          .where('status', '=', 'pending')
+          .execute();
+      }
+      return true;
+    });
   }
 
   async close(): Promise<void> {

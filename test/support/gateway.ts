@@ -103,6 +103,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     }
     const access = connection.access ?? DEFAULT_ACCESS_POLICY;
     yaml.push('    access:', `      max_duration: ${access.maxDurationMs}ms`, `      approval: ${access.approval}`);
+    if (access.approvers !== undefined) yaml.push(`      approvers: ${access.approvers}`);
   }
   const policies = options.policies ?? [PERMIT_ALL];
   if (policies !== 'default-pack') {
