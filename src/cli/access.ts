@@ -9,7 +9,7 @@ import { systemClock } from '../core/index.ts';
 import { Credentials } from '../identity/credentials.ts';
 import type { GrantRecord } from '../store/index.ts';
 import { options, optionsAndArguments, UsageError, withLocalStore } from './args.ts';
-import { listGrantsRemote, requestAccess, revokeRemote, table } from './identity.ts';
+import { accessCredential, listGrantsRemote, requestAccess, revokeRemote, table } from './identity.ts';
 
 const ADMIN = 'local-admin';
 
@@ -38,6 +38,13 @@ export async function runAccess(args: readonly string[]): Promise<number> {
         rest.filter((arg) => arg !== positionals[0]),
       );
     }
+    case 'credential': {
+      const { positionals } = optionsAndArguments(rest, ANY_OPTIONS);
+      return accessCredential(
+        positionals[0],
+        rest.filter((arg) => arg !== positionals[0]),
+      );
+    }
     case 'list':
       return local ? list(rest) : listGrantsRemote(rest);
     case 'revoke': {
@@ -49,7 +56,9 @@ export async function runAccess(args: readonly string[]): Promise<number> {
       );
     }
     default:
-      throw new UsageError(verb === undefined ? 'access needs a verb: request, list or revoke' : `unknown access verb "${verb}"`);
+      throw new UsageError(
+        verb === undefined ? 'access needs a verb: request, credential, list or revoke' : `unknown access verb "${verb}"`,
+      );
   }
 }
 

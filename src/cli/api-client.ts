@@ -99,6 +99,50 @@ export class ApiClient {
     return { status: response.status, body: parsed as T };
   }
 
+  /**
+   * Follows a Server-Sent Events route: yields each event (its type and data) until the gateway
+   * ends the stream or `signal` aborts; comments (heartbeats) are skipped. Refusals throw
+   * ApiProblem, as `call` does.
+   */
+  async *events(path: string, signal?: AbortSignal): AsyncGenerator<{ event: string; data: string }> {
+    await this.#refreshIfExpired();
+    let response: Response;
+    try {
+      response = await fetch(`${this.gateway}${path}`, {
+        headers: { accept: 'text/event-stream', ...(this.#token ? { authorization: `Bearer ${this.#token}` } : {}) },
+        ...(signal ? { signal } : {}),
+      });
+    } catch (error) {
+      if (signal?.aborted) return;
+      throw new ApiProblem(0, 'unreachable', `cannot reach the gateway at ${this.gateway}: ${(error as Error).message}`);
+    }
+    if (!response.ok || !response.body) {
+      const problem = ((await response.json().catch(() => undefined)) ?? {}) as { code?: string; detail?: string };
+      throw new ApiProblem(response.status, problem.code ?? 'error', problem.detail ?? `${response.status} ${response.statusText}`);
+    }
+    const decoder = new TextDecoder();
+    let buffered = '';
+    try {
+      for await (const chunk of response.body) {
+        buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+        for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) event = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (data.length > 0) yield { event, data: data.join('\n') };
+        }
+      }
+    } catch (error) {
+      if (signal?.aborted) return;
+      throw new ApiProblem(0, 'unreachable', `the stream from ${this.gateway} broke: ${(error as Error).message}`);
+    }
+  }
+
   async #send(method: string, path: string, body: unknown): Promise<Response> {
     try {
       return await fetch(`${this.gateway}${path}`, {

@@ -108,25 +108,41 @@ export async function requestAccess(connection: string | undefined, args: readon
   if (!connection) throw new UsageError('access request needs a CONNECTION');
   if (!values.reason) throw new UsageError('access request needs --reason TEXT (a ticket, an incident, a task)');
   const client = await ApiClient.open(values.gateway);
-  const { status, body } = await client.call<Granted | { status: 'pending'; request: string; duration: string }>(
-    'POST',
-    '/api/access/requests',
-    {
-      connection,
-      reason: values.reason,
-      ...(values.duration ? { duration: values.duration } : {}),
-    },
-  );
+  const { status, body } = await client.call<
+    Granted | { status: 'pending'; request: string; duration: string; approval: number | null; url: string | null }
+  >('POST', '/api/access/requests', {
+    connection,
+    reason: values.reason,
+    ...(values.duration ? { duration: values.duration } : {}),
+  });
   if (values.json) {
     process.stdout.write(`${JSON.stringify(body)}\n`);
     return 0;
   }
   if (status === 202 || body.status === 'pending') {
-    const pending = body as { request: string; duration: string };
-    process.stdout.write(`request ${pending.request} for ${connection} (${pending.duration}) waits for an approver\n`);
+    const pending = body as { request: string; duration: string; approval: number | null; url: string | null };
+    const where = pending.approval === null ? '' : `: approval #${pending.approval}${pending.url ? ` (${pending.url})` : ''}`;
+    process.stdout.write(`request ${pending.request} for ${connection} (${pending.duration}) waits for an approver${where}\n`);
+    process.stdout.write(`once approved: drawbridge access credential ${pending.request}\n`);
     return 0;
   }
-  const granted = body as Granted;
+  printGranted(body as Granted);
+  return 0;
+}
+
+/** `access credential REQUEST`: the credential of one's approved request, picked up once. */
+export async function accessCredential(request: string | undefined, args: readonly string[]): Promise<number> {
+  const values = options(args, { gateway: { type: 'string' }, json: { type: 'boolean' } });
+  if (!request) throw new UsageError('access credential needs the REQUEST id that `access request` printed');
+  const client = await ApiClient.open(values.gateway);
+  const { body } = await client.call<Granted>('POST', `/api/access/requests/${encodeURIComponent(request)}/credential`);
+  if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`);
+  else printGranted(body);
+  return 0;
+}
+
+/** The credential alone on the first line, then where it works. */
+function printGranted(granted: Granted): void {
   process.stdout.write(`${granted.credential}\n`);
   process.stdout.write(`grant ${granted.grant} on ${granted.connection}, expires ${granted.expiresAt}\n`);
   if (granted.connect) {
@@ -138,7 +154,6 @@ export async function requestAccess(connection: string | undefined, args: readon
         .join(' ')}\n`,
     );
   }
-  return 0;
 }
 
 export async function listGrantsRemote(args: readonly string[]): Promise<number> {

@@ -12,6 +12,7 @@ import { systemClock } from '../core/index.ts';
 import { VERSION } from '../version.ts';
 import { connectionStrings } from '../protocols/pg/connection-strings.ts';
 import { runAccess } from './access.ts';
+import { runApprovals } from './approvals.ts';
 import { runServiceAccounts, runUsers } from './accounts.ts';
 import { runAudit } from './audit.ts';
 import { runSessions } from './sessions.ts';
@@ -33,8 +34,15 @@ Against a running gateway (--gateway URL, default http://127.0.0.1:7070):
   drawbridge logout | whoami | connections
   drawbridge access request CONNECTION --reason TEXT [--duration 30m] [--json]
                                                  a short-lived credential, with psql/JDBC/PG* strings
+  drawbridge access credential REQUEST_ID [--json]
+                                                 the credential of your approved access request (once)
   drawbridge access list [--principal NAME] [--all] [--json]
   drawbridge access revoke GRANT_ID | --principal NAME [--reason TEXT]
+  drawbridge approvals list [--status STATUS | --all] [--limit 50] [--before CURSOR] [--watch] [--json]
+                                                 pending approvals (held statements, access requests); --watch follows
+                                                 requests and decisions as they happen
+  drawbridge approvals show ID [--json]
+  drawbridge approvals approve ID [--reason TEXT] | deny ID --reason TEXT [--json]
   Agents set DRAWBRIDGE_TOKEN to a service-account key or an OIDC access token instead of logging in.
 
 On the gateway's host, as the local administrator (--config FILE acts on its store; users and
@@ -78,6 +86,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await grant(rest);
       case 'access':
         return await runAccess(rest);
+      case 'approvals':
+        return await runApprovals(rest);
       case 'login':
         return await login(rest);
       case 'logout':
