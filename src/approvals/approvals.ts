@@ -256,11 +256,17 @@ export class Approvals {
     try {
       const now = this.#clock.now();
       let expired = 0;
-      for (const approval of await this.#store.listApprovals({ status: 'pending', limit: 1000 })) {
-        if (approval.expiresAt > now) continue;
-        if (await this.#close(approval.id, 'expired', 'gateway', 'nobody decided in time')) expired++;
+      // Newest first, a page at a time: the overdue ones are the oldest.
+      let beforeId: number | undefined;
+      for (;;) {
+        const page = await this.#store.listApprovals({ status: 'pending', beforeId, limit: 1000 });
+        for (const approval of page) {
+          if (approval.expiresAt > now) continue;
+          if (await this.#close(approval.id, 'expired', 'gateway', 'nobody decided in time')) expired++;
+        }
+        if (page.length < 1000) return expired;
+        beforeId = page.at(-1)!.id;
       }
-      return expired;
     } catch (error) {
       this.#log?.warn({ err: error }, 'could not look for overdue approvals');
       return 0;
