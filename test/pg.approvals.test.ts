@@ -199,3 +199,56 @@ describe('statements held for approval', () => {
     assert.deepEqual(pending.body.approvals, []);
   });
 });
+
+describe('a held statement of a masked session', () => {
+  let db: ThrowawayDatabase;
+  let gw: TestGateway;
+
+  before(async () => {
+    db = await createDatabase('approvals_masked');
+    await asAdmin((c) => c.query('create table customers (id int primary key, email text)'), db.name);
+    // Statements may run, results are masked (no data:unmasked), updates are held for a dba.
+    gw = await startTestGateway({
+      connections: [{ name: 'app', database: db.name }],
+      policies: ['permit (principal, action in Drawbridge::Action::"sql:any", resource);\n', HOLD_UPDATES],
+    });
+  });
+
+  after(async () => {
+    await gw?.close();
+    await db?.drop();
+  });
+
+  it('approvers, the audit log and the stream see the statement and its parameters masked; the target gets them as sent', async () => {
+    const api = `http://127.0.0.1:${gw.apiPort}`;
+    await gw.gateway.accounts.createUser({ name: 'dana', password: PASSWORD, roles: ['approver'], groups: ['dba'] }, 'test');
+    const token = (await callApi(api, 'POST', '/api/auth/login', undefined, { username: 'dana', password: PASSWORD })).body.token as string;
+    await asAdmin((c) => c.query("insert into customers values (1, 'old@example.com')"), db.name);
+    const client = await gatewayClient(gw, 'app', 'etl-bot');
+    try {
+      const notice = new Promise<number>((resolve) =>
+        client.on('notice', (n) => {
+          const m = /^waiting for approval #(\d+)/.exec(n.message ?? '');
+          if (m) resolve(Number(m[1]));
+        }),
+      );
+      const update = client.query({
+        text: "update customers set email = 'jane.doe@example.com' where id = 1 and email <> $1",
+        values: ['john.roe@example.com'],
+      });
+      const id = await notice;
+      const held = (await callApi(api, 'GET', `/api/approvals/${id}`, token)).body;
+      const seen = JSON.stringify(held);
+      assert.doesNotMatch(seen, /jane\.doe@example\.com|john\.roe@example\.com/, seen);
+      assert.match(held.statement, /update customers set email = '.+' where id = 1/);
+      await callApi(api, 'POST', `/api/approvals/${id}/approve`, token, {});
+      assert.equal((await update).rowCount, 1);
+      const stored = await asAdmin((c) => c.query('select email from customers where id = 1'), db.name);
+      assert.equal(stored.rows[0].email, 'jane.doe@example.com', 'the target ran the statement as sent');
+      const audit = JSON.stringify(await gw.gateway.store.listAudit({ limit: 1000 }));
+      assert.doesNotMatch(audit, /jane\.doe@example\.com|john\.roe@example\.com/);
+    } finally {
+      await client.end();
+    }
+  });
+});

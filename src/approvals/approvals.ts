@@ -54,6 +54,12 @@ export interface HoldRequest {
   readonly policy: string;
   readonly reason: string;
   readonly approvers: string;
+  /**
+   * The statement and parameters as people and records see them: masked like the session's
+   * results when the session is masked (approvers see masked data only). Default: as they are.
+   * The preview asks the target about the real ones.
+   */
+  readonly shown?: { readonly statement: string; readonly params?: readonly (string | null)[] | undefined } | undefined;
   /** What the target says the statement would change; default: what `preview` of the options says. */
   readonly preview?: Preview | undefined;
 }
@@ -177,8 +183,8 @@ export class Approvals {
       requester: request.requester,
       connection: request.connection,
       sessionId: request.sessionId,
-      statement: request.statement,
-      params: request.params,
+      statement: request.shown?.statement ?? request.statement,
+      params: request.shown ? request.shown.params : request.params,
       policy: request.policy,
       reason: request.reason,
       approvers: request.approvers,
@@ -195,7 +201,7 @@ export class Approvals {
         kind: 'statement',
         connection: request.connection,
         session: request.sessionId,
-        statement: request.statement,
+        statement: request.shown?.statement ?? request.statement,
         policy: request.policy,
         approvers: request.approvers,
         ...(preview === undefined ? {} : { preview }),

@@ -324,6 +324,8 @@ export class LiveSession {
       sessionId: this.info.id,
       statement: text,
       params,
+      // Approvers, the audit log and the webhooks see what this session's client would: masked.
+      shown: this.masking && { statement: this.#redact(text), params: params?.map((p) => (p === null ? null : this.#redact(p))) },
       policy: verdict.policy,
       reason: verdict.reason,
       approvers: verdict.approvers,
