@@ -8,9 +8,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { encodeFrontend, errorFieldsToObject } from '../src/wire/pg/index.ts';
 import { callApi } from './support/api.ts';
 import { PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, eventually, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
+import { errorOf, RawPg } from './support/raw-pg.ts';
 
 const HOLD_UPDATES = `
 @id("updates-need-a-dba")
@@ -185,6 +187,49 @@ describe('statements held for approval', () => {
       }
     } finally {
       await client.end();
+    }
+  });
+
+  it('an approval is for the text it held: a statement prepared again under the same name is a new request', async () => {
+    const raw = await RawPg.connect({ port: gw.pgPort });
+    try {
+      assert.ok((await raw.login('etl-bot', 'app', await gw.mint('etl-bot', 'app'))).ok);
+      const run = (sql: string) =>
+        raw.send(
+          Buffer.concat([
+            encodeFrontend({ type: 'Parse', name: 's1', sql, paramTypes: [] }),
+            encodeFrontend({ type: 'Bind', portal: '', statement: 's1', paramFormats: [], params: [], resultFormats: [] }),
+            encodeFrontend({ type: 'Execute', portal: '', maxRows: 0 }),
+            encodeFrontend({ type: 'Sync' }),
+          ]),
+        );
+      const approvalOf = async () => {
+        const notice = (await raw.until(['NoticeResponse'])).at(-1)!;
+        assert.equal(notice.type, 'NoticeResponse');
+        const text = notice.type === 'NoticeResponse' ? (errorFieldsToObject(notice.fields).message ?? '') : '';
+        return Number(/^waiting for approval #(\d+)/.exec(text)![1]);
+      };
+      const before = await paid();
+      run("update orders set status = 'refunded' where id = 8");
+      const first = await approvalOf();
+      await callApi(api, 'POST', `/api/approvals/${first}/approve`, tokens['dana'], {});
+      const done = await raw.until(['ReadyForQuery']);
+      assert.ok(done.some((m) => m.type === 'CommandComplete' && m.tag === 'UPDATE 1'), JSON.stringify(done));
+
+      // The same name, another text: not covered by the approval before.
+      raw.send(Buffer.concat([encodeFrontend({ type: 'Close', target: 'S', name: 's1' }), encodeFrontend({ type: 'Sync' })]));
+      await raw.until(['ReadyForQuery']);
+      run("update orders set status = 'refunded' where id > 0");
+      const second = await approvalOf();
+      assert.notEqual(second, first);
+      const held = await callApi(api, 'GET', `/api/approvals/${second}`, tokens['dana']);
+      assert.equal(held.body.statement, "update orders set status = 'refunded' where id > 0");
+      await callApi(api, 'POST', `/api/approvals/${second}/deny`, tokens['dana'], { reason: 'not that one' });
+      const refused = await raw.until(['ReadyForQuery'], 5000, false);
+      assert.match(errorOf(refused)?.message ?? '', /denied by dana: not that one/, JSON.stringify(refused));
+      assert.equal(await paid(), before + 1, 'only the approved text ran (id 8)');
+    } finally {
+      raw.socket.destroy();
     }
   });
 
