@@ -6,6 +6,8 @@
  */
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { encodeFrontend, errorFieldsToObject } from '../src/wire/pg/index.ts';
@@ -118,6 +120,29 @@ describe('statements held for approval', () => {
     }
     const actions = (await gw.gateway.store.listAudit({ limit: 1000 })).map((r) => r.action);
     assert.ok(actions.includes('approval.requested') && actions.includes('approval.approved'), actions.join(' '));
+  });
+
+  it('psql waits on the NOTICE, and prints UPDATE once approved', async () => {
+    const password = await gw.mint('etl-bot', 'app');
+    const conninfo = `host=127.0.0.1 port=${gw.pgPort} dbname=app user=etl-bot sslmode=disable`;
+    let stderr = '';
+    const child = spawn('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-d', conninfo, '-c', "update orders set status = 'refunded' where id = 9"], {
+      env: { ...process.env, PGPASSWORD: password },
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (t: string) => (stdout += t));
+    const id = await new Promise<number>((resolve, reject) => {
+      child.stderr.setEncoding('utf8').on('data', (t: string) => {
+        stderr += t;
+        const m = /NOTICE: {2}waiting for approval #(\d+) \(http:\/\/[^)]+\/approvals\/\d+\)/.exec(stderr);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`psql exited (${code}) before the notice: ${stderr}`)));
+    });
+    await callApi(api, 'POST', `/api/approvals/${id}/approve`, tokens['dana'], {});
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 0, stderr);
+    assert.equal(stdout.trim(), 'UPDATE 1');
   });
 
   it('denied, the client gets 42501 with who denied it and why; a denial needs a reason', async () => {
