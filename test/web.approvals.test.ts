@@ -300,9 +300,9 @@ describe('approvals in the web UI', () => {
       await shot(page, 'approvals-2-inbox');
 
       // The keys: the first (oldest) is selected; j moves to dana's own, a opens Approve.
-      assert.equal(await deniedCard.getAttribute('aria-current'), 'true');
+      await until(async () => (await deniedCard.getAttribute('aria-current')) === 'true', 'the oldest is selected');
       await page.keyboard.press('j');
-      assert.equal(await ownCard.getAttribute('aria-current'), 'true');
+      await until(async () => (await ownCard.getAttribute('aria-current')) === 'true', 'j selects the next');
       await page.keyboard.press('a');
       await ownCard.getByLabel(/Reason/).waitFor();
       await ownCard.getByRole('button', { name: `Approve #${ownId}` }).click();
@@ -315,12 +315,12 @@ describe('approvals in the web UI', () => {
 
       // k back to etl-bot's; d opens Deny, which needs a reason.
       await page.keyboard.press('k');
-      assert.equal(await deniedCard.getAttribute('aria-current'), 'true');
+      await until(async () => (await deniedCard.getAttribute('aria-current')) === 'true', 'k selects the one before');
       await page.keyboard.press('d');
       const reason = deniedCard.getByLabel(/Reason/);
       await reason.waitFor();
       assert.match((await deniedCard.locator('label').textContent()) ?? '', /Reason \(required\)/);
-      assert.equal(await reason.evaluate((e) => e === e.ownerDocument.activeElement), true, 'the reason has the focus');
+      await until(() => reason.evaluate((e) => e === e.ownerDocument.activeElement), 'the reason has the focus');
       await deniedCard.getByRole('button', { name: `Deny #${deniedId}` }).click();
       await deniedCard.getByRole('alert').filter({ hasText: 'A denial needs a reason' }).waitFor();
       await reason.fill('use the refund job');
@@ -393,6 +393,16 @@ describe('approvals in the web UI', () => {
     },
   );
 });
+
+
+/** Polls `probe` until it holds (the page renders after a key, not within it); fails after 5 s. */
+async function until(probe: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!(await probe())) {
+    if (Date.now() > deadline) assert.fail(`not so after 5 s: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
 
 test('without the live stream (an older gateway), the inbox reads the pending list every 2 s', { timeout: 60_000 }, async () => {
   const { context, page } = await newPage();
