@@ -291,8 +291,8 @@ describe('approvals in the web UI', () => {
       const ownCard = page.getByRole('listitem', { name: `Approval #${ownId}: dana on app` });
       await ownCard.waitFor();
       await deniedCard.waitFor();
-      assert.equal(await cards.count(), 2);
-      assert.equal(await navBadge(page).textContent(), '2 pending');
+      await until(async () => (await cards.count()) === 2, 'two cards');
+      await until(async () => (await navBadge(page).textContent()) === '2 pending', 'the badge says 2 pending');
       assert.equal(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker), 7, 'no reload');
       assert.equal(await deniedCard.locator('pre.held-statement').textContent(), DENIED);
       assert.deepEqual(await deniedCard.locator('.params').locator('dt, dd').allTextContents(), ['$1', '3']);
@@ -337,7 +337,7 @@ describe('approvals in the web UI', () => {
         .filter({ hasText: `#${deniedId} denied: use the refund job` })
         .waitFor();
       await deniedCard.waitFor({ state: 'detached' });
-      assert.equal(await navBadge(page).textContent(), '1 pending');
+      await until(async () => (await navBadge(page).textContent()) === '1 pending', 'the badge says 1 pending');
 
       // dana's own leaves when its client does: cancelled, and the badge is gone.
       await own.end();
@@ -424,7 +424,7 @@ test('without the live stream (an older gateway), the inbox reads the pending li
     const { id } = await notice;
     const card = page.getByRole('listitem', { name: `Approval #${id}: etl-bot on app` });
     await card.waitFor({ timeout: 5_000 });
-    assert.equal(await navBadge(page).textContent(), '1 pending');
+    await until(async () => (await navBadge(page).textContent()) === '1 pending', 'the badge says 1 pending');
     // j selects (and focuses) it, Enter opens it.
     await page.keyboard.press('j');
     await page.keyboard.press('Enter');
