@@ -363,12 +363,17 @@ export class LiveSession {
         action: 'command.allowed',
         subject: this.info.id,
         outcome: 'success',
-        details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#redact(text) },
+        details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#shown(trace) },
       });
       // Committed while the target works, so that its answer seldom waits.
       if (this.#deps.acknowledgeAfterCommit !== false) this.#deps.audit.commit();
     }
     return trace;
+  }
+
+  /** The statement's text for our records (masked when the session is), worked out once for the recording and the audit log. */
+  #shown(trace: StatementTrace): string {
+    return (trace.shown ??= this.#redact(trace.text));
   }
 
   #trace(text: string): StatementTrace {
@@ -391,7 +396,7 @@ export class LiveSession {
       details: {
         connection: this.info.connection.name,
         seq: trace.seq,
-        statement: this.#redact(text),
+        statement: this.#shown(trace),
         code,
         policy,
         reason: this.#redact(reason),
@@ -404,7 +409,7 @@ export class LiveSession {
     this.#deps.recorder.statement({
       sessionId: this.info.id,
       seq: trace.seq,
-      text: this.#redact(trace.text),
+      text: this.#shown(trace),
       startedAt: trace.startedAt,
       durationMs: now - trace.startedAt,
       rows: end.rows,
@@ -440,6 +445,8 @@ export class StatementTrace {
   rows = 0;
   /** What the protocol hands over of the result, for the recording (masked sessions only). */
   result: ResultSample | undefined;
+  /** Its text as our records hold it (masked when the session is). */
+  shown: string | undefined;
   #done = false;
 
   constructor(session: LiveSession, text: string, seq: number, startedAt: number) {
