@@ -25,20 +25,15 @@
  */
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
-import { WEB_ROOT } from '../src/api/web-ui.ts';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { SseParser, type SseEvent } from '../web/src/sse.ts';
 import { callApi } from './support/api.ts';
+import { launchBrowser, newPage as openPage, shot } from './support/browser.ts';
 import { PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const SCREENSHOTS = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url));
 const PASSWORD = 'a long enough password';
 
 const HOLD_UPDATES = `
@@ -88,17 +83,6 @@ const consoleErrors: string[] = [];
 const clients: pg.Client[] = [];
 
 before(async () => {
-  // Fail at once, and say why, rather than time out.
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium is not installed at ${CHROMIUM}: apt-get install -y chromium (.ci/run does), or set CHROMIUM=/path/to/chromium`,
-    );
-  }
-  if (!existsSync(`${WEB_ROOT}/index.html`))
-    throw new Error(`the web UI is not built in ${WEB_ROOT}: run npm run build (or npm run build:web)`);
-  await mkdir(SCREENSHOTS, { recursive: true });
-  console.log(`screenshots: ${SCREENSHOTS}`);
-
   db = await createDatabase('webapprovals');
   await asAdmin(async (c) => {
     await c.query('create table orders (id int primary key, status text not null)');
@@ -112,20 +96,8 @@ before(async () => {
   await gw.gateway.accounts.createUser({ name: 'uma', password: PASSWORD, roles: ['user'] }, 'test');
   const openapi = (await callApi(ui, 'GET', '/api/openapi.json', undefined)).body as { paths: Record<string, unknown> };
   hasStream = '/api/approvals/stream' in openapi.paths;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    // This machine's network is closed: no background calls to Google's hosts.
-    args: [
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  // Fails at once, saying why, without Chromium or a built UI.
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -135,20 +107,7 @@ after(async () => {
   await db?.drop();
 });
 
-async function newPage(): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(10_000);
-  page.on('console', (message: ConsoleMessage) => {
-    if (message.type() === 'error') consoleErrors.push(`${page.url()}: ${message.text()}`);
-  });
-  page.on('pageerror', (error) => consoleErrors.push(`${page.url()}: ${error.message}`));
-  return { context, page };
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: `${SCREENSHOTS}${name}.png`, fullPage: true });
-}
+const newPage = (): Promise<{ context: BrowserContext; page: Page }> => openPage(browser, consoleErrors, { width: 1366, height: 900 });
 
 async function signIn(page: Page, name: string, heading = 'My access'): Promise<void> {
   await page.getByLabel('User name').fill(name);
@@ -393,7 +352,6 @@ describe('approvals in the web UI', () => {
     },
   );
 });
-
 
 /** Polls `probe` until it holds (the page renders after a key, not within it); fails after 5 s. */
 async function until(probe: () => Promise<boolean>, what: string): Promise<void> {

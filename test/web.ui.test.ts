@@ -23,19 +23,14 @@
  */
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
-import { WEB_ROOT } from '../src/api/web-ui.ts';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchBrowser, newPage as openPage, shot } from './support/browser.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { gatewayOidcYaml, startOidcProvider, UI_CLIENT_ID, type TestOidcProvider } from './support/oidc-provider.ts';
 import { asAdmin, createDatabase, eventually, type ThrowawayDatabase } from './support/pg-db.ts';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const SCREENSHOTS = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url));
 const PASSWORD = 'a long enough password';
 const EMAIL = 'grace.hopper@example.com';
 
@@ -48,17 +43,6 @@ let ui: string;
 const consoleErrors: string[] = [];
 
 before(async () => {
-  // Fail at once, and say why, rather than time out.
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium is not installed at ${CHROMIUM}: apt-get install -y chromium (.ci/run does), or set CHROMIUM=/path/to/chromium`,
-    );
-  }
-  if (!existsSync(`${WEB_ROOT}/index.html`))
-    throw new Error(`the web UI is not built in ${WEB_ROOT}: run npm run build (or npm run build:web)`);
-  await mkdir(SCREENSHOTS, { recursive: true });
-  console.log(`screenshots: ${SCREENSHOTS}`);
-
   db = await createDatabase('webui');
   await asAdmin(async (client) => {
     await client.query('CREATE TABLE customers (id int PRIMARY KEY, name text, email text)');
@@ -77,20 +61,8 @@ before(async () => {
   await idp.allowUiRedirect(`${ui}/auth/callback`);
   await gw.gateway.accounts.createUser({ name: 'ada', password: PASSWORD, roles: ['admin'] }, 'test');
   await gw.gateway.accounts.createUser({ name: 'uma', password: PASSWORD, roles: ['user'] }, 'test');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    // This machine's network is closed: no background calls to Google's hosts.
-    args: [
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  // Fails at once, saying why, without Chromium or a built UI.
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -100,20 +72,7 @@ after(async () => {
   await db?.drop();
 });
 
-async function newPage(): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(10_000);
-  page.on('console', (message: ConsoleMessage) => {
-    if (message.type() === 'error') consoleErrors.push(`${page.url()}: ${message.text()}`);
-  });
-  page.on('pageerror', (error) => consoleErrors.push(`${page.url()}: ${error.message}`));
-  return { context, page };
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: `${SCREENSHOTS}${name}.png`, fullPage: true });
-}
+const newPage = (): Promise<{ context: BrowserContext; page: Page }> => openPage(browser, consoleErrors);
 
 async function signIn(page: Page, name: string): Promise<void> {
   await page.goto(`${ui}/`);
