@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { Clock } from '../core/index.ts';
 import type { AuthenticatedPrincipal } from '../identity/accounts.ts';
-import type { ApprovalQuery, ApprovalRecord, ApprovalStatus, Store } from '../store/index.ts';
+import type { ApprovalQuery, ApprovalRecord, ApprovalStatus, NewApproval, Store } from '../store/index.ts';
 import { approvalView, type ApprovalView, type Preview } from './view.ts';
 
 export type Decision = { readonly status: 'approved'; readonly by: string } | { readonly status: 'denied' | 'expired' | 'cancelled'; readonly by: string; readonly reason: string };
@@ -178,36 +178,30 @@ export class Approvals {
   async hold(request: HoldRequest): Promise<Held> {
     const preview = request.preview ?? (await this.#previewOf(request));
     const now = this.#clock.now();
-    const approval = await this.#store.insertApproval({
-      kind: 'statement',
-      requester: request.requester,
-      connection: request.connection,
-      sessionId: request.sessionId,
-      statement: request.shown?.statement ?? request.statement,
-      params: request.shown ? request.shown.params : request.params,
-      policy: request.policy,
-      reason: request.reason,
-      approvers: request.approvers,
-      preview,
-      createdAt: now,
-      expiresAt: now + this.#timeoutMs,
-    });
-    await this.#audit.append({
-      actor: request.requester,
-      action: 'approval.requested',
-      subject: `approval:${approval.id}`,
-      outcome: 'success',
-      details: {
+    const shown = request.shown?.statement ?? request.statement;
+    const approval = await this.#open(
+      {
         kind: 'statement',
+        requester: request.requester,
         connection: request.connection,
+        sessionId: request.sessionId,
+        statement: shown,
+        params: request.shown ? request.shown.params : request.params,
+        policy: request.policy,
+        reason: request.reason,
+        approvers: request.approvers,
+        preview,
+        createdAt: now,
+        expiresAt: now + this.#timeoutMs,
+      },
+      {
         session: request.sessionId,
-        statement: request.shown?.statement ?? request.statement,
+        statement: shown,
         policy: request.policy,
         approvers: request.approvers,
         ...(preview === undefined ? {} : { preview }),
       },
-    });
-    this.#tell('requested', approval);
+    );
     const decision = new Promise<Decision>((resolve) => {
       const expiry = setTimeout(() => void this.#expire(approval.id), this.#timeoutMs);
       expiry.unref();
@@ -228,30 +222,31 @@ export class Approvals {
    */
   async requestAccess(request: AccessApprovalRequest): Promise<ApprovalRecord> {
     const now = this.#clock.now();
-    const approval = await this.#store.insertApproval({
-      kind: 'access',
-      requester: request.requester,
-      connection: request.connection,
-      requestId: request.requestId,
-      reason: request.reason,
-      approvers: request.approvers,
-      durationMs: request.durationMs,
-      createdAt: now,
-      expiresAt: now + this.#accessTimeoutMs,
-    });
+    return this.#open(
+      {
+        kind: 'access',
+        requester: request.requester,
+        connection: request.connection,
+        requestId: request.requestId,
+        reason: request.reason,
+        approvers: request.approvers,
+        durationMs: request.durationMs,
+        createdAt: now,
+        expiresAt: now + this.#accessTimeoutMs,
+      },
+      { request: request.requestId, durationMs: request.durationMs, reason: request.reason, approvers: request.approvers },
+    );
+  }
+
+  /** Stores a new request, puts it on record (`approval.requested`, with `details`) and tells the listeners. */
+  async #open(fields: NewApproval, details: Readonly<Record<string, unknown>>): Promise<ApprovalRecord> {
+    const approval = await this.#store.insertApproval(fields);
     await this.#audit.append({
-      actor: request.requester,
+      actor: fields.requester,
       action: 'approval.requested',
       subject: `approval:${approval.id}`,
       outcome: 'success',
-      details: {
-        kind: 'access',
-        connection: request.connection,
-        request: request.requestId,
-        durationMs: request.durationMs,
-        reason: request.reason,
-        approvers: request.approvers,
-      },
+      details: { kind: fields.kind, connection: fields.connection, ...details },
     });
     this.#tell('requested', approval);
     return approval;
