@@ -33,7 +33,9 @@ import type { AuthenticatedPrincipal } from '../identity/accounts.ts';
 import type { ApprovalQuery, ApprovalRecord, ApprovalStatus, NewApproval, Store } from '../store/index.ts';
 import { approvalView, type ApprovalView, type Preview } from './view.ts';
 
-export type Decision = { readonly status: 'approved'; readonly by: string } | { readonly status: 'denied' | 'expired' | 'cancelled'; readonly by: string; readonly reason: string };
+export type Decision =
+  | { readonly status: 'approved'; readonly by: string }
+  | { readonly status: 'denied' | 'expired' | 'cancelled'; readonly by: string; readonly reason: string };
 
 /** What the session gets back for a held statement: its number, and the decision to come. */
 export interface Held {
@@ -290,7 +292,8 @@ export class Approvals {
     const approval = await this.#store.getApproval(id);
     if (!approval) throw new ApprovalError('unknown-approval', `there is no approval #${id}`);
     const name = who.principal.name;
-    if (approval.requester === name) throw new ApprovalError('self-approval', `approval #${id} is your own request: someone else decides it`);
+    if (approval.requester === name)
+      throw new ApprovalError('self-approval', `approval #${id} is your own request: someone else decides it`);
     const mayDecide = (who.roles.includes('approver') || who.roles.includes('admin')) && who.groups.includes(approval.approvers);
     if (!mayDecide) {
       throw new ApprovalError(
@@ -304,7 +307,8 @@ export class Approvals {
       throw new ApprovalError('not-pending', `approval #${id} is expired: nobody decided it in time`);
     }
     const why = reason?.trim() || undefined;
-    if (decision === 'deny' && why === undefined) throw new ApprovalError('reason-required', 'a denial needs a reason, which the requester is told');
+    if (decision === 'deny' && why === undefined)
+      throw new ApprovalError('reason-required', 'a denial needs a reason, which the requester is told');
     const closed = await this.#close(id, decision === 'approve' ? 'approved' : 'denied', name, why);
     if (!closed) {
       const now = await this.#store.getApproval(id);
@@ -326,7 +330,12 @@ export class Approvals {
   }
 
   /** Moves a pending approval to `status` (once, across gateways), puts it on record and wakes its statement. */
-  async #close(id: number, status: Exclude<ApprovalStatus, 'pending'>, by: string, reason: string | undefined): Promise<ApprovalRecord | undefined> {
+  async #close(
+    id: number,
+    status: Exclude<ApprovalStatus, 'pending'>,
+    by: string,
+    reason: string | undefined,
+  ): Promise<ApprovalRecord | undefined> {
     const at = this.#clock.now();
     if (!(await this.#store.decideApproval(id, status, at, by, reason))) return undefined;
     await this.#audit.append({
