@@ -8,30 +8,17 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
 import type { Store } from '../src/store/index.ts';
+import { cli, run } from './support/cli.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { eventually, gatewayClient } from './support/pg-db.ts';
 
 const DAY = 86_400_000;
 
-function run(
-  command: string,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) =>
-    execFile(command, [...args], { timeout: 60_000, env: { PATH: process.env.PATH, ...env } }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    ),
-  );
-}
-
-const cli = (...args: string[]) => run(process.execPath, ['bin/drawbridge.js', ...args]);
 
 /** A session as months of use leave it: started and ended `daysAgo`, with `statements` recorded statements. */
 async function seedOld(store: Store, daysAgo: number, statements: number, principal = 'old-timer'): Promise<string> {

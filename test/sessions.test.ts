@@ -5,28 +5,15 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { accountToken, callApi } from './support/api.ts';
+import { cli, run } from './support/cli.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { eventually } from './support/pg-db.ts';
 
 let gw: TestGateway;
 let sessionId: string;
 
-function run(
-  command: string,
-  args: readonly string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) =>
-    execFile(command, [...args], { timeout: 60_000, env: { PATH: process.env.PATH, ...env } }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    ),
-  );
-}
-
-const cli = (...args: string[]) => run(process.execPath, ['bin/drawbridge.js', ...args]);
 
 before(async () => {
   gw = await startTestGateway({ policies: 'default-pack' });
