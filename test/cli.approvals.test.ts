@@ -13,20 +13,13 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
 import { callApi } from './support/api.ts';
-import { PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
+import { HOLD_UPDATES, PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, eventually, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const NODE = join(ROOT, 'node_modules/.bin/node');
 const BIN = join(ROOT, 'bin/drawbridge.js');
 const PASSWORD = 'a long enough password';
-
-const HOLD_UPDATES = `
-@id("updates-need-a-dba")
-@reason("an UPDATE")
-@approval("dba")
-forbid (principal, action == Drawbridge::Action::"sql:update", resource);
-`;
 
 interface Run {
   readonly code: number | null;

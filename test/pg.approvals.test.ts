@@ -12,16 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { encodeFrontend, errorFieldsToObject } from '../src/wire/pg/index.ts';
 import { callApi } from './support/api.ts';
-import { PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
+import { HOLD_UPDATES, PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, eventually, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
 import { errorOf, RawPg } from './support/raw-pg.ts';
-
-const HOLD_UPDATES = `
-@id("updates-need-a-dba")
-@reason("an UPDATE")
-@approval("dba")
-forbid (principal, action == Drawbridge::Action::"sql:update", resource);
-`;
 
 const PASSWORD = 'a long enough password';
 

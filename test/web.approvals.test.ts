@@ -31,17 +31,10 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { SseParser, type SseEvent } from '../web/src/sse.ts';
 import { callApi } from './support/api.ts';
 import { launchBrowser, newPage as openPage, shot } from './support/browser.ts';
-import { PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
+import { HOLD_UPDATES, PERMIT_ALL, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, gatewayClient, type ThrowawayDatabase } from './support/pg-db.ts';
 
 const PASSWORD = 'a long enough password';
-
-const HOLD_UPDATES = `
-@id("updates-need-a-dba")
-@reason("an UPDATE")
-@approval("dba")
-forbid (principal, action == Drawbridge::Action::"sql:update", resource);
-`;
 
 const APPROVED = "update orders set status = 'refunded' where id in (1, 2)";
 const DENIED = "update orders set status = 'cancelled' where id = $1";

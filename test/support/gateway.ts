@@ -63,6 +63,14 @@ export const LOCAL_POSTGRES: PostgresConnection = {
 
 export const PERMIT_ALL = '@id("test-permit-all")\npermit (principal, action, resource);\n';
 
+/** Holds every UPDATE for the approval of a member of the group `dba` (approvals' tests). */
+export const HOLD_UPDATES = `
+@id("updates-need-a-dba")
+@reason("an UPDATE")
+@approval("dba")
+forbid (principal, action == Drawbridge::Action::"sql:update", resource);
+`;
+
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'drawbridge-test-'));
   const connections = (options.connections ?? [{}]).map((partial) => ({ ...LOCAL_POSTGRES, ...partial }));
