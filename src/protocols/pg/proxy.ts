@@ -78,7 +78,8 @@ type Expected =
   /** Parse, Bind and Close end with their own completion message; Describe with RowDescription or NoData. */
   | { readonly kind: 'reply'; readonly endsWith: readonly number[]; readonly describes?: string }
   | { readonly kind: 'sync' }
-  | { readonly kind: 'inject'; readonly bytes: Buffer }
+  /** Gateway-made bytes; `acknowledges` when they end with ReadyForQuery (a refusal's answer). */
+  | { readonly kind: 'inject'; readonly bytes: Buffer; readonly acknowledges: boolean }
   /** A reply to a message the gateway sent on its own: it is cut out of the stream to the client. */
   | { readonly kind: 'swallow'; readonly type: number }
   /**
@@ -156,7 +157,7 @@ export class PgProxy {
   /** A ReadyForQuery came in the chunk being relayed: the chunk acknowledges statements. */
   #acknowledges = false;
   /** Writes to the client held until the session's audit records are committed; later ones queue behind. */
-  #held: Promise<void> | undefined;
+  #gate: Promise<void> | undefined;
 
   constructor(sides: ProxySides, session: LiveSession, log: Logger) {
     this.#client = sides.client;
@@ -270,13 +271,13 @@ export class PgProxy {
     }
     switch (message.type) {
       case 'Query':
-        return this.#orHeld(this.#session.decide(queryCommand(message.sql)), message.sql);
+        return this.#holdIfAsked(this.#session.decide(queryCommand(message.sql)), message.sql);
       case 'Parse':
         // A statement held for approval is prepared (that runs nothing); each Execute of it waits.
         return this.#session.decide(prepareCommand(message.name, message.sql));
       case 'FunctionCall': {
         const command = functionCallCommand(message.functionOid, message.args.length);
-        return this.#orHeld(this.#session.decide(command), command.text);
+        return this.#holdIfAsked(this.#session.decide(command), command.text);
       }
       case 'Execute': {
         const statement = this.#portalStatements.get(message.portal);
@@ -293,17 +294,14 @@ export class PgProxy {
   }
 
   /** A verdict to hold becomes the wait for the approval, then its outcome. */
-  #orHeld(verdict: Verdict | Promise<Verdict>, text: string): Verdict | Promise<Verdict> {
+  #holdIfAsked(verdict: Verdict | Promise<Verdict>, text: string): Verdict | Promise<Verdict> {
     if (verdict instanceof Promise) return verdict.then((v) => (v.outcome === 'hold' ? this.#session.hold(text, undefined, v) : v));
     return verdict.outcome === 'hold' ? this.#session.hold(text, undefined, verdict) : verdict;
   }
 
   /** A word to the client while its statement waits (which approval, where), after what the target still owes it. */
   #notice(text: string): void {
-    if (this.#closed) return;
-    const bytes = noticeResponse('NOTICE', '00000', text);
-    if (this.#expected.length === 0) this.#toClient(bytes, undefined, false);
-    else this.#expected.push({ kind: 'inject', bytes });
+    if (!this.#closed) this.#inject(noticeResponse('NOTICE', '00000', text), undefined, false);
   }
 
   #apply(message: FrontendMessage, frame: Frame, verdict: Verdict, out: Spans): void {
@@ -402,7 +400,7 @@ export class PgProxy {
       return;
     }
     if (standalone) {
-      this.#inject(Buffer.concat([renderError(error), readyForQuery(statusName(this.#transactionStatus))]), out);
+      this.#inject(Buffer.concat([renderError(error), readyForQuery(statusName(this.#transactionStatus))]), out, true);
       return;
     }
     // A statement and portal of the gateway's own, so that the client's stay as they were; the
@@ -429,13 +427,16 @@ export class PgProxy {
     this.#skipUntilSync = true;
   }
 
-  /** Queues gateway-made bytes to reach the client after everything the target owes before them. */
-  #inject(bytes: Buffer, out: Spans): void {
+  /**
+   * Queues gateway-made bytes to reach the client after everything the target owes before them
+   * (and after `out`, what the client sent before, goes to the target); `acknowledges` as in `Expected`.
+   */
+  #inject(bytes: Buffer, out: Spans | undefined, acknowledges: boolean): void {
     if (this.#expected.length === 0) {
-      this.#send(out);
-      this.#toClient(bytes, undefined, true);
+      if (out) this.#send(out);
+      this.#toClient(bytes, undefined, acknowledges);
     } else {
-      this.#expected.push({ kind: 'inject', bytes });
+      this.#expected.push({ kind: 'inject', bytes, acknowledges });
     }
   }
 
@@ -497,9 +498,10 @@ export class PgProxy {
         if (this.#expected[0]?.kind !== 'inject') return;
         // Gateway-made messages go in at this message boundary, in the target's place.
         forward(end);
-        while (this.#expected[0]?.kind === 'inject') {
-          parts.push((this.#expected.shift() as { bytes: Buffer }).bytes);
-          this.#acknowledges = true; // a refusal's answer ends with ReadyForQuery
+        for (let next = this.#expected[0]; next?.kind === 'inject'; next = this.#expected[0]) {
+          this.#expected.shift();
+          parts.push(next.bytes);
+          if (next.acknowledges) this.#acknowledges = true;
         }
       });
     } catch (error) {
@@ -551,17 +553,17 @@ export class PgProxy {
    */
   #toClient(bytes: Buffer | readonly Buffer[], release: (() => void) | undefined, acknowledges: boolean): void {
     const committed = acknowledges ? this.#session.committed() : undefined;
-    if (committed === undefined && this.#held === undefined) {
+    if (committed === undefined && this.#gate === undefined) {
       this.#write(bytes, release);
       return;
     }
     this.#target.pause();
-    const held: Promise<void> = (this.#held ?? Promise.resolve())
+    const gate: Promise<void> = (this.#gate ?? Promise.resolve())
       .then(() => committed)
       .then(
         () => {
-          if (this.#held === held) {
-            this.#held = undefined;
+          if (this.#gate === gate) {
+            this.#gate = undefined;
             if (!this.#client.writableNeedDrain) this.#target.resume();
           }
           this.#write(bytes, release);
@@ -572,7 +574,7 @@ export class PgProxy {
           this.terminate(error instanceof GatewayError ? error : new GatewayError('internal', 'internal gateway error', { cause: error }));
         },
       );
-    this.#held = held;
+    this.#gate = gate;
   }
 
   /** Parts go out in one write (writev), not copied together; `release` once the last is flushed (and with it every one before). */
