@@ -219,19 +219,23 @@ export class LiveSession {
    */
   audit(event: AuditEvent): void {
     const appended = this.#deps.audit.append(event);
-    if (this.#deps.acknowledgeAfterCommit !== false) this.#uncommitted = appended;
-    appended.then(
-      () => {
-        if (this.#uncommitted === appended) this.#uncommitted = undefined;
-      },
-      (error: unknown) => {
-        this.#auditFailure ??= new GatewayError('audit.unavailable', 'the audit log cannot be written: statements are not run unrecorded', {
-          cause: error,
-        });
-        if (this.#uncommitted === appended) this.#uncommitted = undefined;
-      },
-    );
+    if (this.#deps.acknowledgeAfterCommit === false) {
+      appended.catch(this.#failed); // once per statement: no closure of its own
+      return;
+    }
+    this.#uncommitted = appended;
+    const settled = () => {
+      if (this.#uncommitted === appended) this.#uncommitted = undefined;
+    };
+    appended.then(settled, (error: unknown) => (this.#failed(error), settled()));
   }
+
+  /** An audit record of this session could not be committed: it acknowledges nothing more. */
+  readonly #failed = (error: unknown): void => {
+    this.#auditFailure ??= new GatewayError('audit.unavailable', 'the audit log cannot be written: statements are not run unrecorded', {
+      cause: error,
+    });
+  };
 
   /**
    * What a protocol awaits before it tells the client a statement is done (PostgreSQL:
