@@ -99,68 +99,67 @@ function toSqlite(value: unknown): SQLInputValue {
 }
 
 /**
- * Statement batches are the store's hottest write (one row per statement of every session), so
- * they skip the query builder: one prepared INSERT, run per row in one transaction, while
- * holding Kysely's single connection so that no other transaction interleaves.
+ * Runs `write` in one IMMEDIATE transaction on the raw connection, around the query builder for the
+ * hottest writes, while holding Kysely's single connection so that no other transaction interleaves.
  */
+function rawWrite<T>(backend: SqliteBackend, write: () => T): Promise<T> {
+  return backend.db.connection().execute(async () => {
+    backend.raw.exec('begin immediate');
+    try {
+      const result = write();
+      backend.raw.exec('commit');
+      return result;
+    } catch (error) {
+      backend.raw.exec('rollback');
+      throw error;
+    }
+  });
+}
+
+/** Statement batches are the store's hottest write (one row per statement of every session): one prepared INSERT per row. */
 export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly NewStatement[]) => Promise<void> {
   let insert: StatementSync | undefined;
   return (rows) =>
-    backend.db.connection().execute(async () => {
+    rawWrite(backend, () => {
       insert ??= backend.raw.prepare(
         'insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       );
-      backend.raw.exec('begin immediate');
-      try {
-        for (const r of rows) {
-          insert.run(
-            r.sessionId,
-            r.seq,
-            r.text,
-            r.startedAt,
-            r.durationMs,
-            r.rows ?? null,
-            r.outcome,
-            r.errorCode ?? null,
-            r.errorMessage ?? null,
-            r.result === undefined ? null : JSON.stringify(r.result),
-          );
-        }
-        backend.raw.exec('commit');
-      } catch (error) {
-        backend.raw.exec('rollback');
-        throw error;
+      for (const r of rows) {
+        insert.run(
+          r.sessionId,
+          r.seq,
+          r.text,
+          r.startedAt,
+          r.durationMs,
+          r.rows ?? null,
+          r.outcome,
+          r.errorCode ?? null,
+          r.errorMessage ?? null,
+          r.result === undefined ? null : JSON.stringify(r.result),
+        );
       }
     });
 }
 
 /**
- * Appends to the audit chain, which every session's statements and every refusal go through (and
- * a statement's answer waits for): like statement batches, around the query builder, while
- * holding its connection. BEGIN IMMEDIATE holds SQLite's one write lock, so the head read is the
- * head the records follow, whichever process appends next.
+ * Appends to the audit chain, which every session's statements and every refusal go through.
+ * BEGIN IMMEDIATE holds SQLite's one write lock, so the head read is the head the records follow,
+ * whichever process appends next.
  */
 export function sqliteAuditWriter(backend: SqliteBackend): (events: readonly NewAuditEvent[]) => Promise<AuditRecord[]> {
   let head: StatementSync | undefined;
   let insert: StatementSync | undefined;
   return (events) =>
-    backend.db.connection().execute(async () => {
+    rawWrite(backend, () => {
       head ??= backend.raw.prepare('select seq, hash from audit_events order by seq desc limit 1');
       insert ??= backend.raw.prepare(
         'insert into audit_events (seq, at, actor, action, subject, outcome, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       );
-      backend.raw.exec('begin immediate');
-      try {
-        const last = head.get() as { seq: number | bigint; hash: string | null } | undefined;
-        const records = chainAfter(last && { seq: Number(last.seq), hash: last.hash ?? GENESIS_HASH }, events);
-        for (const r of records) {
-          insert.run(r.seq, r.at, r.actor, r.action, r.subject, r.outcome, JSON.stringify(r.details), r.prevHash, r.hash);
-        }
-        backend.raw.exec('commit');
-        return records;
-      } catch (error) {
-        backend.raw.exec('rollback');
-        throw error;
+      const last = head.get() as { seq: number | bigint; hash: string | null } | undefined;
+      const records = chainAfter(last && { seq: Number(last.seq), hash: last.hash ?? GENESIS_HASH }, events);
+      for (const r of records) {
+        insert.run(r.seq, r.at, r.actor, r.action, r.subject, r.outcome, JSON.stringify(r.details), r.prevHash, r.hash);
       }
+      return records;
     });
 }
