@@ -29,6 +29,9 @@ import { Credentials } from './identity/credentials.ts';
 import { BufferPool } from './net/pooled-reads.ts';
 import { CancelKeys } from './protocols/pg/cancel-keys.ts';
 import { servePgClient } from './protocols/pg/frontend.ts';
+import { AgentDesk } from './mcp/agent-desk.ts';
+import { serveMcp } from './mcp/http.ts';
+import { GatewayQueries } from './mcp/queries.ts';
 import { NoRecorder, StoreRecorder } from './recording/recorder.ts';
 import { RecordingRetention, type RetentionReport } from './recording/retention.ts';
 import { StoreAuditLog } from './audit/audit-log.ts';
@@ -192,6 +195,11 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     });
   }
 
+  /** Where PostgreSQL clients reach this gateway, once it listens. */
+  const postgresAddress = () => {
+    const bound = pgServer?.address() as AddressInfo | null | undefined;
+    return bound ? { host: bound.address, port: bound.port } : undefined;
+  };
   const accounts = new Accounts(store, clock, audit, credentials);
   const sessions = new GatewaySessions(store, clock, audit, accounts);
   const bearer = new BearerAuthenticator({
@@ -225,10 +233,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       store,
       clock,
       connections: config.connections,
-      postgres: () => {
-        const bound = pgServer?.address() as AddressInfo | null | undefined;
-        return bound ? { host: bound.address, port: bound.port } : undefined;
-      },
+      postgres: postgresAddress,
     }).concat(
       oidcRoutes({ oidc: config.oidc, sessions }),
       policyRoutes({ policy, connections: config.connections, clock }),
@@ -237,6 +242,17 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       approvalRoutes({ approvals, authenticate: (authorization) => bearer.authenticate(authorization) }),
     ),
   });
+  // Agents' MCP server: their queries run as clients of the PostgreSQL listener above, through the same pipeline.
+  const agentDesk = new AgentDesk({
+    connections: config.connections,
+    access,
+    approvals,
+    store,
+    clock,
+    engine: () => policy?.engine,
+    queries: new GatewayQueries(postgresAddress),
+  });
+  serveMcp(api, agentDesk, (authorization) => bearer.authenticate(authorization));
   serveWebUi(api, { root: WEB_ROOT, oidcIssuer: config.oidc?.issuer });
   try {
     if (pgServer) await listen(pgServer, config.listen.postgres!, 'PostgreSQL clients');
@@ -272,6 +288,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     reloadPolicy: async () => (policy ? policy.reload() : 'unchanged'),
     addresses: { api: apiAddress, postgres: pgAddress },
     async close() {
+      await agentDesk.close();
       await approvals.close();
       // The cancellations of the held statements go out too, within a second.
       await webhooks.close();

@@ -89,6 +89,8 @@ export interface AccessApprovalRequest {
   readonly durationMs: number;
   readonly reason: string;
   readonly approvers: string;
+  /** A plan-scoped request: the plan as a person reads it (shown where a held statement's text is). */
+  readonly plan?: string | undefined;
 }
 
 /** What the target says a held statement would change (approvals/preview.ts); undefined: no preview for it. */
@@ -233,10 +235,17 @@ export class Approvals {
         reason: request.reason,
         approvers: request.approvers,
         durationMs: request.durationMs,
+        statement: request.plan === undefined ? undefined : `plan: ${request.plan}`,
         createdAt: now,
         expiresAt: now + this.#accessTimeoutMs,
       },
-      { request: request.requestId, durationMs: request.durationMs, reason: request.reason, approvers: request.approvers },
+      {
+        request: request.requestId,
+        durationMs: request.durationMs,
+        reason: request.reason,
+        approvers: request.approvers,
+        ...(request.plan !== undefined && { plan: request.plan }),
+      },
     );
   }
 
@@ -252,6 +261,11 @@ export class Approvals {
     });
     this.#tell('requested', approval);
     return approval;
+  }
+
+  /** The requester takes back a request that still waits (a plan finished before it was approved): it is cancelled. */
+  async withdraw(id: number, by: string, why: string): Promise<boolean> {
+    return (await this.#close(id, 'cancelled', by, why)) !== undefined;
   }
 
   /** Expires every pending request past its time; returns how many this call expired. */

@@ -56,7 +56,10 @@ export type AuditAction =
   | 'command.allowed'
   | 'command.denied'
   | 'masking.exempted'
-  | 'recording.deleted';
+  | 'recording.deleted'
+  | 'plan.submitted'
+  | 'plan.deviation'
+  | 'plan.finished';
 
 export interface AuditLog {
   append(event: AuditEvent): Promise<void>;

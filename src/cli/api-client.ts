@@ -87,6 +87,12 @@ export class ApiClient {
     return this.#token !== undefined;
   }
 
+  /** The token to send now (a saved session is refreshed first when it has expired); undefined when not logged in. */
+  async token(): Promise<string | undefined> {
+    await this.#refreshIfExpired();
+    return this.#token;
+  }
+
   async call<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
     await this.#refreshIfExpired();
     const response = await this.#send(method, path, body);

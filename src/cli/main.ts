@@ -43,6 +43,8 @@ Against a running gateway (--gateway URL, default http://127.0.0.1:7070):
                                                  requests and decisions as they happen
   drawbridge approvals show ID [--json]
   drawbridge approvals approve ID [--reason TEXT] | deny ID --reason TEXT [--json]
+  drawbridge mcp                                   the MCP server for AI agents on stdio (tools: list_connections,
+                                                 request_access, describe_connection, query, approval_status, finish_plan)
   Agents set DRAWBRIDGE_TOKEN to a service-account key or an OIDC access token instead of logging in.
 
 On the gateway's host, as the local administrator (--config FILE acts on its store; users and
@@ -101,6 +103,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'policy':
         // Loaded on demand: the SQL parser and the policy engine are WebAssembly.
         return await (await import('./policy.ts')).runPolicy(rest);
+      case 'mcp':
+        return await (await import('./mcp.ts')).runMcp(rest);
       case 'service-accounts':
         return await runServiceAccounts(rest);
       case 'audit':

@@ -21,8 +21,19 @@ export interface Command {
 
 export type Verdict =
   | { readonly outcome: 'allow' }
-  | { readonly outcome: 'deny'; readonly reason: string; readonly policy?: string }
+  | { readonly outcome: 'deny'; readonly reason: string; readonly policy?: string; readonly deviation?: PlanDeviation }
   /** Runs only once a member of `approvers` approves it (session/pipeline.ts holds it). */
-  | { readonly outcome: 'hold'; readonly reason: string; readonly policy: string; readonly approvers: string };
+  | {
+      readonly outcome: 'hold';
+      readonly reason: string;
+      readonly policy: string;
+      readonly approvers: string;
+      readonly deviation?: PlanDeviation;
+    };
+
+/** A statement that the plan of the session's grant does not cover (refused or held: an audit event either way). */
+export interface PlanDeviation {
+  readonly plan: string;
+}
 
 export const allow: Verdict = Object.freeze({ outcome: 'allow' });

@@ -7,4 +7,5 @@ export type { Principal, PrincipalKind, AccessGrant } from './principal.ts';
 export { DEFAULT_ACCESS_POLICY } from './connection.ts';
 export type { AccessPolicy, Connection, PostgresConnection, TlsMode } from './connection.ts';
 export { allow } from './command.ts';
-export type { Command, CommandKind, Verdict } from './command.ts';
+export type { Command, CommandKind, PlanDeviation, Verdict } from './command.ts';
+export type { Plan, PlanStep } from './plan.ts';

@@ -4,6 +4,8 @@
  * object literal.
  */
 
+import type { Plan } from './plan.ts';
+
 declare const verified: unique symbol;
 
 export type PrincipalKind = 'user' | 'service-account';
@@ -22,6 +24,8 @@ export interface AccessGrant {
   readonly connection: string;
   /** Milliseconds since the epoch. */
   readonly expiresAt: number;
+  /** A plan-scoped grant: its approved plan, which bounds what its sessions may run. */
+  readonly plan?: Plan | undefined;
   readonly [verified]: true;
 }
 

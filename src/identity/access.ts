@@ -18,11 +18,15 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import { formatDuration } from '../core/duration.ts';
 import type { Clock, Connection } from '../core/index.ts';
 import type { Store } from '../store/index.ts';
+import { describePlan } from '../policy/plan.ts';
+import type { PlanStep } from '../core/index.ts';
 import type { Approvals } from '../approvals/approvals.ts';
 import type { AuthenticatedPrincipal } from './accounts.ts';
 import type { Credentials } from './credentials.ts';
 
 export const DEFAULT_REQUEST_DURATION_MS = 15 * 60_000;
+/** What an approved plan names as its grant when it was finished before its credential was picked up: no grant has this id. */
+const FINISHED_UNUSED = 'none: the plan was finished first';
 /** Who decides a connection's access requests when its config names no group. */
 export const DEFAULT_APPROVERS = 'approvers';
 
@@ -31,6 +35,11 @@ export interface AccessRequestInput {
   /** Default: 15 minutes, or the policy's maximum if that is shorter. */
   readonly durationMs?: number | undefined;
   readonly reason: string;
+  /**
+   * The plan the grant is for, checked (policy/plan.ts `parsePlanSteps`): a human approves it
+   * whatever the connection's approval setting, and the grant allows what it covers only.
+   */
+  readonly plan?: readonly PlanStep[] | undefined;
 }
 
 export type AccessOutcome =
@@ -112,20 +121,22 @@ export class AccessRequests {
         `${connection.name} grants at most ${formatDuration(max)}${who.maxGrantMs !== undefined && who.maxGrantMs < connection.access.maxDurationMs ? ` to ${name}` : ''}`,
       );
     }
-    if (connection.access.approval === 'required') {
+    if (connection.access.approval === 'required' || input.plan !== undefined) {
       const request = await this.#store.insertAccessRequest({
         principal: name,
         connection: connection.name,
         durationMs,
         reason,
         requestedAt: this.#clock.now(),
+        plan: input.plan,
       });
+      const plan = input.plan && describePlan(input.plan);
       await this.#audit.append({
         actor: name,
-        action: 'access.requested',
+        action: plan === undefined ? 'access.requested' : 'plan.submitted',
         subject: request.id,
         outcome: 'success',
-        details: { connection: connection.name, durationMs, reason, status: 'pending' },
+        details: { connection: connection.name, durationMs, reason, status: 'pending', ...(input.plan && { plan: input.plan }) },
       });
       const approval = await this.#approvals?.requestAccess({
         requester: name,
@@ -134,6 +145,7 @@ export class AccessRequests {
         durationMs,
         reason,
         approvers: connection.access.approvers ?? DEFAULT_APPROVERS,
+        plan,
       });
       return {
         status: 'pending',
@@ -208,6 +220,7 @@ export class AccessRequests {
       ttlMs,
       grantedBy: request.decidedBy ?? 'approver',
       reason: request.reason,
+      plan: request.plan && { id: request.id, steps: request.plan },
     });
     if (!(await this.#store.setAccessRequestGrant(request.id, minted.grantId))) {
       // Picked up twice at once: the other call's grant stands, this one is taken back.
@@ -221,6 +234,36 @@ export class AccessRequests {
       expiresAt: minted.expiresAt,
       connection: connection.name,
     };
+  }
+
+  /**
+   * Marks one's own plan done: its grant is revoked (live sessions end within seconds), and the
+   * plan is over. A plan still waiting for approval is withdrawn instead. Idempotent for a plan
+   * already over.
+   */
+  async finishPlan(who: AuthenticatedPrincipal, planId: string): Promise<{ status: 'finished' | 'withdrawn' | 'over'; grant: string | undefined }> {
+    const name = who.principal.name;
+    const request = await this.#store.getAccessRequest(planId);
+    if (!request || request.principal !== name || request.plan === undefined)
+      throw new AccessError('unknown-request', `there is no plan ${planId} of ${name}`);
+    if (request.status === 'pending') {
+      if (request.approvalId !== undefined) await this.#approvals?.withdraw(request.approvalId, name, 'the plan was finished before it was approved');
+      await this.#finished(name, request.id, { status: 'withdrawn' });
+      return { status: 'withdrawn', grant: undefined };
+    }
+    if (request.status !== 'granted') return { status: 'over', grant: undefined };
+    if (request.grantId === undefined) {
+      // Approved but never picked up: from now on it cannot be.
+      if (!(await this.#store.setAccessRequestGrant(request.id, FINISHED_UNUSED))) return this.finishPlan(who, planId);
+    } else if (!(await this.#credentials.revoke(request.grantId, { by: name, reason: `plan ${planId} finished` }))) {
+      return { status: 'over', grant: request.grantId };
+    }
+    await this.#finished(name, request.id, { status: 'finished', grant: request.grantId ?? null });
+    return { status: 'finished', grant: request.grantId };
+  }
+
+  #finished(name: string, planId: string, details: Record<string, unknown>): Promise<void> {
+    return this.#audit.append({ actor: name, action: 'plan.finished', subject: planId, outcome: 'success', details });
   }
 
   #refused(who: AuthenticatedPrincipal, input: AccessRequestInput, why: string): Promise<void> {

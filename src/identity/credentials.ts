@@ -6,7 +6,7 @@
  */
 
 import { createHash, randomBytes } from 'node:crypto';
-import { verifiedGrant, verifiedPrincipal, type AccessGrant, type Clock, type PrincipalKind } from '../core/index.ts';
+import { verifiedGrant, verifiedPrincipal, type AccessGrant, type Clock, type Plan, type PrincipalKind } from '../core/index.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { GrantRecord, Store } from '../store/index.ts';
 import { deterministicSalt, SCRAM_ITERATIONS, scramVerifier, type ScramVerifier } from './scram.ts';
@@ -28,6 +28,8 @@ export interface MintRequest {
   readonly ttlMs: number;
   readonly grantedBy: string;
   readonly reason?: string | undefined;
+  /** A plan-scoped grant: what its sessions may run. */
+  readonly plan?: Plan | undefined;
 }
 
 export interface MintedCredential {
@@ -98,6 +100,7 @@ export class Credentials implements CredentialCheck {
       grantedBy: request.grantedBy,
       createdAt: now,
       expiresAt: now + request.ttlMs,
+      plan: request.plan,
     });
     await this.#audit.append({
       actor: request.grantedBy,
@@ -109,6 +112,7 @@ export class Credentials implements CredentialCheck {
         connection: request.connection,
         expiresAt: record.expiresAt,
         reason: request.reason ?? null,
+        ...(request.plan && { plan: request.plan.id }),
       },
     });
     return { credential, grantId: record.id, expiresAt: record.expiresAt };
@@ -193,5 +197,6 @@ function toGrant(record: GrantRecord): AccessGrant {
     groups: Object.freeze([...record.groups]),
     connection: record.connection,
     expiresAt: record.expiresAt,
+    plan: record.plan,
   });
 }

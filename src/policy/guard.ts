@@ -13,9 +13,10 @@
  *   alike: a decision depends on nothing else than the classification and the keys above.
  */
 
-import { allow, type Clock, type Command, type Verdict } from '../core/index.ts';
+import { allow, type Clock, type Command, type Plan, type Verdict } from '../core/index.ts';
 import type { Guard, SessionInfo } from '../session/pipeline.ts';
-import type { PolicyEngine, PolicyOutcome, PolicyRequest, StatementInput } from './cedar/engine.ts';
+import { actionFor, type PolicyEngine, type PolicyOutcome, type PolicyRequest, type StatementInput } from './cedar/engine.ts';
+import { planCovers, shape } from './plan.ts';
 import { classify, initClassifier, type Classification } from './sql/pg-classifier.ts';
 import { statementShape } from './sql/normalize.ts';
 
@@ -40,23 +41,46 @@ export interface SqlDecision {
 
 type Asker = Pick<PolicyRequest, 'principal' | 'connection' | 'now'>;
 
-/** Classifies `sql` and decides each statement; the one decision path of the gateway, the CLI and the API. */
-export function decideSql(engine: PolicyEngine, asker: Asker, sql: string): SqlDecision {
-  return decideClassified(engine, asker, classify(sql));
+/**
+ * Classifies `sql` and decides each statement; the one decision path of the gateway, the CLI and
+ * the API. With `plan` (the session's grant is plan-scoped), see `planOutcome`.
+ */
+export function decideSql(engine: PolicyEngine, asker: Asker, sql: string, plan?: Plan): SqlDecision {
+  return decideClassified(engine, asker, classify(sql), plan, sql);
 }
 
-function decideClassified(engine: PolicyEngine, asker: Asker, classification: Classification): SqlDecision {
+function decideClassified(engine: PolicyEngine, asker: Asker, classification: Classification, plan: Plan | undefined, text: string): SqlDecision {
   const decisions: { statement: StatementInput; outcome: PolicyOutcome }[] = [];
   let verdict: Verdict = allow;
+  const textShape = plan && classification.statements.length === 1 ? shape(text) : undefined;
   for (const statement of classification.statements) {
-    const outcome = engine.decide({ ...asker, statement, statementCount: classification.statements.length });
+    const inPlan = plan && planCovers(plan, statement, textShape);
+    const decided = engine.decide({ ...asker, statement, statementCount: classification.statements.length, plan: plan && { inPlan: inPlan === true } });
+    const outcome = plan ? planOutcome(plan, inPlan === true, decided, statement) : decided;
     decisions.push({ statement, outcome });
     if (outcome.outcome !== 'allow') {
       verdict = refusal(outcome, asker.connection.name, classification.parseError);
+      if (plan && !inPlan) verdict = { ...verdict, deviation: { plan: plan.id } } as Verdict;
       break;
     }
   }
   return { verdict, classification, decisions };
+}
+
+/**
+ * Under a plan: a statement the plan covers needs no further approval (the plan's approval
+ * stands for it), though what policy blocks stays blocked; one outside the plan is blocked, or
+ * held where a policy with @approval says so.
+ */
+function planOutcome(plan: Plan, inPlan: boolean, outcome: PolicyOutcome, statement: StatementInput): PolicyOutcome {
+  if (inPlan) return outcome.outcome === 'approval' ? { outcome: 'allow', policies: [`plan ${plan.id}`] } : outcome;
+  if (outcome.outcome !== 'allow') return outcome;
+  const tables = [...new Set([...statement.tablesWritten, ...statement.tablesRead])];
+  return {
+    outcome: 'deny',
+    policy: 'plan',
+    reason: `${actionFor(statement).slice(4)}${tables.length > 0 ? ` of ${tables.join(', ')}` : ''} is outside the approved plan ${plan.id}`,
+  };
 }
 
 /** The verdict on a fast-path function call (PostgreSQL FunctionCall). */
@@ -125,7 +149,8 @@ export class PolicyGuard implements Guard {
     };
     if (command.kind === 'function-call') return decideFastPath(engine, asker);
     const hour = Math.floor(now / 3_600_000);
-    const who = `${engine.version}\0${hour}\0${grant.principal.kind}\0${grant.principal.name}\0${grant.groups.join('\0')}\0${connection.name}`;
+    // A plan's id names its steps (they never change): verdicts under a plan are cached apart.
+    const who = `${engine.version}\0${hour}\0${grant.plan?.id ?? ''}\0${grant.principal.kind}\0${grant.principal.name}\0${grant.groups.join('\0')}\0${connection.name}`;
     const key = `${who}\0${statementShape(command.text)}`;
     const cached = this.#cache.get(key);
     if (cached) return cached;
@@ -133,10 +158,12 @@ export class PolicyGuard implements Guard {
     const classification = classify(command.text);
     const parsed = classification.parseError === undefined;
     // JSON of objects the classifier builds in a fixed property order: equal facts, equal keys.
-    const classKey = parsed ? `${who}\0${JSON.stringify(classification.statements)}` : undefined;
+    // A plan's template is matched on the text's shape, which the classification does not hold.
+    const byClass = parsed && !(grant.plan?.steps.some((step) => step.template !== undefined) ?? false);
+    const classKey = byClass ? `${who}\0${JSON.stringify(classification.statements)}` : undefined;
     let verdict = classKey === undefined ? undefined : this.#byClassification.get(classKey);
     if (verdict === undefined) {
-      verdict = decideClassified(engine, asker, classification).verdict;
+      verdict = decideClassified(engine, asker, classification, grant.plan, command.text).verdict;
       if (classKey !== undefined) this.#remember(this.#byClassification, classKey, verdict);
     }
     if (parsed && !classification.statements.some(literalSensitive)) this.#remember(this.#cache, key, verdict);

@@ -306,7 +306,28 @@ export class LiveSession {
 
   /** The guard's verdict; a `hold` is for the protocol to pass to `hold` when the statement is to run. */
   decide(command: Command): Verdict | Promise<Verdict> {
-    return this.#deps.guard.decide(this.info, command);
+    const verdict = this.#deps.guard.decide(this.info, command);
+    if (this.info.grant.plan === undefined) return verdict;
+    return verdict instanceof Promise ? verdict.then((v) => this.#deviation(command, v)) : this.#deviation(command, verdict);
+  }
+
+  /** A statement outside the grant's plan, refused or held, is a `plan.deviation` event. */
+  #deviation(command: Command, verdict: Verdict): Verdict {
+    if (verdict.outcome === 'allow' || verdict.deviation === undefined) return verdict;
+    this.audit({
+      actor: this.info.grant.principal.name,
+      action: 'plan.deviation',
+      subject: `plan:${verdict.deviation.plan}`,
+      outcome: 'failure',
+      details: {
+        connection: this.info.connection.name,
+        session: this.info.id,
+        statement: this.#redact(command.text),
+        verdict: verdict.outcome,
+        reason: this.#redact(verdict.reason),
+      },
+    });
+    return verdict;
   }
 
   /** The protocol's verb for a word to the client while a statement is held. */

@@ -265,6 +265,13 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('approvals').addColumn('duration_ms', 'bigint').execute();
     },
   },
+  '0012_plans': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Plan-scoped grants: the plan a request comes with, and the grant it becomes.
+      await db.schema.alterTable('access_requests').addColumn('plan', 'text').execute();
+      await db.schema.alterTable('grants').addColumn('plan', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

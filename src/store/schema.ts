@@ -31,6 +31,8 @@ export interface GrantsTable {
   revoked_by: string | null;
   revoke_reason: string | null;
   expiry_recorded_at: Millis | null;
+  /** JSON `{id, steps}` of a plan-scoped grant's plan. */
+  plan: string | null;
 }
 
 export interface AuditEventsTable {
@@ -146,6 +148,8 @@ export interface AccessRequestsTable {
   approval_id: number | null;
   /** Why it was denied (the approver's reason). */
   decision_reason: string | null;
+  /** JSON list of the plan's steps, for a request that comes with a plan. */
+  plan: string | null;
 }
 
 /** A request for a person's decision: a held statement, or an access request that needs approval. */

@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
 import { chainAfter, GENESIS_HASH, type Checkpoint } from '../audit/chain.ts';
 import type { RecordedResult } from '../recording/result-sample.ts';
+import type { Plan, PlanStep } from '../core/index.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
 import type {
   AccessRequestsTable,
@@ -52,6 +53,8 @@ export interface GrantRecord {
   readonly revokedAt: number | undefined;
   readonly revokedBy: string | undefined;
   readonly revokeReason: string | undefined;
+  /** A plan-scoped grant's plan. */
+  readonly plan: Plan | undefined;
 }
 
 export interface Revocation {
@@ -143,6 +146,8 @@ export interface AccessRequestRecord {
   /** The approval that decides it, when it needs one. */
   readonly approvalId: number | undefined;
   readonly decisionReason: string | undefined;
+  /** The steps of the plan it came with. */
+  readonly plan: readonly PlanStep[] | undefined;
 }
 
 export interface NewAccessRequest {
@@ -151,6 +156,8 @@ export interface NewAccessRequest {
   readonly durationMs: number;
   readonly reason: string;
   readonly requestedAt: number;
+  /** A plan's steps: its grant will allow what they cover and nothing else. */
+  readonly plan?: readonly PlanStep[] | undefined;
 }
 
 export type AuditOutcome = 'success' | 'failure';
@@ -202,6 +209,7 @@ export interface NewGrant {
   readonly grantedBy: string;
   readonly createdAt: number;
   readonly expiresAt: number;
+  readonly plan?: Plan | undefined;
 }
 
 export interface SessionRecord {
@@ -667,6 +675,7 @@ function toAccessRequest(r: Selectable<AccessRequestsTable>): AccessRequestRecor
     grantId: orUndefined(r.grant_id),
     approvalId: r.approval_id === null ? undefined : Number(r.approval_id),
     decisionReason: orUndefined(r.decision_reason),
+    plan: r.plan === null || r.plan === undefined ? undefined : planOf(r.id, r.plan).steps,
   };
 }
 
@@ -689,6 +698,7 @@ function toGrant(r: Selectable<GrantsTable>): GrantRecord {
     revokedAt: r.revoked_at === null ? undefined : Number(r.revoked_at),
     revokedBy: orUndefined(r.revoked_by),
     revokeReason: orUndefined(r.revoke_reason),
+    plan: r.plan === null || r.plan === undefined ? undefined : planOf(r.id, r.plan),
   };
 }
 
@@ -719,6 +729,31 @@ function toStatement(r: Selectable<StatementsTable>): StatementRecord {
     errorMessage: orUndefined(r.error_message),
     result: r.result === null || r.result === undefined ? undefined : (JSON.parse(r.result) as RecordedResult),
   };
+}
+
+/**
+ * A stored plan (`{id, steps}` for a grant, the steps for a request). Fail closed: one that does
+ * not read as a plan is a plan with no steps, which covers nothing, never "no plan".
+ */
+function planOf(owner: string, text: string): Plan {
+  const strings = (v: unknown): string[] | undefined =>
+    Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    const plan = Array.isArray(value) ? { id: owner, steps: value as unknown[] } : (value as { id?: unknown; steps?: unknown });
+    if (typeof plan.id !== 'string' || !Array.isArray(plan.steps)) return { id: owner, steps: [] };
+    const steps: PlanStep[] = [];
+    for (const raw of plan.steps as Record<string, unknown>[]) {
+      const actions = strings(raw?.['actions']);
+      const tables = strings(raw?.['tables']);
+      const template = raw?.['template'];
+      if (!actions || !tables || (template !== undefined && typeof template !== 'string')) return { id: plan.id, steps: [] };
+      steps.push(template === undefined ? { actions, tables } : { actions, tables, template });
+    }
+    return { id: plan.id, steps };
+  } catch {
+    return { id: owner, steps: [] };
+  }
 }
 
 const jsonList = (text: string): string[] => {
@@ -976,6 +1011,7 @@ class KyselyStore implements Store {
       revoked_by: null,
       revoke_reason: null,
       expiry_recorded_at: null,
+      plan: g.plan === undefined ? null : JSON.stringify({ id: g.plan.id, steps: g.plan.steps }),
     };
     await conflicts('a grant with this id or credential hash already exists', () => this.#db.insertInto('grants').values(row).execute());
     return toGrant(row);
@@ -1096,6 +1132,7 @@ class KyselyStore implements Store {
       grant_id: null,
       approval_id: null,
       decision_reason: null,
+      plan: request.plan === undefined ? null : JSON.stringify(request.plan),
     };
     await this.#db.insertInto('access_requests').values(row).execute();
     return toAccessRequest(row);

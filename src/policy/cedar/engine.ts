@@ -52,6 +52,8 @@ export interface PolicyRequest {
   /** One statement's class; the caller loops over multi-statement text. */
   readonly statement: StatementInput;
   readonly statementCount: number;
+  /** Set when the session's grant carries a plan: whether the plan covers this statement. */
+  readonly plan?: { readonly inPlan: boolean } | undefined;
   /** Epoch milliseconds; fills context.hour and context.weekday (UTC). */
   readonly now: number;
 }
@@ -356,6 +358,8 @@ export function cedarRequest(request: PolicyRequest, statement: StatementInput):
     dynamic_sql: statement.dynamicSql === true,
     data_modifying: statement.dataModifying === true,
     statement_count: Number.isSafeInteger(request.statementCount) ? request.statementCount : 0,
+    plan: request.plan !== undefined,
+    in_plan: request.plan?.inPlan === true,
     hour: time.getUTCHours(),
     weekday: time.getUTCDay(),
   };
@@ -392,6 +396,14 @@ const ACTION_ANCESTORS: ReadonlyMap<string, cedar.TypeAndId[]> = (() => {
   };
   return new Map(Object.keys(actions).map((name) => [name, [...ancestors(name, new Set())].map((id) => ({ type: `${NS}::Action`, id }))]));
 })();
+
+/** Every action the schema names (`sql:select`, `sql:read`, ...). */
+export const ACTIONS: ReadonlySet<string> = new Set(ACTION_ANCESTORS.keys());
+
+/** True when `action` is `group` or one of its members (`sql:update` is in `sql:write` and `sql:any`). */
+export function actionIn(action: string, group: string): boolean {
+  return action === group || (ACTION_ANCESTORS.get(action)?.some((a) => a.id === group) ?? false);
+}
 
 /**
  * Adds the context attributes a policy reads (`context.x`, `context has x`) to `into`; returns
