@@ -79,8 +79,8 @@ export function planCovers(plan: Plan, statement: StatementInput, textShape: str
   // Inner statements and code are what really runs: each is held to the plan (no template: its text is not the command's).
   if (statement.inner && !planCovers(plan, statement.inner, undefined, depth + 1)) return false;
   for (const inner of statement.body ?? []) if (!planCovers(plan, inner, undefined, depth + 1)) return false;
-  const written = statement.tablesWritten.map(tableKey);
-  const read = statement.tablesRead.map(tableKey);
+  const written = statement.tablesWritten.map(unqualified);
+  const read = statement.tablesRead.map(unqualified);
   if (written.length === 0 && read.length === 0 && !statement.dataModifying) {
     if (statement.inner || actionIn(action, 'sql:session') || actionIn(action, 'sql:read')) return true;
   }
@@ -96,12 +96,17 @@ export function planCovers(plan: Plan, statement: StatementInput, textShape: str
   });
 }
 
-/** `public.orders`, `orders` and `ORDERS` are one table; `"Orders"` is another. */
+/**
+ * A table a plan names, as the classifier names tables: unquoted parts folded to lower case
+ * (`ORDERS` is `orders`, `"Orders"` is `Orders`), and `public.` left out.
+ */
 function tableKey(name: string): string {
   const parts = name.match(/"[^"]*"|[^.]+/g) ?? [name];
-  const folded = parts.map((p) => (p.startsWith('"') ? p.slice(1, -1) : p.toLowerCase()));
-  return (folded.length === 2 && folded[0] === 'public' ? [folded[1]!] : folded).join('.');
+  return unqualified(parts.map((p) => (p.startsWith('"') ? p.slice(1, -1) : p.toLowerCase())).join('.'));
 }
+
+/** A table as the classifier names it (folded as PostgreSQL folds it), without `public.`. */
+const unqualified = (name: string): string => (name.startsWith('public.') ? name.slice(7) : name);
 
 /** One line a person reads: `read orders, refunds; update refunds as "UPDATE refunds SET …"`. */
 export function describePlan(steps: readonly PlanStep[]): string {
