@@ -40,6 +40,7 @@ export type AuditAction =
   | 'account.roles-changed'
   | 'account.password-set'
   | 'service-account.key-rotated'
+  | 'service-account.limits'
   | 'session.issued'
   | 'session.refreshed'
   | 'session.refresh-reused'

@@ -198,6 +198,29 @@ describe('AccessRequests that need approval', () => {
     await assert.rejects(access.credential(person, outcome.request), /is denied: it was denied by dana: not now$/);
   });
 
+  it("a service account's approved request is held to its limits at pickup, as they are then", async () => {
+    const bot = (maxGrantMs: number, connections: string[]) =>
+      authenticatedAs(
+        { name: 'ci-bot', kind: 'service-account', roles: ['user'], groups: [], maxGrantMs, connections },
+        'service-account-key',
+      );
+    const outcome = await access.request(bot(30 * MINUTE, ['guarded-db']), {
+      connection: 'guarded-db',
+      durationMs: 20 * MINUTE,
+      reason: 'r',
+    });
+    assert.ok(outcome.status === 'pending' && outcome.approval !== undefined);
+    await approvals.decide(outcome.approval, dana, 'approve');
+    // Lowered since it asked (Accounts.setLimits): the authenticated principal carries the new limits.
+    await assert.rejects(
+      access.credential(bot(10 * MINUTE, ['guarded-db']), outcome.request),
+      (e: AccessError) => e.code === 'too-long' && /is for 20m, and ci-bot now gets at most 10m: ask again$/.test(e.message),
+    );
+    await assert.rejects(access.credential(bot(30 * MINUTE, ['orders-db']), outcome.request), (e: AccessError) => e.code === 'not-allowed');
+    const granted = await access.credential(bot(30 * MINUTE, ['guarded-db']), outcome.request);
+    assert.equal(granted.expiresAt, T0 + 20 * MINUTE);
+  });
+
   it('past its window, an approved request gives no credential', async () => {
     const outcome = await access.request(person, { connection: 'guarded-db', durationMs: 10 * MINUTE, reason: 'r' });
     assert.ok(outcome.status === 'pending' && outcome.approval !== undefined);

@@ -177,8 +177,9 @@ export class AccessRequests {
   /**
    * The credential of one's own approved request, once: issues the grant as the approver, until
    * the approval time plus the duration asked for. Refused for another's request (as if it did
-   * not exist), one not approved (pending, denied, expired, or past its window) and one whose
-   * credential was picked up already.
+   * not exist), one not approved (pending, denied, expired, or past its window), one whose
+   * credential was picked up already, and one for longer than the service account's maximum or
+   * on a connection it may no longer use (its limits changed since it asked).
    */
   async credential(who: AuthenticatedPrincipal, requestId: string): Promise<Granted> {
     const name = who.principal.name;
@@ -203,6 +204,13 @@ export class AccessRequests {
     const connection = this.#connection(request.connection);
     if (!connection || (who.connections !== undefined && !who.connections.includes(connection.name))) {
       throw new AccessError('not-allowed', `no connection "${request.connection}" that ${name} may ask for`);
+    }
+    // The service account's limits may have been lowered since it asked: they hold at pickup too.
+    if (who.maxGrantMs !== undefined && request.durationMs > who.maxGrantMs) {
+      throw new AccessError(
+        'too-long',
+        `access request ${requestId} is for ${formatDuration(request.durationMs)}, and ${name} now gets at most ${formatDuration(who.maxGrantMs)}: ask again`,
+      );
     }
     const expiresAt = (request.decidedAt ?? this.#clock.now()) + request.durationMs;
     const ttlMs = expiresAt - this.#clock.now();

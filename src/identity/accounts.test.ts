@@ -276,6 +276,70 @@ describe('Accounts', () => {
     await assertNoSecretsAudited(first, second);
   });
 
+  it("changing a service account's limits applies to its next request and revokes the live grants beyond them, on record", async () => {
+    const { key } = await accounts.createServiceAccount(
+      { name: 'bot', maxGrantMs: 60 * MINUTE, connections: ['orders', 'billing'] },
+      'admin',
+    );
+    const mint = (connection: string, ttlMs: number) => credentials.mint({ principal: 'bot', connection, ttlMs, grantedBy: 'policy' });
+    const short = await mint('orders', 10 * MINUTE);
+    const long = await mint('orders', 60 * MINUTE);
+    const billing = await mint('billing', 5 * MINUTE);
+    const expired = await mint('billing', MINUTE);
+    const other = await credentials.mint({ principal: 'carol', connection: 'billing', ttlMs: 60 * MINUTE, grantedBy: 'policy' });
+    clock.advance(2 * MINUTE);
+
+    const changed = await accounts.setLimits('bot', { maxGrantMs: 15 * MINUTE, connections: ['orders', 'orders'] }, 'ada');
+    assert.equal(changed.account.maxGrantMs, 15 * MINUTE);
+    assert.deepEqual(changed.account.connections, ['orders']);
+    assert.deepEqual([...changed.revoked].sort(), [long.grantId, billing.grantId].sort());
+    const state = async (id: string) => (await store.getGrant(id))?.revokeReason;
+    assert.equal(await state(long.grantId), 'limits changed: bot now gets grants of at most 15m');
+    assert.equal(await state(billing.grantId), 'limits changed: bot may no longer use billing');
+    assert.equal(await state(short.grantId), undefined, 'within the new limits: kept');
+    assert.equal(await state(expired.grantId), undefined, 'expired already: nothing to revoke');
+    assert.equal(await state(other.grantId), undefined, "another principal's grant is not touched");
+    const who = await accounts.authenticateKey(key);
+    assert.equal(who?.maxGrantMs, 15 * MINUTE, 'the next request has the new limits');
+    assert.deepEqual(who?.connections, ['orders']);
+
+    const [limits] = await events('service-account.limits');
+    assert.deepEqual([limits?.actor, limits?.subject, limits?.outcome], ['ada', 'bot', 'success']);
+    assert.deepEqual(limits?.details, {
+      from: { maxGrantMs: 60 * MINUTE, connections: ['orders', 'billing'] },
+      to: { maxGrantMs: 15 * MINUTE, connections: ['orders'] },
+      grantsRevoked: changed.revoked,
+    });
+    const revokedEvents = (await events('grant.revoked')).map((e) => [e.actor, e.subject]);
+    assert.deepEqual(
+      revokedEvents.sort(),
+      [
+        ['ada', long.grantId],
+        ['ada', billing.grantId],
+      ].sort(),
+    );
+
+    // An absent field stays; null removes the limit; raising a limit revokes nothing.
+    const raised = await accounts.setLimits('bot', { connections: null }, 'ada');
+    assert.deepEqual([raised.account.maxGrantMs, raised.account.connections, raised.revoked], [15 * MINUTE, undefined, []]);
+    const open = await accounts.setLimits('bot', { maxGrantMs: null }, 'ada');
+    assert.deepEqual([open.account.maxGrantMs, open.account.connections], [undefined, undefined]);
+    // An empty list: no connection at all, so every live grant goes.
+    const none = await accounts.setLimits('bot', { connections: [] }, 'ada');
+    assert.deepEqual(none.revoked, [short.grantId]);
+
+    await assert.rejects(accounts.setLimits('bot', {}, 'ada'), accountError('invalid-input', /maximum grant duration, connections/));
+    for (const maxGrantMs of [0, 1.5, 400 * 86_400_000]) {
+      await assert.rejects(accounts.setLimits('bot', { maxGrantMs }, 'ada'), accountError('invalid-input'));
+    }
+    await assert.rejects(accounts.setLimits('bot', { connections: ['no spaces'] }, 'ada'), accountError('invalid-input'));
+    await accounts.createUser({ name: 'alice' }, 'admin');
+    await assert.rejects(accounts.setLimits('alice', { maxGrantMs: MINUTE }, 'ada'), accountError('wrong-kind'));
+    await assert.rejects(accounts.setLimits('nobody', { maxGrantMs: MINUTE }, 'ada'), accountError('unknown'));
+    assert.equal((await events('service-account.limits')).length, 4, 'refused changes are not changes');
+    await assertNoSecretsAudited(key);
+  });
+
   it('disabling stops password, key and session logins and revokes live grants and sessions; enabling lets the account in again', async () => {
     await accounts.createUser({ name: 'alice', password: PASSWORD }, 'admin');
     const { key } = await accounts.createServiceAccount({ name: 'bot' }, 'admin');

@@ -13,6 +13,10 @@
  *   an account has at most one working key, and rotation ends the old one in the same
  *   transaction. A service account holds no role beyond `user`: its key can do nothing but ask
  *   for short-lived grants (within `maxGrantMs` and `connections` when set).
+ * - A service account's limits may be changed at any time (`setLimits`); the change applies to
+ *   the next request at once, and every live grant the new limits would not give (one lasting
+ *   longer than the new maximum, or on a connection no longer allowed) is revoked in the same
+ *   call, so that lowering a limit never leaves access beyond it.
  * - Disabling an account stops every way in (password, key, session, OIDC) and revokes its
  *   live grants and its gateway sessions. Enabling it again does not bring those back; its
  *   key (if any) works again.
@@ -22,12 +26,14 @@
  * authentications (which happen per request), so it is accurate to the minute. Rate limiting
  * password attempts is the caller's job. A grant being minted at the instant an account is
  * disabled may escape the revocation sweep; it still cannot be used to log in to the gateway.
+ * Likewise a grant minted under the old limits at the instant they are lowered may escape.
  */
 
 import { createHash, randomBytes } from 'node:crypto';
 import { verifiedPrincipal, type Clock, type Principal } from '../core/index.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { StoreConflictError, type AccountRecord, type Store } from '../store/index.ts';
+import { formatDuration } from '../core/duration.ts';
+import { StoreConflictError, type AccountRecord, type GrantRecord, type Store } from '../store/index.ts';
 import { MAX_CREDENTIAL_TTL_MS, type Credentials } from './credentials.ts';
 import {
   checkPasswordPolicy,
@@ -81,6 +87,19 @@ export interface AuthenticatedPrincipal {
   /** Service accounts only. */
   readonly maxGrantMs?: number | undefined;
   readonly connections?: readonly string[] | undefined;
+}
+
+/** A change of a service account's limits: an absent field is left as it is, `null` removes the limit. */
+export interface LimitChanges {
+  readonly maxGrantMs?: number | null;
+  /** The only connections it may ask for; an empty list means none. */
+  readonly connections?: readonly string[] | null;
+}
+
+export interface ChangedLimits {
+  readonly account: Account;
+  /** The live grants that the new limits would not give, revoked. */
+  readonly revoked: readonly string[];
 }
 
 export type AccountErrorCode = 'exists' | 'unknown' | 'disabled' | 'weak-password' | 'invalid-name' | 'wrong-kind' | 'invalid-input';
@@ -166,6 +185,36 @@ function checkServiceAccountRoles(roles: readonly GatewayRole[]): void {
   if (extra.length > 0) {
     throw new AccountError('wrong-kind', `a service account can hold only the user role, not ${extra.join(', ')}`);
   }
+}
+
+function checkMaxGrant(ms: number): number {
+  if (!(Number.isSafeInteger(ms) && ms > 0 && ms <= MAX_CREDENTIAL_TTL_MS)) {
+    throw new AccountError('invalid-input', 'maxGrantMs must be a whole number of milliseconds from 1 to 366 days');
+  }
+  return ms;
+}
+
+function checkConnections(list: readonly string[]): string[] {
+  // Fail closed: an empty list means "no connection", not "any".
+  const connections = [...new Set(list)];
+  if (connections.some((c) => typeof c !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(c))) {
+    throw new AccountError('invalid-input', 'a connection name is 1 to 63 letters, digits, ".", "_" or "-"');
+  }
+  return connections;
+}
+
+/** Why a live grant is beyond a service account's limits, or undefined when it is within them. */
+export function beyondLimits(
+  grant: Pick<GrantRecord, 'connection' | 'createdAt' | 'expiresAt'>,
+  limits: Pick<Account, 'name' | 'maxGrantMs' | 'connections'>,
+): string | undefined {
+  if (limits.connections !== undefined && !limits.connections.includes(grant.connection)) {
+    return `${limits.name} may no longer use ${grant.connection}`;
+  }
+  if (limits.maxGrantMs !== undefined && grant.expiresAt - grant.createdAt > limits.maxGrantMs) {
+    return `${limits.name} now gets grants of at most ${formatDuration(limits.maxGrantMs)}`;
+  }
+  return undefined;
 }
 
 function checkGroups(groups: readonly string[]): string[] {
@@ -270,18 +319,8 @@ export class Accounts {
     const name = checkName(input.name);
     const roles = checkRoles(input.roles ?? ['user']);
     checkServiceAccountRoles(roles);
-    const maxGrantMs = input.maxGrantMs;
-    if (maxGrantMs !== undefined && !(Number.isSafeInteger(maxGrantMs) && maxGrantMs > 0 && maxGrantMs <= MAX_CREDENTIAL_TTL_MS)) {
-      throw new AccountError('invalid-input', 'maxGrantMs must be a whole number of milliseconds from 1 to 366 days');
-    }
-    let connections: string[] | undefined;
-    if (input.connections !== undefined) {
-      // Fail closed: an empty list means "no connection", not "any".
-      connections = [...new Set(input.connections)];
-      if (connections.some((c) => typeof c !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(c))) {
-        throw new AccountError('invalid-input', 'a connection name is 1 to 63 letters, digits, ".", "_" or "-"');
-      }
-    }
+    const maxGrantMs = input.maxGrantMs === undefined ? undefined : checkMaxGrant(input.maxGrantMs);
+    const connections = input.connections === undefined ? undefined : checkConnections(input.connections);
     const now = this.#clock.now();
     const record = await this.#insert({ name, kind: 'service-account', roles, groups: [], createdAt: now, maxGrantMs, connections });
     const key = await this.#newKey(name, now);
@@ -301,6 +340,49 @@ export class Accounts {
     const key = await this.#newKey(name, this.#clock.now());
     await this.#audit.append({ actor: by, action: 'service-account.key-rotated', subject: name, outcome: 'success' });
     return key;
+  }
+
+  /**
+   * Changes a service account's limits. New requests get the new limits at once; then every live
+   * grant beyond them (longer than the new maximum, or on a connection no longer allowed) is
+   * revoked, and its live sessions end within seconds. One `service-account.limits` audit event
+   * with the limits before and after and the grants revoked (each also a `grant.revoked`).
+   */
+  async setLimits(name: string, changes: LimitChanges, by: string): Promise<ChangedLimits> {
+    const record = await this.#require(name);
+    if (record.kind !== 'service-account') throw new AccountError('wrong-kind', `${name} is a user: limits are for service accounts`);
+    if (changes.maxGrantMs === undefined && changes.connections === undefined) {
+      throw new AccountError('invalid-input', 'give a maximum grant duration, connections, or both');
+    }
+    const maxGrantMs =
+      changes.maxGrantMs === undefined ? record.maxGrantMs : changes.maxGrantMs === null ? undefined : checkMaxGrant(changes.maxGrantMs);
+    const connections =
+      changes.connections === undefined
+        ? record.connections
+        : changes.connections === null
+          ? undefined
+          : checkConnections(changes.connections);
+    // Order matters, as for a disable: first the limits of new requests, then the sweep of what is out.
+    const updated = await this.#store.updateAccount(name, { maxGrantMs: maxGrantMs ?? null, connections: connections ?? null });
+    if (!updated) throw new AccountError('unknown', `no account named ${name}`);
+    const account = toAccount(updated);
+    const revoked: string[] = [];
+    for (const grant of await this.#liveGrants(name)) {
+      const why = beyondLimits(grant, account);
+      if (why !== undefined && (await this.#credentials.revoke(grant.id, { by, reason: `limits changed: ${why}` }))) revoked.push(grant.id);
+    }
+    await this.#audit.append({
+      actor: by,
+      action: 'service-account.limits',
+      subject: name,
+      outcome: 'success',
+      details: {
+        from: { maxGrantMs: record.maxGrantMs ?? null, connections: record.connections ?? null },
+        to: { maxGrantMs: account.maxGrantMs ?? null, connections: account.connections ?? null },
+        grantsRevoked: revoked,
+      },
+    });
+    return { account, revoked };
   }
 
   async authenticateKey(key: string): Promise<AuthenticatedPrincipal | undefined> {
@@ -420,6 +502,23 @@ export class Accounts {
       if (error instanceof StoreConflictError)
         throw new AccountError('exists', `an account named ${input.name} already exists (names ignore letter case)`);
       throw error;
+    }
+  }
+
+  /** Every live grant of `principal`, a page at a time. */
+  async #liveGrants(principal: string): Promise<GrantRecord[]> {
+    const now = this.#clock.now();
+    const all: GrantRecord[] = [];
+    for (;;) {
+      const last = all.at(-1);
+      const page = await this.#store.listGrants({
+        principal,
+        liveAt: now,
+        limit: 1000,
+        ...(last && { before: { createdAt: last.createdAt, id: last.id } }),
+      });
+      all.push(...page);
+      if (page.length < 1000) return all;
     }
   }
 

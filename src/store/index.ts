@@ -32,6 +32,8 @@ export type {
   GatewaySessionRecord,
   NewGatewaySession,
   RecordingUsage,
+  ConnectionUsage,
+  PrincipalUsage,
   EndedSession,
   EndedSessionQuery,
   DeletedRecordings,

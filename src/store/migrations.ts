@@ -272,6 +272,12 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('grants').addColumn('plan', 'text').execute();
     },
   },
+  '0014_service_account_usage': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A principal's usage (identity/service-accounts.ts): its grants from a time on, and its last one, by index.
+      await db.schema.createIndex('grants_principal_created').on('grants').columns(['principal', 'created_at']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -389,6 +389,91 @@ for (const backend of [sqlite, postgres]) {
       assert.deepEqual(await store.listSessions({ principal: 'nobody', limit: 10 }), []);
     });
 
+    test(
+      "usage: a principal's grants, sessions and statements in a window by connection, what is live, the last of each",
+      { skip },
+      async () => {
+        const who = `usage-${randomBytes(3).toString('hex')}`;
+        const B = T0 + 50 * 24 * HOUR;
+        const now = B + 10 * HOUR;
+        const MIN = 60_000;
+        await store.insertGrant(grant({ principal: who, connection: 'a', createdAt: B - 2 * HOUR, expiresAt: B - HOUR }));
+        await store.insertGrant(grant({ principal: who, connection: 'a', createdAt: B + HOUR, expiresAt: B + 11 * HOUR }));
+        const revoked = await store.insertGrant(
+          grant({ principal: who, connection: 'b', createdAt: B + 2 * HOUR, expiresAt: B + 12 * HOUR }),
+        );
+        await store.revokeGrant(revoked.id, B + 5 * HOUR, { by: 'ada' });
+        const last = await store.insertGrant(grant({ principal: who, connection: 'c', createdAt: B + 3 * HOUR, expiresAt: B + 4 * HOUR }));
+        await store.insertGrant(grant({ principal: `${who}-other`, connection: 'a', createdAt: B + HOUR, expiresAt: now + HOUR }));
+        const session = async (
+          connection: string,
+          startedAt: number,
+          endedAt: number | undefined,
+          statements: [number, NewStatement['outcome']][],
+        ) => {
+          const s = await store.startSession({
+            protocol: 'postgres',
+            principal: who,
+            connection,
+            grantId: 'grt_x',
+            clientAddress: '[::1]:1',
+            startedAt,
+          });
+          if (endedAt !== undefined) await store.endSession(s.id, endedAt, 'client closed');
+          await store.insertStatements(
+            statements.map(([at, outcome], i) => ({
+              sessionId: s.id,
+              seq: i + 1,
+              text: 'select 1',
+              startedAt: at,
+              durationMs: 1,
+              outcome,
+            })),
+          );
+        };
+        // Ended before the window: nothing of it counts.
+        await session('a', B - 2 * HOUR, B - 90 * MIN, [[B - 2 * HOUR, 'ok']]);
+        // Started before the window, ran in it: its statements from `since` on count, the session does not.
+        await session('a', B - 30 * MIN, B + 30 * MIN, [
+          [B - 20 * MIN, 'ok'],
+          [B + 10 * MIN, 'ok'],
+          [B + 20 * MIN, 'denied'],
+        ]);
+        // Live.
+        await session('b', B + 2 * HOUR, undefined, [
+          [B + 2 * HOUR, 'ok'],
+          [B + 2 * HOUR + 1000, 'error'],
+          [B + 2 * HOUR + 2000, 'denied'],
+          [B + 2 * HOUR + 3000, 'cancelled'],
+        ]);
+        const usage = await store.principalUsage(who, B, now);
+        assert.deepEqual(usage.connections, [
+          { connection: 'a', grants: 1, sessions: 0, statements: 2, refused: 1, failed: 0, lastUsedAt: B + HOUR },
+          { connection: 'b', grants: 1, sessions: 1, statements: 4, refused: 1, failed: 1, lastUsedAt: B + 2 * HOUR + 3000 },
+          { connection: 'c', grants: 1, sessions: 0, statements: 0, refused: 0, failed: 0, lastUsedAt: B + 3 * HOUR },
+        ]);
+        assert.equal(usage.liveGrants, 1);
+        assert.equal(usage.liveSessions, 1);
+        assert.deepEqual(usage.lastGrant, last);
+        assert.equal(usage.lastSessionAt, B + 2 * HOUR);
+        // A window that starts later leaves out what came before it, but not what is live or last.
+        const later = await store.principalUsage(who, B + 3 * HOUR, now);
+        assert.deepEqual(
+          later.connections.map((c) => [c.connection, c.grants, c.statements]),
+          [['c', 1, 0]],
+        );
+        assert.equal(later.liveGrants, 1);
+        assert.equal(later.lastGrant?.id, last.id);
+        assert.deepEqual(await store.principalUsage(`${who}-nobody`, B, now), {
+          connections: [],
+          liveGrants: 0,
+          liveSessions: 0,
+          lastGrant: undefined,
+          lastSessionAt: undefined,
+        });
+      },
+    );
+
     test('accounts: insert, get, list by name, update and clear fields', { skip }, async () => {
       const tag = randomBytes(3).toString('hex');
       const user = await store.insertAccount({

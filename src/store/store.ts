@@ -372,6 +372,34 @@ export interface ServiceAccountKeyRecord {
   readonly revokedAt: number | undefined;
 }
 
+/** What a principal did on one connection from a time on (`Store.principalUsage`). */
+export interface ConnectionUsage {
+  readonly connection: string;
+  readonly grants: number;
+  readonly sessions: number;
+  /** Every recorded statement, refused and failed ones included. */
+  readonly statements: number;
+  /** Statements refused by the gateway (outcome `denied`). */
+  readonly refused: number;
+  /** Statements the target answered with an error (outcome `error`). */
+  readonly failed: number;
+  /** The latest grant issued, session started or statement started on it in the window. */
+  readonly lastUsedAt: number;
+}
+
+/** A principal's use of its access: in a window (`since` on) per connection, and the latest of each, ever. */
+export interface PrincipalUsage {
+  /** The connections with a grant issued, a session started or a statement run from `since` on, by name. */
+  readonly connections: readonly ConnectionUsage[];
+  /** Grants neither revoked nor expired at `now`. */
+  readonly liveGrants: number;
+  /** Sessions not ended (a gateway that died leaves its sessions open in the store). */
+  readonly liveSessions: number;
+  /** The newest grant and session start, whenever they were. */
+  readonly lastGrant: GrantRecord | undefined;
+  readonly lastSessionAt: number | undefined;
+}
+
 export interface NewServiceAccountKey {
   /** Generated (`sak_…`) when absent. */
   readonly id?: string;
@@ -432,6 +460,11 @@ export interface Store {
   findServiceAccountKeyByHash(hash: string): Promise<ServiceAccountKeyRecord | undefined>;
   /** Newest first. */
   listServiceAccountKeys(account: string): Promise<ServiceAccountKeyRecord[]>;
+  /**
+   * What `principal` did with its access from `since` on (grants issued, sessions started,
+   * statements started, by connection), what is live at `now`, and its last grant and session.
+   */
+  principalUsage(principal: string, since: number, now: number): Promise<PrincipalUsage>;
   insertGatewaySession(s: NewGatewaySession): Promise<GatewaySessionRecord>;
   getGatewaySession(id: string): Promise<GatewaySessionRecord | undefined>;
   findGatewaySessionByTokenHash(hash: string): Promise<GatewaySessionRecord | undefined>;
@@ -917,6 +950,91 @@ class KyselyStore implements Store {
       .orderBy('id', 'desc')
       .execute();
     return rows.map(toServiceAccountKey);
+  }
+
+  async principalUsage(principal: string, since: number, now: number): Promise<PrincipalUsage> {
+    const db = this.#db;
+    /** Grants issued or sessions started from `since` on, by connection: how many, and the latest. */
+    const started = (table: 'grants' | 'sessions', at: 'created_at' | 'started_at') =>
+      db
+        .selectFrom(table)
+        .select((eb) => ['connection', eb.fn.countAll().as('n'), eb.fn.max(sql.ref<number>(at)).as('last')])
+        .where('principal', '=', principal)
+        .where(sql.ref(at), '>=', since)
+        .groupBy('connection')
+        .execute();
+    const [grants, sessions, statements, live, liveSessions, lastGrant, lastSession] = await Promise.all([
+      started('grants', 'created_at'),
+      started('sessions', 'started_at'),
+      db
+        .selectFrom('statements as st')
+        .innerJoin('sessions as se', 'se.id', 'st.session_id')
+        .select((eb) => [
+          'se.connection',
+          eb.fn.countAll().as('n'),
+          eb.fn.sum(eb.case().when('st.outcome', '=', 'denied').then(1).else(0).end()).as('refused'),
+          eb.fn.sum(eb.case().when('st.outcome', '=', 'error').then(1).else(0).end()).as('failed'),
+          eb.fn.max('st.started_at').as('last'),
+        ])
+        .where('se.principal', '=', principal)
+        // A session that ended before the window ran nothing in it: its statements are not read.
+        .where((eb) => eb.or([eb('se.ended_at', 'is', null), eb('se.ended_at', '>=', since)]))
+        .where('st.started_at', '>=', since)
+        .groupBy('se.connection')
+        .execute(),
+      db
+        .selectFrom('grants')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('principal', '=', principal)
+        .where('revoked_at', 'is', null)
+        .where('expires_at', '>', now)
+        .executeTakeFirstOrThrow(),
+      db
+        .selectFrom('sessions')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('principal', '=', principal)
+        .where('ended_at', 'is', null)
+        .executeTakeFirstOrThrow(),
+      db
+        .selectFrom('grants')
+        .selectAll()
+        .where('principal', '=', principal)
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(1)
+        .executeTakeFirst(),
+      db
+        .selectFrom('sessions')
+        .select((eb) => eb.fn.max('started_at').as('last'))
+        .where('principal', '=', principal)
+        .executeTakeFirst(),
+    ]);
+    const byConnection = new Map<string, { -readonly [K in keyof ConnectionUsage]: ConnectionUsage[K] }>();
+    const entry = (connection: string, last: unknown) => {
+      let usage = byConnection.get(connection);
+      if (!usage) {
+        usage = { connection, grants: 0, sessions: 0, statements: 0, refused: 0, failed: 0, lastUsedAt: 0 };
+        byConnection.set(connection, usage);
+      }
+      usage.lastUsedAt = Math.max(usage.lastUsedAt, Number(last));
+      return usage;
+    };
+    for (const g of grants) entry(g.connection, g.last).grants = Number(g.n);
+    for (const s of sessions) entry(s.connection, s.last).sessions = Number(s.n);
+    for (const s of statements) {
+      const usage = entry(s.connection, s.last);
+      usage.statements = Number(s.n);
+      usage.refused = Number(s.refused);
+      usage.failed = Number(s.failed);
+    }
+    const lastSessionAt = lastSession?.last;
+    return {
+      connections: [...byConnection.values()].sort((a, b) => (a.connection < b.connection ? -1 : a.connection > b.connection ? 1 : 0)),
+      liveGrants: Number(live.n),
+      liveSessions: Number(liveSessions.n),
+      lastGrant: lastGrant && toGrant(lastGrant),
+      lastSessionAt: lastSessionAt === null || lastSessionAt === undefined ? undefined : Number(lastSessionAt),
+    };
   }
 
   async insertGatewaySession(s: NewGatewaySession): Promise<GatewaySessionRecord> {
