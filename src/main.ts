@@ -9,6 +9,7 @@ import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { identityRoutes } from './api/identity-routes.ts';
 import { oidcRoutes } from './api/oidc-routes.ts';
+import { serviceAccountRoutes } from './api/service-account-routes.ts';
 import { policyRoutes } from './api/policy-routes.ts';
 import { approvalRoutes } from './api/approval-routes.ts';
 import { auditRoutes } from './api/audit-routes.ts';
@@ -235,6 +236,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       connections: config.connections,
       postgres: postgresAddress,
     }).concat(
+      serviceAccountRoutes({ accounts, store, clock, connections: config.connections.map((c) => c.name) }),
       oidcRoutes({ oidc: config.oidc, sessions }),
       policyRoutes({ policy, connections: config.connections, clock }),
       auditRoutes({ store, clock, trusted: new Map([[keyId(signingKey), createPublicKey(signingKey)]]) }),

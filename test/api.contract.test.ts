@@ -242,6 +242,18 @@ async function umasApprovedRequest(): Promise<string> {
   return request;
 }
 
+let contractBot: Promise<string> | undefined;
+/** A service account whose key asked for a 30-minute grant on `local`: its name. */
+function serviceAccountWithAGrant(): Promise<string> {
+  contractBot ??= (async () => {
+    const { key } = await gw.gateway.accounts.createServiceAccount({ name: 'contract-bot', connections: ['local', 'guarded'] }, 'test');
+    const r = await callApi(api, 'POST', '/api/access/requests', key, { connection: 'local', duration: '30m', reason: 'contract' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return 'contract-bot';
+  })();
+  return contractBot;
+}
+
 /** An approval already decided. */
 async function decidedApproval(): Promise<number> {
   const id = await pendingApproval();
@@ -381,6 +393,50 @@ function cases(): Record<string, readonly Call[]> {
       { as: 'admin', path: '/api/service-accounts/etl-bot/rotate', status: 200 },
       { as: 'admin', path: '/api/service-accounts/carol/rotate', status: 400 },
       { as: 'admin', path: '/api/service-accounts/nobody/rotate', status: 404 },
+    ],
+    'GET /api/service-accounts': [
+      {
+        as: 'auditor',
+        path: async () => `/api/service-accounts?after=${(await serviceAccountWithAGrant()).slice(0, -1)}`,
+        status: 200,
+        then: (body) =>
+          assert.ok(body.serviceAccounts.some((a: { name: string; key: { works: boolean } }) => a.name === 'contract-bot' && a.key.works)),
+      },
+      { as: 'admin', path: '/api/service-accounts?limit=1', status: 200, then: (body) => assert.equal(body.serviceAccounts.length, 1) },
+      { as: 'admin', path: '/api/service-accounts?limit=0', status: 400 },
+    ],
+    'GET /api/service-accounts/{name}': [
+      {
+        as: 'auditor',
+        path: async () => `/api/service-accounts/${await serviceAccountWithAGrant()}?since=7d`,
+        status: 200,
+        then: (body) =>
+          assert.ok(body.usage.grants.issued >= 1 && body.usage.connections.some((c: { connection: string }) => c.connection === 'local')),
+      },
+      { as: 'admin', path: '/api/service-accounts/uma', status: 404, then: (body) => assert.equal(body.code, 'account-unknown') },
+      { as: 'admin', path: '/api/service-accounts/contract-bot?since=banana', status: 400 },
+    ],
+    'PUT /api/service-accounts/{name}/limits': [
+      {
+        as: 'admin',
+        path: async () => `/api/service-accounts/${await serviceAccountWithAGrant()}/limits`,
+        body: { maxGrantDuration: '10m', connections: ['local'] },
+        status: 200,
+        then: (body) => {
+          assert.deepEqual([body.account.maxGrantDuration, body.account.connections], ['10m', ['local']]);
+          assert.equal(body.revokedGrants.length, 1, 'its 30-minute grant is beyond the new maximum');
+        },
+      },
+      { as: 'admin', path: '/api/service-accounts/uma/limits', body: { maxGrantDuration: null }, status: 400 },
+      { as: 'admin', path: '/api/service-accounts/contract-bot/limits', body: {}, status: 400 },
+      {
+        as: 'admin',
+        path: '/api/service-accounts/contract-bot/limits',
+        body: { maxGrant: '1h' },
+        status: 400,
+        then: (body) => assert.equal(body.code, 'invalid-body', 'a misspelt field is refused, not ignored'),
+      },
+      { as: 'admin', path: '/api/service-accounts/nobody/limits', body: { connections: null }, status: 404 },
     ],
     'GET /api/policies': [{ as: 'auditor', status: 200 }],
     'POST /api/policies/check': [

@@ -32,7 +32,7 @@ export interface IdentityRouteDeps {
 
 const role = z.enum(GATEWAY_ROLES as unknown as [string, ...string[]]);
 const name = z.string().min(1).max(63);
-const durationText = z.string().refine(
+export const durationText = z.string().refine(
   (text) => {
     try {
       parseDuration(text);
@@ -306,7 +306,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
       access: 'authenticated',
       status: 201,
       response: accessGranted,
-      errors: { 404: ['unknown-request', 'not-allowed'], 409: ['not-approved', 'already-issued'] },
+      errors: { 404: ['unknown-request', 'not-allowed'], 409: ['not-approved', 'already-issued', 'too-long'] },
       handler: async ({ who, params }) => {
         try {
           const granted = await deps.access.credential(who!, params['id'] ?? '');
@@ -536,7 +536,8 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
   ];
 }
 
-async function accountCall<T>(call: () => Promise<T>): Promise<T> {
+/** An AccountError as the API answers it: 404 `account-unknown`, 409 `account-exists`, else 400 `account-<code>`. */
+export async function accountCall<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (error) {
