@@ -299,6 +299,31 @@ function cases(): Record<string, readonly Call[]> {
       { as: 'user', body: { connection: 'nowhere', reason: 'INC-3' }, status: 404 },
       { as: 'user', body: { connection: 'local', duration: '2h', reason: 'INC-4' }, status: 400 },
       { as: 'user', body: { connection: 'local', reason: '   ' }, status: 400 },
+      {
+        as: 'user',
+        body: { connection: 'local', reason: 'INC-5', plan: { steps: [{ actions: ['read'], tables: ['orders'] }] } },
+        status: 202,
+        then: (body) => assert.match(body.plan, /^req_/),
+      },
+      {
+        as: 'user',
+        body: { connection: 'local', reason: 'INC-6', plan: { steps: [{ actions: ['fly'], tables: [] }] } },
+        status: 400,
+        then: (body) => assert.equal(body.code, 'invalid-plan'),
+      },
+    ],
+    'POST /api/access/plans/{id}/finish': [
+      {
+        as: 'user',
+        path: async () => {
+          const plan = { steps: [{ actions: ['select'], tables: ['orders'] }] };
+          const r = await callApi(api, 'POST', '/api/access/requests', tokens.user, { connection: 'local', reason: 'contract', plan });
+          return `/api/access/plans/${r.body.plan}/finish`;
+        },
+        status: 200,
+        then: (body) => assert.equal(body.status, 'withdrawn'),
+      },
+      { as: 'user', path: '/api/access/plans/req_nothing/finish', status: 404 },
     ],
     'GET /api/access/requests': [
       { as: 'user', status: 200 },

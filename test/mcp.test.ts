@@ -9,11 +9,16 @@
  */
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import pg from 'pg';
 import { callApi } from './support/api.ts';
+import { run } from './support/cli.ts';
 import { HOLD_UPDATES, startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, eventually, type ThrowawayDatabase } from './support/pg-db.ts';
 
@@ -154,8 +159,12 @@ describe('the MCP server for agents', () => {
       assert.equal(other.isError, true);
 
       // All of it is in the session's recording, as any client's statements are.
-      const sessions = await gw.gateway.store.listSessions({ principal: 'etl-bot' });
-      const statements = (await Promise.all(sessions.map((s) => gw.gateway.store.listStatements(s.id)))).flat().map((s) => s.text);
+      // (Recordings are written a moment after the statement's answer.)
+      const recorded = async () => {
+        const sessions = await gw.gateway.store.listSessions({ principal: 'etl-bot' });
+        return (await Promise.all(sessions.map((s) => gw.gateway.store.listStatements(s.id)))).flat().map((s) => s.text);
+      };
+      const statements = await eventually(recorded, (texts) => texts.includes('update orders set total = 11 where id = 1'));
       assert.ok(statements.includes('drop table orders'));
       assert.ok(statements.includes('update orders set total = 11 where id = 1'));
     } finally {
@@ -231,6 +240,46 @@ describe('the MCP server for agents', () => {
       assert.equal((await gw.gateway.store.listAudit({ action: 'plan.finished' })).length, 1);
     } finally {
       await client.close();
+    }
+  });
+
+  it('a plan from the CLI holds a native client to its steps, and access finish ends its session', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drawbridge-plan-'));
+    const agent = { DRAWBRIDGE_TOKEN: key, DRAWBRIDGE_GATEWAY: api, XDG_CONFIG_HOME: dir };
+    try {
+      const file = join(dir, 'plan.yaml');
+      await writeFile(file, 'steps:\n  - actions: [select]\n    tables: [orders]\n');
+      const asked = await run(process.execPath, ['bin/drawbridge.js', 'access', 'request', 'shop', '--reason', 'INC-9', '--plan', file], agent);
+      assert.equal(asked.code, 0, asked.stderr);
+      const request = /^request (req_\S+) for shop \(15m\) waits for an approver: approval #(\d+)/.exec(asked.stdout);
+      assert.ok(request, asked.stdout);
+      assert.match(asked.stdout, new RegExp(`when the work is done: drawbridge access finish ${request[1]}`));
+      await approve(Number(request[2]));
+      const picked = await run(process.execPath, ['bin/drawbridge.js', 'access', 'credential', request[1]!], agent);
+      assert.equal(picked.code, 0, picked.stderr);
+      const credential = picked.stdout.split('\n')[0]!;
+
+      const client = new pg.Client({ host: '127.0.0.1', port: gw.pgPort, user: 'etl-bot', database: 'shop', password: credential });
+      await client.connect();
+      // The FATAL that ends the session, then the socket's end: both are errors to pg.
+      const ended = new Promise<Error & { code?: string }>((resolve) => client.on('error', resolve));
+      assert.equal((await client.query('select count(*)::int as n from orders')).rows[0].n, 2);
+      await assert.rejects(client.query('select * from refunds'), (e: Error & { code?: string }) => {
+        assert.equal(e.code, '42501');
+        assert.match(e.message, /blocked by policy "plan": select of refunds is outside the approved plan req_/);
+        return true;
+      });
+      assert.equal((await client.query('select 1 as still')).rows[0].still, 1, 'the session goes on after a refusal');
+
+      const finished = await run(process.execPath, ['bin/drawbridge.js', 'access', 'finish', request[1]!], agent);
+      assert.equal(finished.code, 0, finished.stderr);
+      assert.match(finished.stdout, /is done: grant grt_\S+ has ended/);
+      await gw.gateway.pollRevocations();
+      const fatal = await ended;
+      assert.equal(fatal.code, '57P01');
+      assert.match(fatal.message, new RegExp(`^terminating connection: access grant grt_\\S+ was revoked by etl-bot: plan ${request[1]} finished$`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

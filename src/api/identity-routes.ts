@@ -10,6 +10,7 @@ import { parseDuration } from '../core/duration.ts';
 import type { Clock, Connection } from '../core/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { AccessError, type AccessRequests } from '../identity/access.ts';
+import { MAX_PLAN_STEPS, parsePlanSteps, PlanError } from '../policy/plan.ts';
 import { AccountError, GATEWAY_ROLES, toAccount, type Account, type Accounts, type AuthenticatedPrincipal } from '../identity/accounts.ts';
 import type { Credentials } from '../identity/credentials.ts';
 import type { GatewaySessions } from '../identity/gateway-sessions.ts';
@@ -106,6 +107,8 @@ const accessRequestView = z.object({
   grant: z.string().nullable(),
   /** The approval that decides it, when it needs one. */
   approval: z.number().int().nullable(),
+  /** The steps of the plan it came with; null for a request without one. */
+  plan: z.array(z.object({ actions: z.array(z.string()), tables: z.array(z.string()), template: z.string().optional() })).nullable(),
 });
 const accessPending = z.object({
   status: z.literal('pending'),
@@ -115,7 +118,12 @@ const accessPending = z.object({
   /** The approval that decides it, and where a person decides it. */
   approval: z.number().int().nullable(),
   url: z.string().nullable(),
+  /** A request with a plan: its id, to finish it with (POST /api/access/plans/:id/finish). */
+  plan: z.string().nullable(),
 });
+
+/** One step of a plan: what it does (policy action names), to which tables, optionally as one statement shape. */
+const planStep = z.object({ actions: z.array(z.string()), tables: z.array(z.string()), template: z.string().optional() });
 
 const REQUEST_STATES = ['pending', 'granted', 'denied', 'expired'] as const;
 
@@ -202,22 +210,28 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
         'Ask for access to a connection for a while, for a reason. 201 with a credential when policy grants it at once; 202 when it waits for approval.',
       access: 'authenticated',
       status: 201,
-      body: z.object({ connection: name, duration: durationText.optional(), reason: z.string().min(1).max(1000) }),
+      body: z.object({
+        connection: name,
+        duration: durationText.optional(),
+        reason: z.string().min(1).max(1000),
+        plan: z.object({ steps: z.array(planStep).min(1).max(MAX_PLAN_STEPS) }).optional(),
+      }),
       response: accessGranted,
       otherResponses: { 202: accessPending },
-      errors: { 400: ['too-long', 'reason-required'], 404: ['unknown-connection', 'not-allowed'] },
+      errors: { 400: ['too-long', 'reason-required', 'invalid-plan'], 404: ['unknown-connection', 'not-allowed'] },
       handler: async ({
         who,
         body,
       }: {
         who: AuthenticatedPrincipal | undefined;
-        body: { connection: string; duration?: string; reason: string };
+        body: { connection: string; duration?: string; reason: string; plan?: { steps: unknown[] } };
       }) => {
         try {
           const outcome = await deps.access.request(who!, {
             connection: body.connection,
             durationMs: body.duration === undefined ? undefined : parseDuration(body.duration),
             reason: body.reason,
+            plan: body.plan && parsePlanSteps(body.plan.steps),
           });
           if (outcome.status === 'pending') {
             return new StatusReply(202, {
@@ -227,6 +241,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
               duration: formatDuration(outcome.durationMs),
               approval: outcome.approval ?? null,
               url: outcome.url ?? null,
+              plan: body.plan ? outcome.request : null,
             });
           }
           return {
@@ -241,6 +256,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
           if (error instanceof AccessError) {
             throw new ApiError(error.code === 'unknown-connection' || error.code === 'not-allowed' ? 404 : 400, error.code, error.message);
           }
+          if (error instanceof PlanError) throw new ApiError(400, 'invalid-plan', error.message);
           throw error;
         }
       },
@@ -293,6 +309,7 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
             decisionReason: r.decisionReason ?? null,
             grant: r.grantId ?? null,
             approval: r.approvalId ?? null,
+            plan: r.plan ? r.plan.map((step) => ({ ...step })) : null,
           })),
           next,
         };
@@ -322,6 +339,24 @@ export function identityRoutes(deps: IdentityRouteDeps): AnyRoute[] {
           if (error instanceof AccessError) {
             throw new ApiError(error.code === 'unknown-request' || error.code === 'not-allowed' ? 404 : 409, error.code, error.message);
           }
+          throw error;
+        }
+      },
+    },
+    {
+      method: 'POST',
+      path: '/api/access/plans/:id/finish',
+      summary:
+        "Marks one's own plan done: its grant is revoked (its sessions end within seconds); a plan still waiting for approval is withdrawn. Finishing a plan that is over already changes nothing.",
+      access: 'authenticated',
+      response: z.object({ plan: z.string(), status: z.enum(['finished', 'withdrawn', 'over']), grant: z.string().nullable() }),
+      errors: { 404: ['unknown-request'] },
+      handler: async ({ who, params }) => {
+        try {
+          const finished = await deps.access.finishPlan(who!, params['id']!);
+          return { plan: params['id']!, status: finished.status, grant: finished.grant ?? null };
+        } catch (error) {
+          if (error instanceof AccessError) throw new ApiError(404, error.code, error.message);
           throw error;
         }
       },

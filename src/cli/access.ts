@@ -9,7 +9,7 @@ import { systemClock } from '../core/index.ts';
 import { Credentials } from '../identity/credentials.ts';
 import type { GrantRecord } from '../store/index.ts';
 import { options, optionsAndArguments, UsageError, withLocalStore } from './args.ts';
-import { accessCredential, listGrantsRemote, requestAccess, revokeRemote, table } from './identity.ts';
+import { accessCredential, finishPlan, listGrantsRemote, requestAccess, revokeRemote, table } from './identity.ts';
 
 const ADMIN = 'local-admin';
 
@@ -21,6 +21,7 @@ const ANY_OPTIONS = {
   connection: { type: 'string' },
   duration: { type: 'string' },
   reason: { type: 'string' },
+  plan: { type: 'string' },
   all: { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
@@ -34,6 +35,13 @@ export async function runAccess(args: readonly string[]): Promise<number> {
     case 'request': {
       const { positionals } = optionsAndArguments(rest, ANY_OPTIONS);
       return requestAccess(
+        positionals[0],
+        rest.filter((arg) => arg !== positionals[0]),
+      );
+    }
+    case 'finish': {
+      const { positionals } = optionsAndArguments(rest, ANY_OPTIONS);
+      return finishPlan(
         positionals[0],
         rest.filter((arg) => arg !== positionals[0]),
       );

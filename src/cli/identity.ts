@@ -3,9 +3,11 @@
  * am I, the connections, and asking for access. Output is for a terminal, or JSON with --json.
  */
 
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { ApiClient, ApiProblem, forgetSession, saveSession } from './api-client.ts';
 import { options, readPassword, UsageError } from './args.ts';
+import { parse as parseYaml } from 'yaml';
 
 interface Issued {
   token: string;
@@ -103,10 +105,12 @@ export async function requestAccess(connection: string | undefined, args: readon
     gateway: { type: 'string' },
     duration: { type: 'string' },
     reason: { type: 'string' },
+    plan: { type: 'string' },
     json: { type: 'boolean' },
   });
   if (!connection) throw new UsageError('access request needs a CONNECTION');
   if (!values.reason) throw new UsageError('access request needs --reason TEXT (a ticket, an incident, a task)');
+  const plan = values.plan === undefined ? undefined : await readPlan(values.plan);
   const client = await ApiClient.open(values.gateway);
   const { status, body } = await client.call<
     Granted | { status: 'pending'; request: string; duration: string; approval: number | null; url: string | null }
@@ -114,6 +118,7 @@ export async function requestAccess(connection: string | undefined, args: readon
     connection,
     reason: values.reason,
     ...(values.duration ? { duration: values.duration } : {}),
+    ...(plan ? { plan } : {}),
   });
   if (values.json) {
     process.stdout.write(`${JSON.stringify(body)}\n`);
@@ -124,9 +129,44 @@ export async function requestAccess(connection: string | undefined, args: readon
     const where = pending.approval === null ? '' : `: approval #${pending.approval}${pending.url ? ` (${pending.url})` : ''}`;
     process.stdout.write(`request ${pending.request} for ${connection} (${pending.duration}) waits for an approver${where}\n`);
     process.stdout.write(`once approved: drawbridge access credential ${pending.request}\n`);
+    if (plan) process.stdout.write(`when the work is done: drawbridge access finish ${pending.request}\n`);
     return 0;
   }
   printGranted(body as Granted);
+  return 0;
+}
+
+/** A plan file (YAML or JSON): `steps:` as a list, or the list itself. */
+async function readPlan(file: string): Promise<{ steps: unknown }> {
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`cannot read the plan ${file}: ${(error as Error).message}`);
+  }
+  const steps = Array.isArray(parsed) ? parsed : (parsed as { steps?: unknown } | null)?.steps;
+  if (!Array.isArray(steps)) throw new UsageError(`${file}: a plan is a list of steps ({actions, tables, template?}), or steps: [...]`);
+  return { steps };
+}
+
+/** `access finish PLAN`: one's plan is done; its grant ends (a plan still waiting is withdrawn). */
+export async function finishPlan(plan: string | undefined, args: readonly string[]): Promise<number> {
+  const values = options(args, { gateway: { type: 'string' }, json: { type: 'boolean' } });
+  if (!plan) throw new UsageError('access finish needs the PLAN id that `access request --plan` printed');
+  const client = await ApiClient.open(values.gateway);
+  const { body } = await client.call<{ plan: string; status: string; grant: string | null }>(
+    'POST',
+    `/api/access/plans/${encodeURIComponent(plan)}/finish`,
+  );
+  if (values.json) process.stdout.write(`${JSON.stringify(body)}\n`);
+  else
+    process.stdout.write(
+      body.status === 'finished'
+        ? `plan ${plan} is done: grant ${body.grant ?? '(never picked up)'} has ended\n`
+        : body.status === 'withdrawn'
+          ? `plan ${plan} was withdrawn before anyone approved it\n`
+          : `plan ${plan} was already over\n`,
+    );
   return 0;
 }
 

@@ -32,8 +32,9 @@ Against a running gateway (--gateway URL, default http://127.0.0.1:7070):
   drawbridge login [--browser]                     log in through the gateway's OIDC provider (device flow, or the browser)
   drawbridge login --user NAME [--password-stdin]  log in with a local account (session saved, 0600)
   drawbridge logout | whoami | connections
-  drawbridge access request CONNECTION --reason TEXT [--duration 30m] [--json]
+  drawbridge access request CONNECTION --reason TEXT [--duration 30m] [--plan plan.yaml] [--json]
                                                  a short-lived credential, with psql/JDBC/PG* strings
+  drawbridge access finish PLAN_ID [--json]        your plan is done: its grant ends (one still waiting is withdrawn)
   drawbridge access credential REQUEST_ID [--json]
                                                  the credential of your approved access request (once)
   drawbridge access list [--principal NAME] [--all] [--json]
