@@ -228,6 +228,57 @@ describe('AccessRequests that need approval', () => {
     clock.advance(10 * MINUTE);
     await assert.rejects(access.credential(person, outcome.request), /was granted until .*: that is over$/);
   });
+  const plan = [{ actions: ['read'], tables: ['orders'] }];
+  const code = (expected: string) => (error: unknown) => error instanceof AccessError && error.code === expected;
+
+  it('a plan waits for a person even where access is granted on request; its grant carries the plan', async () => {
+    const outcome = await access.request(person, { connection: 'orders-db', durationMs: 20 * MINUTE, reason: 'INC-7', plan });
+    assert.ok(outcome.status === 'pending' && outcome.approval !== undefined);
+    assert.equal((await approvals.get(outcome.approval))?.statement, 'plan: read orders');
+    assert.deepEqual((await store.getAccessRequest(outcome.request))?.plan, plan);
+    await approvals.decide(outcome.approval, dana, 'approve');
+    const granted = await access.credential(person, outcome.request);
+    assert.deepEqual((await store.getGrant(granted.grant))?.plan, { id: outcome.request, steps: plan });
+    assert.deepEqual(
+      (await store.listAudit({ action: 'plan.submitted' })).map((e) => [e.actor, e.subject]),
+      [['alice', outcome.request]],
+    );
+  });
+
+  it('finishing a plan: revoked once in use, withdrawn while it waits, closed to pickup when not yet picked up; only one\'s own', async () => {
+    const used = await access.request(person, { connection: 'orders-db', reason: 'a', plan });
+    assert.ok(used.status === 'pending');
+    await approvals.decide(used.approval!, dana, 'approve');
+    const grant = (await access.credential(person, used.request)).grant;
+    await assert.rejects(access.finishPlan(agent, used.request), code('unknown-request'));
+    assert.deepEqual(await access.finishPlan(person, used.request), { status: 'finished', grant });
+    assert.equal((await store.getGrant(grant))?.revokeReason, `plan ${used.request} finished`);
+    assert.deepEqual(await access.finishPlan(person, used.request), { status: 'over', grant });
+
+    const waiting = await access.request(person, { connection: 'orders-db', reason: 'b', plan });
+    assert.ok(waiting.status === 'pending');
+    assert.deepEqual(await access.finishPlan(person, waiting.request), { status: 'withdrawn', grant: undefined });
+    assert.equal((await approvals.get(waiting.approval!))?.status, 'cancelled');
+
+    const unused = await access.request(person, { connection: 'orders-db', reason: 'c', plan });
+    assert.ok(unused.status === 'pending');
+    await approvals.decide(unused.approval!, dana, 'approve');
+    assert.deepEqual(await access.finishPlan(person, unused.request), { status: 'finished', grant: undefined });
+    await assert.rejects(access.credential(person, unused.request), code('already-issued'));
+    assert.deepEqual(await access.finishPlan(person, unused.request), { status: 'over', grant: undefined });
+
+    const plain = await access.request(person, { connection: 'guarded-db', reason: 'd' });
+    assert.ok(plain.status === 'pending');
+    await assert.rejects(access.finishPlan(person, plain.request), code('unknown-request'), 'a request without a plan is not one');
+    assert.deepEqual(
+      (await store.listAudit({ action: 'plan.finished' })).map((e) => [e.subject, e.details['status']]),
+      [
+        [used.request, 'finished'],
+        [waiting.request, 'withdrawn'],
+        [unused.request, 'finished'],
+      ],
+    );
+  });
 });
 
 describe('formatDuration', () => {

@@ -263,6 +263,8 @@ export class AccessRequests {
     if (request.grantId === undefined) {
       // Approved but never picked up: from now on it cannot be.
       if (!(await this.#store.setAccessRequestGrant(request.id, FINISHED_UNUSED))) return this.finishPlan(who, planId);
+    } else if (request.grantId === FINISHED_UNUSED) {
+      return { status: 'over', grant: undefined };
     } else if (!(await this.#credentials.revoke(request.grantId, { by: name, reason: `plan ${planId} finished` }))) {
       return { status: 'over', grant: request.grantId };
     }
