@@ -97,6 +97,41 @@ describe('the MCP server for agents', () => {
     assert.equal(bad.status, 401);
   });
 
+  it('answers a body that is not JSON with a JSON-RPC parse error, and the endpoint goes on', async () => {
+    const response = await fetch(`${api}/mcp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: '{"jsonrpc": "2.0", "id": 1, "method": ',
+    });
+    assert.equal(response.status, 400);
+    const body = (await response.json()) as { error: { code: number; message: string } };
+    assert.equal(body.error.code, -32700);
+    assert.match(body.error.message, /^parse error: the body is not JSON/);
+    const get = await fetch(`${api}/mcp`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(get.status, 405);
+    const client = await httpClient();
+    assert.equal((await client.listTools()).tools.length, 6);
+    await client.close();
+  });
+
+  it('a grant revoked under the agent: the next query says its access has ended, then to ask again', async () => {
+    const client = await httpClient();
+    try {
+      const granted = await call(client, 'request_access', { connection: 'shop', reason: 'revocation check' });
+      assert.match(text(await call(client, 'query', { connection: 'shop', sql: 'select 1 as one' })), /^one\n1\n/);
+      await gw.gateway.credentials.revoke(granted.structuredContent?.['grant'] as string, { by: 'dana', reason: 'INC-8 closed' });
+      await gw.gateway.pollRevocations();
+      const ended = await eventually(
+        () => call(client, 'query', { connection: 'shop', sql: 'select 1 as one' }),
+        (r) => r.isError === true,
+      );
+      assert.match(text(ended), /your access to shop has ended: ask again with request_access$/);
+      assert.match(text(await call(client, 'query', { connection: 'shop', sql: 'select 1' })), /no access to shop now/);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('lists, grants, describes, queries with masking, blocks, and holds for approval', async () => {
     const client = await httpClient();
     try {
@@ -281,6 +316,27 @@ describe('the MCP server for agents', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('drawbridge mcp without a token, or with a gateway that is not there, says so', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drawbridge-mcp-'));
+    try {
+      const none = await run(process.execPath, ['bin/drawbridge.js', 'mcp', '--gateway', api], { XDG_CONFIG_HOME: dir });
+      assert.equal(none.code, 2);
+      assert.match(none.stderr, /drawbridge mcp needs the agent token: set DRAWBRIDGE_TOKEN/);
+      assert.equal(none.stdout, '', 'stdout is for MCP messages only');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    const client = new Client({ name: 'stdio-agent', version: '1.0.0' });
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: ['bin/drawbridge.js', 'mcp', '--gateway', 'http://127.0.0.1:9'],
+      env: { ...process.env, DRAWBRIDGE_TOKEN: key } as Record<string, string>,
+      stderr: 'pipe',
+    });
+    await assert.rejects(client.connect(transport), /the gateway at http:\/\/127\.0\.0\.1:9 did not answer/);
+    await client.close();
   });
 
   it('works over stdio with drawbridge mcp and the agent token', async () => {

@@ -157,7 +157,9 @@ export class AgentDesk {
         const grant = this.#grant(who, connection, this.#deps.clock.now());
         if (!grant) return refused(noGrant(connection));
         const result = await this.#deps.queries.run(grant, COLUMNS_SQL, 10_000);
-        if (result.status !== 'done') return result.status === 'error' ? failed(result) : refused('reading the catalog was held for approval');
+        if (result.status !== 'done') {
+          return result.status === 'error' ? failed(this.#checked(who, grant, result)) : refused('reading the catalog was held for approval');
+        }
         const engine = this.#deps.engine();
         const plan = (await this.#deps.store.getGrant(grant.id))?.plan;
         const tables = new Map<string, { name: string; access: 'allowed' | 'needs approval'; columns: { name: string; type: string }[] }>();
@@ -192,7 +194,7 @@ export class AgentDesk {
         const grant = this.#grant(who, connection, this.#deps.clock.now());
         if (!grant) return refused(noGrant(connection));
         const started = await this.#deps.queries.run(grant, sql, max_rows ?? DEFAULT_MAX_ROWS);
-        if (started.status !== 'pending') return outcomeResult(started);
+        if (started.status !== 'pending') return outcomeResult(this.#checked(who, grant, started));
         const held: HeldQuery = { connection, sql, outcome: undefined };
         this.#remember(who, started.approval, held);
         void started.outcome.then((outcome) => (held.outcome = outcome));
@@ -277,6 +279,18 @@ export class AgentDesk {
       return undefined;
     }
     return grant;
+  }
+
+  /**
+   * A login the gateway refused (28xxx) or a session it ended (57P01: the grant was revoked or
+   * expired) means the grant is over: it is forgotten, and the agent told to ask again.
+   */
+  #checked<T extends QueryOutcome>(who: AuthenticatedPrincipal, grant: AgentGrant, outcome: T): T {
+    if (outcome.status !== 'error' || !(outcome.code.startsWith('28') || outcome.code === '57P01')) return outcome;
+    const mine = this.#grants.get(who.principal.name);
+    if (mine?.get(grant.connection)?.id === grant.id) mine.delete(grant.connection);
+    void this.#deps.queries.closeGrant(grant.id);
+    return { ...outcome, message: `${outcome.message} — your access to ${grant.connection} has ended: ask again with request_access` };
   }
 
   #keep(who: AuthenticatedPrincipal, granted: Granted): void {

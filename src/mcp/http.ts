@@ -15,32 +15,45 @@ import type { AgentDesk } from './agent-desk.ts';
 export const MCP_PATH = '/mcp';
 
 export function serveMcp(app: FastifyInstance, desk: AgentDesk, authenticate: Authenticate): void {
-  app.route({
-    method: ['GET', 'POST', 'DELETE'],
-    url: MCP_PATH,
-    // Not a REST operation: the MCP protocol, described in docs/mcp.md.
-    schema: { hide: true },
-    handler: async (request, reply) => {
-      const who = await authenticate(request.headers.authorization);
-      if (!who) {
-        return reply
-          .code(401)
-          .header('www-authenticate', 'Bearer realm="drawbridge"')
-          .send({ jsonrpc: '2.0', error: { code: -32001, message: 'unauthenticated: send the agent token as Authorization: Bearer' }, id: null });
-      }
-      if (request.method !== 'POST') {
-        // Stateless: no server-initiated stream to open (GET) and no session to end (DELETE).
-        return reply.code(405).header('allow', 'POST').send({ jsonrpc: '2.0', error: { code: -32000, message: 'method not allowed: POST MCP messages' }, id: null });
-      }
-      const server = desk.server(who);
-      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-      reply.hijack();
-      reply.raw.on('close', () => {
-        void transport.close();
-        void server.close();
-      });
-      await server.connect(transport);
-      await transport.handleRequest(request.raw, reply.raw, request.body);
-    },
+  // In a scope of its own, so that a body that is not JSON gets MCP's own error (JSON-RPC -32700), not the API's.
+  void app.register(async (scope) => {
+    scope.removeContentTypeParser('application/json');
+    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+    scope.route({
+      method: ['GET', 'POST', 'DELETE'],
+      url: MCP_PATH,
+      // Not a REST operation: the MCP protocol, described in docs/mcp.md.
+      schema: { hide: true },
+      handler: async (request, reply) => {
+        const who = await authenticate(request.headers.authorization);
+        if (!who) {
+          return reply
+            .code(401)
+            .header('www-authenticate', 'Bearer realm="drawbridge"')
+            .send(rpcError(-32001, 'unauthenticated: send the agent token as Authorization: Bearer'));
+        }
+        if (request.method !== 'POST') {
+          // Stateless: no server-initiated stream to open (GET) and no session to end (DELETE).
+          return reply.code(405).header('allow', 'POST').send(rpcError(-32000, 'method not allowed: POST MCP messages'));
+        }
+        let body: unknown;
+        try {
+          body = typeof request.body === 'string' ? JSON.parse(request.body) : request.body;
+        } catch (error) {
+          return reply.code(400).send(rpcError(-32700, `parse error: the body is not JSON (${(error as Error).message})`));
+        }
+        const server = desk.server(who);
+        const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+        reply.hijack();
+        reply.raw.on('close', () => {
+          void transport.close();
+          void server.close();
+        });
+        await server.connect(transport);
+        await transport.handleRequest(request.raw, reply.raw, body);
+      },
+    });
   });
 }
+
+const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', error: { code, message }, id: null });
