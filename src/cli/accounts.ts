@@ -2,17 +2,29 @@
  * `drawbridge users …` and `drawbridge service-accounts …`. With `--config FILE` they act on
  * the gateway's store as the local administrator (how the first admin comes to exist); without,
  * on a running gateway's API as the logged-in admin. A service account's key is printed once,
- * alone on the first line; only its hash is kept.
+ * alone on the first line; only its hash is kept. `service-accounts list | show` print the same
+ * views either way (`--json`: exactly what the API answers); `limits` changes an account's
+ * limits and revokes its live grants beyond the new ones.
  */
 
 import { StoreAuditLog } from '../audit/audit-log.ts';
-import { parseDuration } from '../core/duration.ts';
+import type { Config } from '../config/index.ts';
+import { parseDuration, pointInTime } from '../core/duration.ts';
 import { systemClock } from '../core/index.ts';
-import { AccountError, Accounts, GATEWAY_ROLES, type GatewayRole } from '../identity/accounts.ts';
+import { AccountError, Accounts, GATEWAY_ROLES, type GatewayRole, type LimitChanges } from '../identity/accounts.ts';
 import { Credentials } from '../identity/credentials.ts';
+import {
+  getServiceAccount,
+  listServiceAccounts,
+  serviceAccountReport,
+  type ServiceAccountReport,
+  type ServiceAccountView,
+} from '../identity/service-accounts.ts';
+import type { Store } from '../store/index.ts';
 import { ApiClient } from './api-client.ts';
 import { optionsAndArguments, readPassword, UsageError, withLocalStore } from './args.ts';
 import { everyPage, table } from './identity.ts';
+import { limitsChanged, serviceAccountList, serviceAccountShow } from './service-accounts.ts';
 
 const ADMIN = 'local-admin';
 
@@ -23,7 +35,10 @@ const SPEC = {
   group: { type: 'string', multiple: true },
   'password-stdin': { type: 'boolean' },
   'max-duration': { type: 'string' },
+  'max-grant': { type: 'string' },
   connection: { type: 'string', multiple: true },
+  connections: { type: 'string' },
+  since: { type: 'string' },
   reason: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
@@ -45,8 +60,13 @@ interface AccountAdmin {
   setRoles(name: string, roles: GatewayRole[]): Promise<AccountRow>;
   disable(name: string, reason: string | undefined): Promise<void>;
   enable(name: string): Promise<void>;
-  createServiceAccount(name: string, maxGrantMs: number | undefined, connections: string[] | undefined): Promise<string>;
+  createServiceAccount(name: string, maxGrantMs: number | undefined, connections: readonly string[] | undefined): Promise<string>;
   rotateKey(name: string): Promise<string>;
+  serviceAccounts(): Promise<ServiceAccountView[]>;
+  /** Its usage from `since` (`30d`, an ISO date) to now. AccountError `unknown` when there is none. */
+  serviceAccount(name: string, since: string): Promise<ServiceAccountReport>;
+  /** AccountError when refused. */
+  setLimits(name: string, changes: LimitChanges): Promise<{ account: ServiceAccountView; revokedGrants: string[] }>;
 }
 
 export async function runUsers(args: readonly string[]): Promise<number> {
@@ -100,8 +120,8 @@ export async function runServiceAccounts(args: readonly string[]): Promise<numbe
     switch (verb) {
       case 'create': {
         if (!name) throw new UsageError('service-accounts create needs a NAME');
-        const maxGrantMs = values['max-duration'] ? parseDuration(values['max-duration']) : undefined;
-        const key = await admin.createServiceAccount(name, maxGrantMs, values.connection);
+        const limits = limitOptions(values, [...(values.connection ?? [])]);
+        const key = await admin.createServiceAccount(name, limits.maxGrantMs ?? undefined, limits.connections ?? undefined);
         printKey(key, `service account ${name}: keep this key secret; it is shown once`, values.json);
         return 0;
       }
@@ -112,17 +132,92 @@ export async function runServiceAccounts(args: readonly string[]): Promise<numbe
       }
       case 'disable':
         return disable(admin, name, values.reason, 'service-accounts');
-      case 'list':
-        return print(
-          (await admin.list()).filter((a) => a.kind === 'service-account'),
-          values.json,
-        );
+      case 'enable': {
+        if (!name) throw new UsageError('service-accounts enable needs a NAME');
+        await admin.enable(name);
+        process.stdout.write(`enabled ${name}; its key works again (its revoked grants stay revoked)\n`);
+        return 0;
+      }
+      case 'list': {
+        const accounts = await admin.serviceAccounts();
+        process.stdout.write(values.json ? `${JSON.stringify(accounts)}\n` : serviceAccountList(accounts));
+        return 0;
+      }
+      case 'show':
+        if (!name) throw new UsageError('service-accounts show needs a NAME');
+        return refused(async () => {
+          const report = await admin.serviceAccount(name, values.since ?? '30d');
+          process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : serviceAccountShow(report));
+        });
+      case 'limits': {
+        if (!name) throw new UsageError('service-accounts limits needs a NAME');
+        if (values['max-duration'] !== undefined || values.connection !== undefined) {
+          throw new UsageError('service-accounts limits takes --max-grant 1h|none and --connections a,b|any');
+        }
+        const changes = limitOptions(values);
+        return refused(async () => {
+          if (changes.maxGrantMs === undefined && changes.connections === undefined) {
+            // Nothing to change: what they are.
+            const report = await admin.serviceAccount(name, '30d');
+            const { usage: _, ...account } = report;
+            process.stdout.write(values.json ? `${JSON.stringify(account)}\n` : limitsChanged(account, undefined));
+            return;
+          }
+          const changed = await admin.setLimits(name, changes);
+          process.stdout.write(values.json ? `${JSON.stringify(changed)}\n` : limitsChanged(changed.account, changed.revokedGrants));
+        });
+      }
       default:
         throw new UsageError(
-          verb ? `unknown service-accounts verb "${verb}"` : 'service-accounts needs a verb: create, rotate, disable, list',
+          verb
+            ? `unknown service-accounts verb "${verb}"`
+            : 'service-accounts needs a verb: create, rotate, disable, enable, list, show, limits',
         );
     }
   });
+}
+
+/**
+ * `--max-grant 1h|none` (`--max-duration` too, for create) and `--connections a,b|any` (an empty
+ * value: none), plus create's repeatable `--connection`: absent ones are left out.
+ */
+function limitOptions(
+  values: { 'max-grant'?: string; 'max-duration'?: string; connections?: string },
+  repeated: string[] = [],
+): LimitChanges {
+  if (values['max-grant'] !== undefined && values['max-duration'] !== undefined) {
+    throw new UsageError('give --max-grant or --max-duration, not both');
+  }
+  const max = values['max-grant'] ?? values['max-duration'];
+  const listed = values.connections;
+  const connections =
+    listed === 'any'
+      ? null
+      : listed === undefined
+        ? undefined
+        : listed
+            .split(',')
+            .map((c) => c.trim())
+            .filter((c) => c !== '');
+  if (connections === null && repeated.length > 0) throw new UsageError('--connections any leaves no room for --connection');
+  return {
+    ...(max !== undefined && { maxGrantMs: max === 'none' ? null : parseDuration(max) }),
+    ...((connections !== undefined || repeated.length > 0) && {
+      connections: connections === null ? null : [...(connections ?? []), ...repeated],
+    }),
+  };
+}
+
+/** A refusal of the account layer (no such account, a bad limit) as the API's are printed: exit 1. */
+async function refused(run: () => Promise<void>): Promise<number> {
+  try {
+    await run();
+    return 0;
+  } catch (error) {
+    if (!(error instanceof AccountError)) throw error;
+    process.stderr.write(`drawbridge: ${error.message}\n`);
+    return 1;
+  }
 }
 
 async function disable(admin: AccountAdmin, name: string | undefined, reason: string | undefined, noun: string): Promise<number> {
@@ -133,11 +228,11 @@ async function disable(admin: AccountAdmin, name: string | undefined, reason: st
 }
 
 async function withAdmin(values: { config?: string; gateway?: string }, run: (admin: AccountAdmin) => Promise<number>): Promise<number> {
-  if (values.config) return withLocalStore(values.config, (store) => run(localAdmin(store)));
+  if (values.config) return withLocalStore(values.config, (store, config) => run(localAdmin(store, config)));
   return run(remoteAdmin(await ApiClient.open(values.gateway)));
 }
 
-function localAdmin(store: Parameters<Parameters<typeof withLocalStore>[1]>[0]): AccountAdmin {
+function localAdmin(store: Store, config: Config): AccountAdmin {
   const audit = new StoreAuditLog(store, systemClock);
   const accounts = new Accounts(store, systemClock, audit, new Credentials(store, systemClock, audit));
   const rowOf = (a: {
@@ -171,6 +266,22 @@ function localAdmin(store: Parameters<Parameters<typeof withLocalStore>[1]>[0]):
         )
       ).key,
     rotateKey: (name) => local(() => accounts.rotateKey(name, ADMIN)),
+    serviceAccounts: () => listServiceAccounts(store),
+    serviceAccount: async (name, since) => {
+      const now = systemClock.now();
+      const report = await serviceAccountReport(
+        store,
+        name,
+        { since: Math.min(pointInTime(since, now), now), now },
+        config.connections.map((c) => c.name),
+      );
+      if (!report) throw new AccountError('unknown', `no service account named ${name}`);
+      return report;
+    },
+    setLimits: async (name, changes) => {
+      const { revoked } = await accounts.setLimits(name, changes, ADMIN);
+      return { account: (await getServiceAccount(store, name))!, revokedGrants: [...revoked] };
+    },
   };
 }
 
@@ -204,6 +315,28 @@ function remoteAdmin(client: ApiClient): AccountAdmin {
       ).body.key,
     rotateKey: async (name) =>
       (await client.call<{ key: string }>('POST', `/api/service-accounts/${encodeURIComponent(name)}/rotate`)).body.key,
+    serviceAccounts: () =>
+      everyPage<ServiceAccountView>(client, '/api/service-accounts', new URLSearchParams(), 'serviceAccounts', 'after'),
+    serviceAccount: async (name, since) =>
+      (
+        await client.call<ServiceAccountReport>(
+          'GET',
+          `/api/service-accounts/${encodeURIComponent(name)}?${new URLSearchParams({ since })}`,
+        )
+      ).body,
+    setLimits: async (name, changes) =>
+      (
+        await client.call<{ account: ServiceAccountView; revokedGrants: string[] }>(
+          'PUT',
+          `/api/service-accounts/${encodeURIComponent(name)}/limits`,
+          {
+            ...(changes.maxGrantMs !== undefined && {
+              maxGrantDuration: changes.maxGrantMs === null ? null : `${changes.maxGrantMs}ms`,
+            }),
+            ...(changes.connections !== undefined && { connections: changes.connections }),
+          },
+        )
+      ).body,
   };
 }
 

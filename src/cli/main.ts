@@ -55,8 +55,13 @@ service-accounts also work without it, through the API, for a logged-in admin):
                                                  end grants now; their live sessions end within seconds
   drawbridge users list | create NAME [--role ROLE]... [--group G]... [--password-stdin] | set-password NAME --password-stdin
                  | roles NAME --role ROLE... | disable NAME [--reason TEXT] | enable NAME   --config FILE
-  drawbridge service-accounts create NAME [--max-duration 1h] [--connection NAME]... | rotate NAME | disable NAME | list
+  drawbridge service-accounts create NAME [--max-grant 1h] [--connections a,b] | rotate NAME | disable NAME | enable NAME
                                                  --config FILE; a key is printed once, alone on the first line
+  drawbridge service-accounts list | show NAME [--since 30d|DATE] [--json]   --config FILE
+                                                 limits, key, last use; show: grants, sessions, statements, refusals and
+                                                 connections used in the window
+  drawbridge service-accounts limits NAME [--max-grant 1h|none] [--connections a,b|any] [--json]   --config FILE
+                                                 change its limits; live grants beyond the new ones are revoked
   drawbridge policy check FILE...                validate Cedar policy files against the gateway's schema
   drawbridge policy default-pack                 print the shipped default pack (a start for your own policy file)
   drawbridge policy test --connection NAME --principal NAME [--agent] [--group G]... --sql "STATEMENT" [--policy FILE]... [--json]
