@@ -37,4 +37,12 @@ export type {
   EndedSession,
   EndedSessionQuery,
   DeletedRecordings,
+  TimeWindow,
+  GrantActivity,
+  LiveGrantActivity,
+  SessionActivity,
+  StatementActivity,
+  ReviewDecisionKind,
+  NewReviewDecision,
+  ReviewDecisionRecord,
 } from './store.ts';

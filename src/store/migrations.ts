@@ -272,6 +272,29 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('grants').addColumn('plan', 'text').execute();
     },
   },
+  '0013_access_reviews': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // A reviewer's decision on a principal's access to a connection: kept (certified) or taken away (revoked).
+      await db.schema
+        .createTable('review_decisions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('principal', 'text', (c) => c.notNull())
+        .addColumn('connection', 'text', (c) => c.notNull())
+        .addColumn('decision', 'text', (c) => c.notNull().check(sql`decision in ('certified', 'revoked')`))
+        .addColumn('note', 'text', (c) => c.notNull())
+        .addColumn('decided_by', 'text', (c) => c.notNull())
+        .addColumn('decided_at', 'bigint', (c) => c.notNull())
+        .addColumn('grants_revoked', 'text', (c) => c.notNull().defaultTo('[]'))
+        .execute();
+      await db.schema
+        .createIndex('review_decisions_pair')
+        .on('review_decisions')
+        .columns(['principal', 'connection', 'decided_at'])
+        .execute();
+      // The review reads the grants issued in its window.
+      await db.schema.createIndex('grants_created').on('grants').columns(['created_at', 'id']).execute();
+    },
+  },
   '0014_service_account_usage': {
     async up(db: Kysely<unknown>): Promise<void> {
       // A principal's usage (identity/service-accounts.ts): its grants from a time on, and its last one, by index.

@@ -185,7 +185,21 @@ export interface ApprovalsTable {
   duration_ms: Millis | null;
 }
 
+/** A reviewer's decision on a principal's access to a connection (access review). */
+export interface ReviewDecisionsTable {
+  id: string;
+  principal: string;
+  connection: string;
+  decision: 'certified' | 'revoked';
+  note: string;
+  decided_by: string;
+  decided_at: Millis;
+  /** JSON list of the grant ids a revoke ended. */
+  grants_revoked: string;
+}
+
 export interface Database {
+  review_decisions: ReviewDecisionsTable;
   approvals: ApprovalsTable;
   access_requests: AccessRequestsTable;
   accounts: AccountsTable;

@@ -875,6 +875,117 @@ for (const backend of [sqlite, postgres]) {
       assert.equal((await decide('expired', 'nobody decided'))?.status, 'expired');
       assert.equal(await store.getAccessRequest('req_nothing'), undefined);
     });
+
+    test('access review: grants, sessions and statements counted over a window; the last decision per pair', { skip }, async () => {
+      const fresh = await backend.create();
+      const own = await openStore(fresh.url);
+      try {
+        const window = { since: T0, until: T0 + 10 * HOUR };
+        const used = await own.insertGrant(grant({ principal: 'alice', createdAt: T0 + 1, expiresAt: T0 + 20 * HOUR }));
+        await own.insertGrant(grant({ principal: 'alice', createdAt: T0 + 2, expiresAt: T0 + 3 }));
+        const idle = await own.insertGrant(grant({ principal: 'carl', grantedBy: 'dina', createdAt: T0 + 5, expiresAt: T0 + 20 * HOUR }));
+        await own.insertGrant(grant({ principal: 'alice', createdAt: T0 - 1, expiresAt: T0 + 20 * HOUR })); // before the window
+        await own.insertGrant(grant({ principal: 'alice', createdAt: T0 + 10 * HOUR, expiresAt: T0 + 20 * HOUR })); // at its end
+        const session = (startedAt: number) =>
+          own.startSession({
+            protocol: 'postgres',
+            principal: 'alice',
+            connection: 'orders-db',
+            grantId: used.id,
+            clientAddress: '[::1]:1',
+            startedAt,
+          });
+        const first = await session(T0 + 100);
+        const second = await session(T0 + 200);
+        await session(T0 + 10 * HOUR); // outside
+        await own.endSession(first.id, T0 + 150, 'client closed');
+        const statement = (sessionId: string, seq: number, text: string, outcome: 'ok' | 'denied') => ({
+          sessionId,
+          seq,
+          text,
+          startedAt: T0 + 100 + seq,
+          durationMs: 1,
+          outcome,
+        });
+        await own.insertStatements([
+          statement(first.id, 1, 'select * from customers', 'ok'),
+          statement(first.id, 2, 'select * from customers', 'ok'),
+          statement(first.id, 3, 'drop table customers', 'denied'),
+          statement(second.id, 1, 'select * from customers', 'ok'),
+        ]);
+
+        const grants = await own.grantActivity(window);
+        const by = (principal: string) => grants.find((g) => g.principal === principal);
+        assert.equal(grants.length, 2);
+        assert.deepEqual(by('alice'), {
+          principal: 'alice',
+          connection: 'orders-db',
+          grantedBy: 'policy:oncall',
+          issued: 2,
+          unused: 1,
+          lastIssuedAt: T0 + 2,
+        });
+        assert.deepEqual(by('carl'), {
+          principal: 'carl',
+          connection: 'orders-db',
+          grantedBy: 'dina',
+          issued: 1,
+          unused: 1,
+          lastIssuedAt: T0 + 5,
+        });
+
+        const live = await own.liveGrantActivity(T0 + 4);
+        assert.deepEqual(
+          live.map((l) => [l.grant.id, l.sessions]).filter(([id]) => id === used.id || id === idle.id),
+          [
+            [idle.id, 0],
+            [used.id, 3],
+          ],
+        );
+        assert.equal(live.length, 4, 'the expired grant is not live');
+
+        assert.deepEqual(await own.sessionActivity(window), [
+          { principal: 'alice', connection: 'orders-db', sessions: 2, live: 1, lastStartedAt: T0 + 200 },
+        ]);
+
+        const statements = await own.statementActivity(window, 10);
+        assert.deepEqual(statements[0], {
+          principal: 'alice',
+          connection: 'orders-db',
+          text: 'select * from customers',
+          outcome: 'ok',
+          count: 3,
+          lastAt: T0 + 102,
+        });
+        assert.deepEqual(
+          statements.slice(1).map((s) => [s.text, s.outcome, s.count]),
+          [['drop table customers', 'denied', 1]],
+        );
+        assert.equal((await own.statementActivity(window, 1)).length, 1, 'limited, the most frequent first');
+        assert.deepEqual(await own.statementActivity({ since: T0 + 300, until: T0 + HOUR }, 10), []);
+
+        assert.deepEqual(await own.latestReviewDecisions(), []);
+        const decide = (principal: string, decision: 'certified' | 'revoked', decidedAt: number, grantsRevoked: string[] = []) =>
+          own.insertReviewDecision({
+            principal,
+            connection: 'orders-db',
+            decision,
+            note: `n${decidedAt}`,
+            decidedBy: 'ada',
+            decidedAt,
+            grantsRevoked,
+          });
+        await decide('alice', 'certified', T0 + 1);
+        const last = await decide('alice', 'revoked', T0 + 2, [used.id]);
+        const carl = await decide('carl', 'certified', T0 + 1);
+        assert.match(last.id, /^rvd_[0-9a-f]{32}$/);
+        assert.deepEqual(await own.latestReviewDecisions(), [last, carl]);
+        assert.deepEqual(last.grantsRevoked, [used.id]);
+      } finally {
+        await own.close();
+        await fresh.drop();
+      }
+    });
   });
 }
 

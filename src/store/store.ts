@@ -22,6 +22,7 @@ import type {
   Database,
   GatewaySessionsTable,
   GrantsTable,
+  ReviewDecisionsTable,
   ServiceAccountKeysTable,
   SessionsTable,
   StatementsTable,
@@ -441,6 +442,68 @@ export interface NewGatewaySession {
   readonly groups: readonly string[];
 }
 
+/** A span of time: from `since` (inclusive) to `until` (exclusive), epoch milliseconds. */
+export interface TimeWindow {
+  readonly since: number;
+  readonly until: number;
+}
+
+/** The grants issued in a window to a principal on a connection by one issuer (access review). */
+export interface GrantActivity {
+  readonly principal: string;
+  readonly connection: string;
+  readonly grantedBy: string;
+  readonly issued: number;
+  /** Of those, the ones no session ever used. */
+  readonly unused: number;
+  readonly lastIssuedAt: number;
+}
+
+/** A live grant and how many sessions used it (access review). */
+export interface LiveGrantActivity {
+  readonly grant: GrantRecord;
+  readonly sessions: number;
+}
+
+/** The sessions a principal started on a connection in a window (access review). */
+export interface SessionActivity {
+  readonly principal: string;
+  readonly connection: string;
+  readonly sessions: number;
+  /** Of those, the ones not ended yet. */
+  readonly live: number;
+  readonly lastStartedAt: number;
+}
+
+/** One recorded statement text of a principal on a connection, with its outcome, counted over a window (access review). */
+export interface StatementActivity {
+  readonly principal: string;
+  readonly connection: string;
+  /** As recorded: masked for masked sessions. */
+  readonly text: string;
+  readonly outcome: StatementOutcome;
+  readonly count: number;
+  readonly lastAt: number;
+}
+
+export type ReviewDecisionKind = 'certified' | 'revoked';
+
+export interface NewReviewDecision {
+  readonly principal: string;
+  readonly connection: string;
+  readonly decision: ReviewDecisionKind;
+  readonly note: string;
+  readonly decidedBy: string;
+  readonly decidedAt: number;
+  /** The grants a revoke ended. */
+  readonly grantsRevoked: readonly string[];
+}
+
+export interface ReviewDecisionRecord extends NewReviewDecision {
+  /** `rvd_…`. */
+  readonly id: string;
+}
+
 export interface Store {
   readonly kind: StoreKind;
   /** `StoreConflictError` when the name is taken, also in another letter case. */
@@ -557,6 +620,20 @@ export interface Store {
    * `granted`, denied is `denied` (with the reason), expired or cancelled is `expired`.
    */
   decideApproval(id: number, status: Exclude<ApprovalStatus, 'pending'>, at: number, by: string, reason: string | undefined): Promise<boolean>;
+  /** Grants created in the window, counted per principal, connection and issuer. */
+  grantActivity(window: TimeWindow): Promise<GrantActivity[]>;
+  /** Grants neither revoked nor expired at `now`, each with the number of sessions that used it. */
+  liveGrantActivity(now: number): Promise<LiveGrantActivity[]>;
+  /** Sessions started in the window, counted per principal and connection. */
+  sessionActivity(window: TimeWindow): Promise<SessionActivity[]>;
+  /**
+   * The statements of the sessions started in the window, counted per principal, connection,
+   * text and outcome; at most `limit` such rows (the most frequent first).
+   */
+  statementActivity(window: TimeWindow, limit: number): Promise<StatementActivity[]>;
+  insertReviewDecision(d: NewReviewDecision): Promise<ReviewDecisionRecord>;
+  /** The last decision on each principal and connection that has one. */
+  latestReviewDecisions(): Promise<ReviewDecisionRecord[]>;
   close(): Promise<void>;
 }
 
@@ -1618,7 +1695,151 @@ class KyselyStore implements Store {
     });
   }
 
+  async grantActivity(window: TimeWindow): Promise<GrantActivity[]> {
+    const rows = await this.#db
+      .selectFrom('grants as g')
+      .select((eb) => [
+        'g.principal',
+        'g.connection',
+        'g.granted_by',
+        eb.fn.countAll().as('issued'),
+        eb.fn.max('g.created_at').as('last'),
+        sql<number | string>`sum(case when exists (select 1 from sessions s where s.grant_id = g.id) then 0 else 1 end)`.as('unused'),
+      ])
+      .where('g.created_at', '>=', window.since)
+      .where('g.created_at', '<', window.until)
+      .groupBy(['g.principal', 'g.connection', 'g.granted_by'])
+      .execute();
+    return rows.map((r) => ({
+      principal: r.principal,
+      connection: r.connection,
+      grantedBy: r.granted_by,
+      issued: Number(r.issued),
+      unused: Number(r.unused),
+      lastIssuedAt: Number(r.last),
+    }));
+  }
+
+  async liveGrantActivity(now: number): Promise<LiveGrantActivity[]> {
+    const rows = await this.#db
+      .selectFrom('grants as g')
+      .selectAll('g')
+      .select(sql<number | string>`(select count(*) from sessions s where s.grant_id = g.id)`.as('sessions'))
+      .where('g.revoked_at', 'is', null)
+      .where('g.expires_at', '>', now)
+      .orderBy('g.created_at', 'desc')
+      .execute();
+    return rows.map((r) => ({ grant: toGrant(r), sessions: Number(r.sessions) }));
+  }
+
+  async sessionActivity(window: TimeWindow): Promise<SessionActivity[]> {
+    const rows = await this.#db
+      .selectFrom('sessions')
+      .select((eb) => [
+        'principal',
+        'connection',
+        eb.fn.countAll().as('sessions'),
+        sql<number | string>`sum(case when ended_at is null then 1 else 0 end)`.as('live'),
+        eb.fn.max('started_at').as('last'),
+      ])
+      .where('started_at', '>=', window.since)
+      .where('started_at', '<', window.until)
+      .groupBy(['principal', 'connection'])
+      .execute();
+    return rows.map((r) => ({
+      principal: r.principal,
+      connection: r.connection,
+      sessions: Number(r.sessions),
+      live: Number(r.live),
+      lastStartedAt: Number(r.last),
+    }));
+  }
+
+  async statementActivity(window: TimeWindow, limit: number): Promise<StatementActivity[]> {
+    // Grouped by text: an application repeats a few statements many times, and the review
+    // classifies each distinct text once.
+    const rows = await this.#db
+      .selectFrom('statements as st')
+      .innerJoin('sessions as s', 's.id', 'st.session_id')
+      .select((eb) => [
+        's.principal',
+        's.connection',
+        'st.text',
+        'st.outcome',
+        eb.fn.countAll().as('n'),
+        eb.fn.max('st.started_at').as('last'),
+      ])
+      .where('s.started_at', '>=', window.since)
+      .where('s.started_at', '<', window.until)
+      .groupBy(['s.principal', 's.connection', 'st.text', 'st.outcome'])
+      .orderBy(sql`count(*)`, 'desc')
+      .limit(Math.max(0, Math.floor(limit)))
+      .execute();
+    return rows.map((r) => ({
+      principal: r.principal,
+      connection: r.connection,
+      text: r.text,
+      outcome: r.outcome,
+      count: Number(r.n),
+      lastAt: Number(r.last),
+    }));
+  }
+
+  async insertReviewDecision(d: NewReviewDecision): Promise<ReviewDecisionRecord> {
+    const row = {
+      id: newId('rvd'),
+      principal: d.principal,
+      connection: d.connection,
+      decision: d.decision,
+      note: d.note,
+      decided_by: d.decidedBy,
+      decided_at: d.decidedAt,
+      grants_revoked: JSON.stringify(d.grantsRevoked),
+    };
+    await this.#db.insertInto('review_decisions').values(row).execute();
+    return toReviewDecision(row);
+  }
+
+  async latestReviewDecisions(): Promise<ReviewDecisionRecord[]> {
+    const rows = await this.#db
+      .selectFrom('review_decisions as d')
+      .selectAll('d')
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('review_decisions as later')
+              .select('later.id')
+              .whereRef('later.principal', '=', 'd.principal')
+              .whereRef('later.connection', '=', 'd.connection')
+              .where((eb) =>
+                eb.or([
+                  eb('later.decided_at', '>', eb.ref('d.decided_at')),
+                  eb.and([eb('later.decided_at', '=', eb.ref('d.decided_at')), eb('later.id', '>', eb.ref('d.id'))]),
+                ]),
+              ),
+          ),
+        ),
+      )
+      .orderBy('d.principal')
+      .orderBy('d.connection')
+      .execute();
+    return rows.map(toReviewDecision);
+  }
+
   async close(): Promise<void> {
     await this.#db.destroy();
   }
+}
+
+function toReviewDecision(r: Selectable<ReviewDecisionsTable>): ReviewDecisionRecord {
+  return {
+    id: r.id,
+    principal: r.principal,
+    connection: r.connection,
+    decision: r.decision === 'revoked' ? 'revoked' : 'certified',
+    note: r.note,
+    decidedBy: r.decided_by,
+    decidedAt: Number(r.decided_at),
+    grantsRevoked: jsonList(r.grants_revoked),
+  };
 }
