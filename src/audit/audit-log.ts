@@ -54,6 +54,8 @@ export type AuditAction =
   | 'approval.denied'
   | 'approval.expired'
   | 'approval.cancelled'
+  | 'review.certified'
+  | 'review.revoked'
   | 'command.allowed'
   | 'command.denied'
   | 'masking.exempted'
