@@ -17,6 +17,8 @@ import { Approvals } from './approvals/approvals.ts';
 import { explainPreview } from './approvals/preview.ts';
 import { Webhooks } from './approvals/webhooks.ts';
 import { sessionRoutes } from './api/session-routes.ts';
+import { reviewRoutes } from './api/review-routes.ts';
+import { AccessReview } from './review/access-review.ts';
 import { serveWebUi, WEB_ROOT } from './api/web-ui.ts';
 import { keyId } from './audit/chain.ts';
 import { buildApi } from './api/server.ts';
@@ -242,6 +244,10 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       auditRoutes({ store, clock, trusted: new Map([[keyId(signingKey), createPublicKey(signingKey)]]) }),
       sessionRoutes({ store, clock }),
       approvalRoutes({ approvals, authenticate: (authorization) => bearer.authenticate(authorization) }),
+      reviewRoutes({
+        review: new AccessReview({ store, credentials, audit, clock, connections: config.connections, policy: () => policy?.engine }),
+        clock,
+      }),
     ),
   });
   // Agents' MCP server: their queries run as clients of the PostgreSQL listener above, through the same pipeline.

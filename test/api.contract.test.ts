@@ -567,6 +567,31 @@ function cases(): Record<string, readonly Call[]> {
         then: (body) => assert.equal(body.code, 'unknown-session'),
       },
     ],
+    'GET /api/access/review': [
+      {
+        as: 'auditor',
+        status: 200,
+        then: (body) =>
+          assert.ok(
+            body.rows.some((r: { principal: string; usage: { sessions: number } }) => r.principal === 'ada' && r.usage.sessions === 1),
+          ),
+      },
+      { as: 'admin', path: '/api/access/review?since=7d&until=2099-01-01&principal=uma&connection=local&unused=true', status: 200 },
+      { as: 'auditor', path: '/api/access/review?connection=nowhere', status: 404 },
+      { as: 'auditor', path: '/api/access/review?since=banana', status: 400 },
+      { as: 'auditor', path: '/api/access/review?unused=maybe', status: 400 },
+    ],
+    'POST /api/access/review/certify': [
+      { as: 'auditor', body: { principal: 'uma', connection: 'local', note: 'contract' }, status: 200 },
+      { as: 'auditor', body: { principal: 'uma', connection: 'local', note: '  ' }, status: 400 },
+      { as: 'auditor', body: { principal: 'audra', connection: 'local', note: 'my own' }, status: 403 },
+      { as: 'auditor', body: { principal: 'nobody', connection: 'local', note: 'contract' }, status: 404 },
+    ],
+    'POST /api/access/review/revoke': [
+      { as: 'admin', body: { principal: 'uma', connection: 'local', note: 'contract' }, status: 200 },
+      { as: 'admin', body: { principal: 'uma', connection: 'local', note: '' }, status: 400 },
+      { as: 'admin', body: { principal: 'uma', connection: 'nowhere', note: 'contract' }, status: 404 },
+    ],
   };
 }
 

@@ -63,9 +63,12 @@ export async function runAccess(args: readonly string[]): Promise<number> {
         rest.filter((arg) => arg !== positionals[0]),
       );
     }
+    case 'review':
+      // Loaded on demand: the report classifies statements and asks the policies (WebAssembly).
+      return (await import('./review.ts')).runReview(rest);
     default:
       throw new UsageError(
-        verb === undefined ? 'access needs a verb: request, credential, list or revoke' : `unknown access verb "${verb}"`,
+        verb === undefined ? 'access needs a verb: request, credential, finish, list, revoke or review' : `unknown access verb "${verb}"`,
       );
   }
 }

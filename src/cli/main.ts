@@ -39,6 +39,11 @@ Against a running gateway (--gateway URL, default http://127.0.0.1:7070):
                                                  the credential of your approved access request (once)
   drawbridge access list [--principal NAME] [--all] [--json]
   drawbridge access revoke GRANT_ID | --principal NAME [--reason TEXT]
+  drawbridge access review [--since 30d|DATE] [--until DATE] [--principal NAME] [--connection NAME] [--unused] [--json]
+                                                 who can reach what, what they were granted and used; rights never used
+                                                 are flagged (admin, auditor)
+  drawbridge access review certify PRINCIPAL CONNECTION --note TEXT | revoke PRINCIPAL CONNECTION --note TEXT [--json]
+                                                 keep (admin, auditor) or take away (admin: live grants end) the access
   drawbridge approvals list [--status STATUS | --all] [--limit 50] [--before CURSOR] [--watch] [--json]
                                                  pending approvals (held statements, access requests); --watch follows
                                                  requests and decisions as they happen
@@ -53,6 +58,8 @@ service-accounts also work without it, through the API, for a logged-in admin):
   drawbridge access list --config FILE [--principal NAME] [--connection NAME] [--all] [--json]
   drawbridge access revoke GRANT_ID | --principal NAME --config FILE [--reason TEXT] [--json]
                                                  end grants now; their live sessions end within seconds
+  drawbridge access review [certify|revoke PRINCIPAL CONNECTION --note TEXT] --config FILE [...]
+                                                 the access review on the store, decisions as local-admin
   drawbridge users list | create NAME [--role ROLE]... [--group G]... [--password-stdin] | set-password NAME --password-stdin
                  | roles NAME --role ROLE... | disable NAME [--reason TEXT] | enable NAME   --config FILE
   drawbridge service-accounts create NAME [--max-grant 1h] [--connections a,b] | rotate NAME | disable NAME | enable NAME
