@@ -112,7 +112,7 @@ describe('the web UI in Chromium', () => {
     await page.getByLabel('Password').press('Enter');
     // Back where the person was going.
     await page.getByRole('heading', { name: 'Sessions' }).waitFor();
-    assert.deepEqual(await navLinks(page), ['My access', 'Approvals', 'Sessions', 'Audit log', 'Policies']);
+    assert.deepEqual(await navLinks(page), ['My access', 'Approvals', 'Sessions', 'Audit log', 'Policies', 'Access review']);
     const stored = await page.evaluate(() => ({ session: sessionStorage.getItem('drawbridge.session'), local: localStorage.length }));
     assert.match(stored.session ?? '', /"token":"dbr_ses_/);
     assert.equal(stored.local, 0);

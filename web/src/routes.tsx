@@ -11,6 +11,7 @@ import { ApprovalPage } from './pages/approval.tsx';
 import { ApprovalsPage } from './pages/approvals.tsx';
 import { AuditPage } from './pages/audit.tsx';
 import { PoliciesPage } from './pages/policies.tsx';
+import { ReviewPage } from './pages/review.tsx';
 import { SessionReplayPage } from './pages/session-replay.tsx';
 import { SessionsPage } from './pages/sessions.tsx';
 import type { Role } from './types.ts';
@@ -39,4 +40,5 @@ export const ROUTES: readonly PageRoute[] = [
   { path: '/sessions/:id', page: ({ id }) => <SessionReplayPage id={id!} /> },
   { path: '/audit', nav: 'Audit log', roles: ['admin', 'auditor'], page: () => <AuditPage /> },
   { path: '/policies', nav: 'Policies', roles: ['admin', 'approver', 'auditor'], page: () => <PoliciesPage /> },
+  { path: '/review', nav: 'Access review', roles: ['admin', 'auditor'], page: () => <ReviewPage /> },
 ];

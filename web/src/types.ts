@@ -169,3 +169,72 @@ export interface ApprovalView {
   readonly decisionReason: string | null;
   readonly url: string;
 }
+
+export type ReviewProbeKind = 'read' | 'insert' | 'update' | 'delete' | 'ddl' | 'admin' | 'code';
+
+export interface ReviewDecision {
+  readonly id: string;
+  readonly decision: 'certified' | 'revoked';
+  readonly note: string;
+  readonly by: string;
+  readonly at: string;
+  readonly grantsRevoked: readonly string[];
+}
+
+/** One principal on one connection in `GET /api/access/review` (docs/review.md). */
+export interface ReviewRow {
+  readonly principal: string;
+  readonly kind: 'user' | 'service-account';
+  readonly account: 'active' | 'disabled' | 'none';
+  readonly connection: string;
+  readonly access: {
+    readonly via: 'at-once' | 'approval' | 'grant-only' | 'none';
+    readonly why: string;
+    readonly maxDuration: string | null;
+    readonly approvers: string | null;
+  };
+  readonly statements: readonly {
+    readonly kind: ReviewProbeKind;
+    readonly sql: string;
+    readonly outcome: 'allow' | 'approval' | 'deny';
+    readonly policy: string | null;
+  }[];
+  readonly grants: {
+    readonly issued: number;
+    readonly unused: number;
+    readonly last: string | null;
+    readonly grantedBy: readonly string[];
+    readonly live: number;
+    readonly liveUnused: readonly string[];
+    readonly liveIds: readonly string[];
+  };
+  readonly usage: {
+    readonly sessions: number;
+    readonly liveSessions: number;
+    readonly lastSession: string | null;
+    readonly statements: number;
+    readonly byCategory: Readonly<Record<string, number>>;
+    readonly byKind: Readonly<Record<string, number>>;
+    readonly refused: number;
+    readonly tablesRead: readonly string[];
+    readonly tablesWritten: readonly string[];
+  };
+  readonly flags: readonly { readonly code: string; readonly message: string; readonly suggestion: string }[];
+  readonly decision: ReviewDecision | null;
+}
+
+export interface ReviewReport {
+  readonly since: string;
+  readonly until: string;
+  readonly generatedAt: string;
+  readonly policy: { readonly enabled: boolean; readonly version: string | null };
+  readonly truncated: boolean;
+  readonly summary: { readonly rows: number; readonly flagged: number; readonly certified: number; readonly revoked: number };
+  readonly rows: readonly ReviewRow[];
+}
+
+/** What `POST /api/access/review/certify` and `/revoke` answer. */
+export interface ReviewDecided extends ReviewDecision {
+  readonly principal: string;
+  readonly connection: string;
+}
