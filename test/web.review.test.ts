@@ -22,7 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { Browser, Page } from 'playwright-core';
 import { accountToken, callApi } from './support/api.ts';
-import { launchBrowser, newPage, shot } from './support/browser.ts';
+import { launchBrowser, newPage, shot, signIn as signInAt } from './support/browser.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { asAdmin, createDatabase, eventually, type ThrowawayDatabase } from './support/pg-db.ts';
 
@@ -81,13 +81,7 @@ after(async () => {
   await db?.drop();
 });
 
-async function signIn(page: Page, name: string): Promise<void> {
-  await page.goto(`${ui}/`);
-  await page.getByLabel('User name').fill(name);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByLabel('Password').press('Enter');
-  await page.getByRole('heading', { name: 'My access' }).waitFor();
-}
+const signIn = (page: Page, name: string): Promise<void> => signInAt(page, ui, name, PASSWORD);
 
 const navLinks = (page: Page) => page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
 const row = (page: Page, principal: string, connection: string) =>

@@ -26,7 +26,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { launchBrowser, newPage as openPage, shot } from './support/browser.ts';
+import { launchBrowser, newPage as openPage, shot, signIn as signInAt } from './support/browser.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 import { gatewayOidcYaml, startOidcProvider, UI_CLIENT_ID, type TestOidcProvider } from './support/oidc-provider.ts';
 import { asAdmin, createDatabase, eventually, type ThrowawayDatabase } from './support/pg-db.ts';
@@ -74,13 +74,7 @@ after(async () => {
 
 const newPage = (): Promise<{ context: BrowserContext; page: Page }> => openPage(browser, consoleErrors);
 
-async function signIn(page: Page, name: string): Promise<void> {
-  await page.goto(`${ui}/`);
-  await page.getByLabel('User name').fill(name);
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByLabel('Password').press('Enter');
-  await page.getByRole('heading', { name: 'My access' }).waitFor();
-}
+const signIn = (page: Page, name: string): Promise<void> => signInAt(page, ui, name, PASSWORD);
 
 const navLinks = (page: Page) => page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
 

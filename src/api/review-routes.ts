@@ -93,16 +93,7 @@ const decisionBody = z.object({
   note: z.string().max(2000),
 });
 
-const decided = z.object({
-  id: z.string(),
-  principal: z.string(),
-  connection: z.string(),
-  decision: z.enum(['certified', 'revoked']),
-  note: z.string(),
-  by: z.string(),
-  at: z.string(),
-  grantsRevoked: z.array(z.string()),
-});
+const decided = lastDecision.extend({ principal: z.string(), connection: z.string() });
 
 const STATUS: Record<ReviewError['code'], number> = {
   'note-required': 400,

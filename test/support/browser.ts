@@ -63,3 +63,12 @@ export async function newPage(
 export async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: `${SCREENSHOTS}${name}.png`, fullPage: true });
 }
+
+/** Signs in at `ui` with a local account's name and password, and waits for the start page (My access). */
+export async function signIn(page: Page, ui: string, name: string, password: string): Promise<void> {
+  await page.goto(`${ui}/`);
+  await page.getByLabel('User name').fill(name);
+  await page.getByLabel('Password').fill(password);
+  await page.getByLabel('Password').press('Enter');
+  await page.getByRole('heading', { name: 'My access' }).waitFor();
+}

@@ -1,6 +1,6 @@
 /** Pieces every page uses: loading a resource, showing a refusal, copying a value, a live countdown. */
 
-import { useCallback, useEffect, useRef, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { ApiProblem } from './api.ts';
 import { remaining } from './format.ts';
 
@@ -128,4 +128,22 @@ export function PageTitle({ children }: { children: ReactNode }) {
       {children}
     </h1>
   );
+}
+
+/** A form that sends one request: its busy state and its refusal; what `send` resolves to goes to `onDone`. */
+export function useSubmit<T>(send: () => Promise<T>, onDone: (value: T) => void) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      onDone(await send());
+    } catch (failure) {
+      setError(failure);
+      setBusy(false);
+    }
+  };
+  return { busy, error, submit };
 }

@@ -6,7 +6,7 @@
 
 import { useState, type FormEvent } from 'react';
 import { ApiProblem, call, get, query } from '../api.ts';
-import { Badge, CopyField, Countdown, PageTitle, Problem, Show, useLoad, useNow } from '../components.tsx';
+import { Badge, CopyField, Countdown, PageTitle, Problem, Show, useLoad, useNow, useSubmit } from '../components.tsx';
 import { clockTime, parseDuration, when } from '../format.ts';
 import { useMe } from '../me.ts';
 import type { AccessGranted, AccessPending, AccessRequestView, ConnectionView, GrantView } from '../types.ts';
@@ -159,23 +159,10 @@ function RequestForm({
   const choices = [...PRESETS.filter((p) => (parseDuration(p) ?? 0) < max), ...(Number.isFinite(max) ? [connection.maxDuration] : [])];
   const [duration, setDuration] = useState(choices.includes('1h') ? '1h' : (choices.at(-1) ?? '1h'));
   const [reason, setReason] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
-
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const answer = await call<AccessGranted | AccessPending>('POST', '/api/access/requests', {
-        body: { connection: connection.name, duration, reason },
-      });
-      onDone(answer.body);
-    } catch (failure) {
-      setError(failure);
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    const body = { connection: connection.name, duration, reason };
+    return (await call<AccessGranted | AccessPending>('POST', '/api/access/requests', { body })).body;
+  }, onDone);
 
   return (
     <form

@@ -7,7 +7,7 @@
 
 import { useState, type FormEvent } from 'react';
 import { call, get, query } from '../api.ts';
-import { Badge, PageTitle, Problem, Show, useLoad } from '../components.tsx';
+import { Badge, PageTitle, Problem, Show, useLoad, useSubmit } from '../components.tsx';
 import { when } from '../format.ts';
 import { hasAnyRole, useMe } from '../me.ts';
 import { navigate, useLocation } from '../router.tsx';
@@ -134,7 +134,11 @@ export function ReviewPage() {
                 <tbody>
                   {r.rows.map((row) => {
                     const key = `${row.principal}\0${row.connection}`;
-                    const open = deciding && `${deciding.principal}\0${deciding.connection}` === key ? deciding : undefined;
+                    const current = deciding && `${deciding.principal}\0${deciding.connection}` === key ? deciding : undefined;
+                    const open = (how: Deciding['how']) => () => {
+                      setDone(undefined);
+                      setDeciding({ principal: row.principal, connection: row.connection, how });
+                    };
                     return (
                       <tr key={key} aria-label={`${row.principal} on ${row.connection}`}>
                         <th scope="row">
@@ -185,8 +189,8 @@ export function ReviewPage() {
                           )}
                         </td>
                         <td className="actions">
-                          {open ? (
-                            <Decide deciding={open} onDone={decided} onCancel={() => setDeciding(undefined)} />
+                          {current ? (
+                            <Decide deciding={current} onDone={decided} onCancel={() => setDeciding(undefined)} />
                           ) : (
                             <div className="row">
                               {row.principal === me.name ? (
@@ -196,10 +200,7 @@ export function ReviewPage() {
                               ) : (
                                 <button
                                   type="button"
-                                  onClick={() => (
-                                    setDone(undefined),
-                                    setDeciding({ principal: row.principal, connection: row.connection, how: 'certify' })
-                                  )}
+                                  onClick={open('certify')}
                                   aria-label={`Certify ${row.principal} on ${row.connection}`}
                                 >
                                   Certify
@@ -209,10 +210,7 @@ export function ReviewPage() {
                                 <button
                                   type="button"
                                   className="danger"
-                                  onClick={() => (
-                                    setDone(undefined),
-                                    setDeciding({ principal: row.principal, connection: row.connection, how: 'revoke' })
-                                  )}
+                                  onClick={open('revoke')}
                                   aria-label={`Revoke ${row.principal} on ${row.connection}`}
                                 >
                                   Revoke
@@ -328,23 +326,11 @@ function Flags({ row }: { row: ReviewRow }) {
 
 function Decide({ deciding, onDone, onCancel }: { deciding: Deciding; onDone: (d: ReviewDecided) => void; onCancel: () => void }) {
   const [note, setNote] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
   const verb = deciding.how === 'certify' ? 'Certify' : 'Revoke';
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const answer = await call<ReviewDecided>('POST', `/api/access/review/${deciding.how}`, {
-        body: { principal: deciding.principal, connection: deciding.connection, note },
-      });
-      onDone(answer.body);
-    } catch (failure) {
-      setError(failure);
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    const body = { principal: deciding.principal, connection: deciding.connection, note };
+    return (await call<ReviewDecided>('POST', `/api/access/review/${deciding.how}`, { body })).body;
+  }, onDone);
   return (
     <form
       className="inline-form"
