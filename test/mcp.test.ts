@@ -347,6 +347,9 @@ describe('the MCP server for agents', () => {
       env: { ...process.env, DRAWBRIDGE_TOKEN: key } as Record<string, string>,
       stderr: 'pipe',
     });
+    let stderr = '';
+    transport.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<void>((resolve) => (transport.onclose = resolve));
     await client.connect(transport);
     try {
       assert.equal((await call(client, 'request_access', { connection: 'shop', reason: 'stdio check' })).structuredContent?.['status'], 'granted');
@@ -356,5 +359,7 @@ describe('the MCP server for agents', () => {
     } finally {
       await client.close();
     }
+    await exited;
+    assert.equal(stderr, '', 'it ends quietly when the agent closes its stdin');
   });
 });

@@ -17,6 +17,7 @@ import { untilSignal } from './main.ts';
 
 const DEMO_PRINCIPAL = 'demo';
 const DEMO_CONNECTION = 'demo';
+const DEMO_AGENT = 'demo-agent';
 
 export async function runDemo(args: readonly string[]): Promise<number> {
   const { values } = parseArgs({ args: [...args], options: { dir: { type: 'string' }, 'log-level': { type: 'string' } } });
@@ -61,6 +62,10 @@ connections:
   } else {
     await gateway.accounts.setPassword(DEMO_PRINCIPAL, password, 'demo');
   }
+  // A service account for trying the MCP server, with a new key at every start.
+  const agentKey = (await gateway.accounts.get(DEMO_AGENT))
+    ? await gateway.accounts.rotateKey(DEMO_AGENT, 'demo')
+    : (await gateway.accounts.createServiceAccount({ name: DEMO_AGENT, maxGrantMs: 3_600_000 }, 'demo')).key;
   const pg = gateway.addresses.postgres!;
   const connect = connectionStrings({ host: pg.address, port: pg.port }, DEMO_PRINCIPAL, DEMO_CONNECTION, minted.credential, {
     sslmode: 'require',
@@ -82,6 +87,11 @@ connections:
       '',
       `  echo ${password} | npx drawbridge login --user ${DEMO_PRINCIPAL} --password-stdin --gateway ${api}`,
       `  npx drawbridge access request ${DEMO_CONNECTION} --duration 30m --reason "trying Drawbridge"`,
+      '',
+      `An AI agent uses the MCP server with the key of the service account ${DEMO_AGENT} (new at every start; docs/mcp.md):`,
+      '',
+      `  claude mcp add drawbridge --env DRAWBRIDGE_TOKEN=${agentKey} --env DRAWBRIDGE_GATEWAY=${api} -- npx drawbridge mcp`,
+      `  or streamable HTTP: ${api}/mcp with the header "Authorization: Bearer ${agentKey}"`,
       '',
       `Web UI: ${api}/   (sign in as ${DEMO_PRINCIPAL} with the password ${password})`,
       `API: ${api}/healthz   Stop with Ctrl-C.`,

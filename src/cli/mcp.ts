@@ -31,8 +31,10 @@ export async function runMcp(args: readonly string[]): Promise<number> {
     },
   });
   const agent = new StdioServerTransport();
+  // The agent is done when it closes our stdin (or the transport closes).
   const done = new Promise<void>((resolve) => {
     agent.onclose = () => resolve();
+    process.stdin.once('end', resolve).once('close', resolve);
   });
   upstream.onmessage = (message) => void agent.send(message);
   upstream.onerror = (error) => process.stderr.write(`drawbridge mcp: ${error.message}\n`);
