@@ -25,14 +25,18 @@
  * (bench/audit.bench.ts, in-process); and pgbench through a gateway that records sessions
  * and audits every statement (the default) against one with `recording: enabled: false` and
  * `audit: statements: refused`, and the default against `audit: acknowledge: after-commit`.
+ * And what an agent's MCP `query` call costs (bench/mcp.bench.ts): a point SELECT and a 100-row
+ * SELECT from node-postgres directly, through the gateway's PostgreSQL listener, and as the
+ * `query` tool over streamable HTTP at `/mcp` with a service account's key, 1 and 8 callers:
+ * calls per second and latency mean, p50 and p99.
  *
  * Needs: pgbench and psql, PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`
  * (it creates and drops the database `drawbridge_bench`), and the gateway's CLI
- * (bin/drawbridge.js start / grant). See docs/benchmarks.md.
+ * (bin/drawbridge.js start / grant / service-accounts create). See docs/benchmarks.md.
  *
  * Usage: npm run bench [-- --json]
  * env: BENCH_SECONDS (default 10), BENCH_ROWS (default 2000000),
- *      BENCH_PARTS (default proxy,stream,guardrails,policy,masking,audit,recording,durable: which parts to run)
+ *      BENCH_PARTS (default proxy,stream,guardrails,policy,masking,audit,recording,durable,mcp: which parts to run)
  *
  * Limits: client, gateway and server share one machine (2 cores on CI machines), so the
  * ratio includes the gateway competing with pgbench and PostgreSQL for CPU. The figures are
@@ -47,6 +51,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AuditFigures } from './audit.bench.ts';
 import type { MaskingFigures } from './masking.bench.ts';
+import type { McpRow } from './mcp.bench.ts';
 import type { PolicyFigures } from './policy.bench.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -62,7 +67,7 @@ const JSON_OUTPUT = process.argv.includes('--json');
 
 class BenchError extends Error {}
 
-const PARTS = ['proxy', 'stream', 'guardrails', 'policy', 'masking', 'audit', 'recording', 'durable'] as const;
+const PARTS = ['proxy', 'stream', 'guardrails', 'policy', 'masking', 'audit', 'recording', 'durable', 'mcp'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Endpoint {
@@ -509,6 +514,8 @@ interface Gateway {
   readonly endpoint: Endpoint;
   readonly process: GatewayProcess;
   readonly configFile: string;
+  /** Its API, where `/mcp` is served: `http://127.0.0.1:PORT`. */
+  readonly api: string;
 }
 
 /**
@@ -587,7 +594,7 @@ async function startGateway(dir: string, label: GatewayLabel): Promise<Gateway> 
   });
   if (probe.trim() !== String(SCALE))
     throw new BenchError(`through the ${label}, pgbench_branches has '${probe.trim()}' rows, expected ${SCALE}`);
-  return { endpoint, process: gateway, configFile: config };
+  return { endpoint, process: gateway, configFile: config, api: `http://127.0.0.1:${apiPort}` };
 }
 
 /** Runs `work` and returns its result with the gateway's peak RSS while it ran, and its RSS when it began. */
@@ -809,6 +816,51 @@ async function maskingRows(onGateway: Gateway, offGateway: Gateway, data: readon
   return rows;
 }
 
+/** Sessions PostgreSQL has started on the bench database so far (psql's own is on `postgres`, not counted). */
+async function benchSessions(): Promise<number> {
+  const sql = `SELECT sessions FROM pg_stat_database WHERE datname = '${DB}'`;
+  const { stdout } = await exec('psql', psqlArgs({ ...direct, database: 'postgres' }, '-At', '-c', sql));
+  return Number(stdout.trim());
+}
+
+/**
+ * A point SELECT and a 100-row SELECT from node-postgres directly and through the gateway's
+ * listener, and as an agent's `query` tool call through its `/mcp`, with the key of a service
+ * account the bench creates in the gateway's store.
+ */
+async function mcpRows(through: Gateway): Promise<{ rows: McpRow[]; table: string }> {
+  const { stdout } = await exec(NODE, [
+    CLI,
+    'service-accounts',
+    'create',
+    'bench-agent',
+    '--connections',
+    'bench',
+    '--config',
+    through.configFile,
+  ]);
+  const key = stdout.split('\n')[0]?.trim() ?? '';
+  if (!key.startsWith('dbr_sak_'))
+    throw new BenchError(`'drawbridge service-accounts create' did not print a dbr_sak_ key on its first line:\n${stdout}`);
+  const { measureMcp, mcpTable } = await import('./mcp.bench.ts');
+  const { host, port, user, database } = through.endpoint;
+  const rows = await measureMcp({
+    direct: { host: PG.host, port: PG.port, user: PG.user, database: DB },
+    gateway: { host, port, user, database, password: through.endpoint.env['PGPASSWORD'] },
+    mcp: { url: `${through.api}/mcp`, key, connection: 'bench' },
+    accounts: SCALE * 100_000,
+    seconds: SECONDS,
+    watch: async (work) => {
+      const [result, , , cpu] = await watched(through, work);
+      return [result, cpu];
+    },
+    sessions: benchSessions,
+    log,
+    fail: (message) => new BenchError(message),
+  });
+  return { rows, table: mcpTable(rows) };
+}
+
 async function main(): Promise<void> {
   const parts = selectedParts();
   // In-process and first, while this bench has started nothing else that uses the CPUs.
@@ -840,6 +892,7 @@ async function main(): Promise<void> {
   let recording: OnOffRow<PgbenchFigures>[] = [];
   let durable: OnOffRow<PgbenchFigures>[] = [];
   let masking: MaskingRow[] = [];
+  let mcp: { rows: McpRow[]; table: string } | undefined;
   let memory: { peakRssBytes: number; hwmBytes: number; rssBytes: number; idleRssBytes: number } | undefined;
   const throughPgbench =
     parts.has('proxy') ||
@@ -847,7 +900,8 @@ async function main(): Promise<void> {
     parts.has('guardrails') ||
     parts.has('masking') ||
     parts.has('recording') ||
-    parts.has('durable');
+    parts.has('durable') ||
+    parts.has('mcp');
   if (throughPgbench) {
     await preflight();
     tmp = await mkdtemp(join(tmpdir(), 'drawbridge-bench-'));
@@ -890,6 +944,7 @@ async function main(): Promise<void> {
       ]);
       await stopGateway(off);
     }
+    if (parts.has('mcp')) mcp = await mcpRows(gateway);
 
     const exit = gateway.process.exitReason;
     if (exit !== undefined) throw new BenchError(`the gateway ${exit} during the run; its log:\n${await gateway.process.logTail()}`);
@@ -915,6 +970,7 @@ async function main(): Promise<void> {
           audit: audit?.figures ?? null,
           recording,
           durable,
+          mcp: mcp?.rows ?? [],
         },
         null,
         2,
@@ -967,6 +1023,7 @@ async function main(): Promise<void> {
             ),
           ]
         : []),
+      ...(mcp ? [mcp.table] : []),
       machine(),
     ];
     process.stdout.write(`${sections.join('\n\n')}\n`);
