@@ -10,6 +10,7 @@
  */
 
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { Approvals } from '../approvals/approvals.ts';
@@ -42,6 +43,9 @@ interface HeldQuery {
   outcome: QueryOutcome | undefined;
 }
 
+/** One JSON Schema validator for every server (each would build its own Ajv). */
+const VALIDATOR = new AjvJsonSchemaValidator();
+
 /** Statements an agent left waiting, kept per principal; the oldest go first past this many. */
 const MAX_HELD = 100;
 
@@ -62,6 +66,24 @@ const planShape = z.object({
     .describe('The operations the agent intends; the grant will allow these and nothing else'),
 });
 
+/** Each tool's arguments, made once (a server is made per request). */
+const INPUT = {
+  requestAccess: {
+    connection: z.string(),
+    reason: z.string().describe('Why: a ticket, an incident, the task'),
+    duration: z.string().optional().describe('How long, e.g. 15m, 1h (default 15m, or the connection maximum if shorter)'),
+    plan: planShape.optional(),
+  },
+  connection: { connection: z.string() },
+  query: {
+    connection: z.string(),
+    sql: z.string(),
+    max_rows: z.number().int().min(1).max(MAX_ROWS).optional().describe(`Rows to return at most (default ${DEFAULT_MAX_ROWS})`),
+  },
+  approval: { approval: z.number().int().min(1) },
+  plan: { plan: z.string().describe('The plan id request_access gave') },
+};
+
 export class AgentDesk {
   readonly #deps: AgentDeskDeps;
   /** principal → connection → the grant it uses there. */
@@ -75,7 +97,7 @@ export class AgentDesk {
 
   /** An MCP server for one authenticated caller: every tool acts as that principal. */
   server(who: AuthenticatedPrincipal): McpServer {
-    const server = new McpServer({ name: 'drawbridge', version: VERSION }, { capabilities: { tools: {} } });
+    const server = new McpServer({ name: 'drawbridge', version: VERSION }, { capabilities: { tools: {} }, jsonSchemaValidator: VALIDATOR });
     const tool = <Shape extends z.ZodRawShape>(
       name: string,
       description: string,
@@ -117,12 +139,7 @@ export class AgentDesk {
     tool(
       'request_access',
       'Ask for short-lived access to a connection, with a reason. With a plan, a person approves the plan once and the grant then allows what the plan covers and nothing else, until finish_plan or its time runs out.',
-      {
-        connection: z.string(),
-        reason: z.string().describe('Why: a ticket, an incident, the task'),
-        duration: z.string().optional().describe('How long, e.g. 15m, 1h (default 15m, or the connection maximum if shorter)'),
-        plan: planShape.optional(),
-      },
+      INPUT.requestAccess,
       async ({ connection, reason, duration, plan }) => {
         let durationMs: number | undefined;
         try {
@@ -152,7 +169,7 @@ export class AgentDesk {
     tool(
       'describe_connection',
       'The tables and columns you may read on a connection you have access to (read through the gateway, as your queries are).',
-      { connection: z.string() },
+      INPUT.connection,
       async ({ connection }) => {
         const grant = this.#grant(who, connection, this.#deps.clock.now());
         if (!grant) return refused(noGrant(connection));
@@ -185,11 +202,7 @@ export class AgentDesk {
     tool(
       'query',
       'Run one SQL statement on a connection you have access to, through the same guardrails, approvals, masking and recording as any client. A statement held for approval returns its approval id at once: call approval_status with it for the result.',
-      {
-        connection: z.string(),
-        sql: z.string(),
-        max_rows: z.number().int().min(1).max(MAX_ROWS).optional().describe(`Rows to return at most (default ${DEFAULT_MAX_ROWS})`),
-      },
+      INPUT.query,
       async ({ connection, sql, max_rows }) => {
         const grant = this.#grant(who, connection, this.#deps.clock.now());
         if (!grant) return refused(noGrant(connection));
@@ -209,7 +222,7 @@ export class AgentDesk {
     tool(
       'approval_status',
       'Where one of your approvals stands: a held statement (its result once decided) or an access request or plan (its grant once approved).',
-      { approval: z.number().int().min(1) },
+      INPUT.approval,
       async ({ approval: id }) => {
         const approval = await this.#deps.approvals.get(id);
         if (!approval || approval.requester !== who.principal.name) return refused(`there is no approval #${id} of yours`);
@@ -243,7 +256,7 @@ export class AgentDesk {
     tool(
       'finish_plan',
       'Mark your plan done: its grant ends now (a plan still waiting for approval is withdrawn).',
-      { plan: z.string().describe('The plan id request_access gave') },
+      INPUT.plan,
       async ({ plan }) => {
         const finished = await this.#deps.access.finishPlan(who, plan);
         const mine = this.#grants.get(who.principal.name);

@@ -9,8 +9,10 @@
  * (`pending.outcome`). Results come back as text, as the gateway sent them (masked), at most
  * `maxRows` rows (read with a cursor: the rest is never fetched).
  *
- * Sessions are reused: a grant keeps up to MAX_IDLE logged-in clients; a held statement keeps
- * its own until it ends. Everything of a grant is closed when it ends (`closeGrant`).
+ * Sessions are reused: a grant keeps up to MAX_IDLE logged-in clients, each logged out after
+ * IDLE_MS unused (so that an agent's parallel calls do not log in each time, and an idle agent
+ * holds no session); a held statement keeps its own until it ends. Everything of a grant is
+ * closed when it ends (`closeGrant`).
  */
 
 import pg from 'pg';
@@ -18,7 +20,8 @@ import Cursor from 'pg-cursor';
 
 export const DEFAULT_MAX_ROWS = 100;
 export const MAX_ROWS = 1000;
-const MAX_IDLE = 2;
+const MAX_IDLE = 8;
+const IDLE_MS = 60_000;
 /** How long a login to the gateway may take. */
 const CONNECT_TIMEOUT_MS = 10_000;
 const APPROVAL_NOTICE = /^waiting for approval #(\d+) \(([^)\s]+)\)/;
@@ -64,6 +67,8 @@ export class GatewayQueries {
   readonly #address: () => { host: string; port: number } | undefined;
   readonly #idle = new Map<string, pg.Client[]>();
   readonly #busy = new Map<string, Set<pg.Client>>();
+  /** The logout timer of each idle client. */
+  readonly #idleTimers = new Map<pg.Client, NodeJS.Timeout>();
 
   /** `address`: where this gateway's PostgreSQL listener is (undefined: it has none). */
   constructor(address: () => { host: string; port: number } | undefined) {
@@ -115,6 +120,7 @@ export class GatewayQueries {
 
   async #client(grant: AgentGrant): Promise<pg.Client> {
     const idle = this.#idle.get(grant.id)?.pop();
+    if (idle) this.#stopTimer(idle);
     const client = idle ?? (await this.#connect(grant));
     let busy = this.#busy.get(grant.id);
     if (!busy) this.#busy.set(grant.id, (busy = new Set()));
@@ -151,9 +157,21 @@ export class GatewayQueries {
     }
     idle.push(client);
     this.#idle.set(grant.id, idle);
+    const timer = setTimeout(() => {
+      this.#drop(grant.id, client);
+      void client.end().catch(() => undefined);
+    }, IDLE_MS);
+    timer.unref();
+    this.#idleTimers.set(client, timer);
+  }
+
+  #stopTimer(client: pg.Client): void {
+    clearTimeout(this.#idleTimers.get(client));
+    this.#idleTimers.delete(client);
   }
 
   #drop(grantId: string, client: pg.Client): void {
+    this.#stopTimer(client);
     this.#busy.get(grantId)?.delete(client);
     const idle = this.#idle.get(grantId);
     if (idle?.includes(client)) idle.splice(idle.indexOf(client), 1);
@@ -164,6 +182,7 @@ export class GatewayQueries {
     const clients = [...(this.#idle.get(grantId) ?? []), ...(this.#busy.get(grantId) ?? [])];
     this.#idle.delete(grantId);
     this.#busy.delete(grantId);
+    for (const client of clients) this.#stopTimer(client);
     await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   }
 
