@@ -207,6 +207,37 @@ describe('the MCP server for agents', () => {
     }
   });
 
+  it('at most 10 statements of an agent wait for approval at once', async () => {
+    const client = await httpClient();
+    try {
+      await call(client, 'request_access', { connection: 'shop', reason: 'many held' });
+      const approvals: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const held = await call(client, 'query', { connection: 'shop', sql: `update orders set total = total where id = ${i}` });
+        assert.equal(held.structuredContent?.['status'], 'pending');
+        approvals.push(held.structuredContent?.['approval'] as number);
+      }
+      const eleventh = await call(client, 'query', { connection: 'shop', sql: 'update orders set total = total where id = 11' });
+      assert.equal(eleventh.isError, true);
+      assert.match(text(eleventh), /^10 of your statements wait for approval: follow them with approval_status before you run more \(approval #(\d+) was withdrawn\)$/);
+      const withdrawn = Number(/#(\d+) was withdrawn/.exec(text(eleventh))![1]);
+      await eventually(
+        async () => (await callApi(api, 'GET', `/api/approvals/${withdrawn}`, danaToken)).body.status,
+        (status) => status === 'cancelled',
+      );
+      assert.equal((await callApi(api, 'GET', `/api/approvals/${withdrawn}`, danaToken)).body.status, 'cancelled');
+      assert.match(text(await call(client, 'query', { connection: 'shop', sql: 'select 1 as one' })), /^one\n1\n/, 'what needs no approval still runs');
+      for (const id of approvals) await callApi(api, 'POST', `/api/approvals/${id}/deny`, danaToken, { reason: 'clearing' });
+      const again = await eventually(
+        () => call(client, 'query', { connection: 'shop', sql: 'update orders set total = total where id = 12' }),
+        (r) => r.structuredContent?.['status'] === 'pending',
+      );
+      await callApi(api, 'POST', `/api/approvals/${again.structuredContent?.['approval']}/deny`, danaToken, { reason: 'clearing' });
+    } finally {
+      await client.close();
+    }
+  });
+
   it('a plan, once approved, allows what it covers without further approval and nothing else; finish_plan ends it', async () => {
     const client = await httpClient();
     try {

@@ -48,6 +48,11 @@ const VALIDATOR = new AjvJsonSchemaValidator();
 
 /** Statements an agent left waiting, kept per principal; the oldest go first past this many. */
 const MAX_HELD = 100;
+/**
+ * Statements of one principal that may wait for approval at once: each keeps a session (and a
+ * target connection) until it is decided, so an agent cannot tie up the target by leaving many.
+ */
+export const MAX_WAITING = 10;
 
 const COLUMNS_SQL = `SELECT table_schema, table_name, column_name, data_type
   FROM information_schema.columns
@@ -90,6 +95,8 @@ export class AgentDesk {
   readonly #grants = new Map<string, Map<string, AgentGrant>>();
   /** principal → approval id → the statement held. */
   readonly #held = new Map<string, Map<number, HeldQuery>>();
+  /** principal → how many of its statements wait for a decision now. */
+  readonly #waiting = new Map<string, number>();
 
   constructor(deps: AgentDeskDeps) {
     this.#deps = deps;
@@ -206,11 +213,25 @@ export class AgentDesk {
       async ({ connection, sql, max_rows }) => {
         const grant = this.#grant(who, connection, this.#deps.clock.now());
         if (!grant) return refused(noGrant(connection));
+        const name = who.principal.name;
         const started = await this.#deps.queries.run(grant, sql, max_rows ?? DEFAULT_MAX_ROWS);
         if (started.status !== 'pending') return outcomeResult(this.#checked(who, grant, started));
+        const waiting = this.#waiting.get(name) ?? 0;
+        if (waiting >= MAX_WAITING) {
+          started.withdraw();
+          return refused(
+            `${waiting} of your statements wait for approval: follow them with approval_status before you run more (approval #${started.approval} was withdrawn)`,
+          );
+        }
         const held: HeldQuery = { connection, sql, outcome: undefined };
         this.#remember(who, started.approval, held);
-        void started.outcome.then((outcome) => (held.outcome = outcome));
+        this.#waiting.set(name, (this.#waiting.get(name) ?? 0) + 1);
+        void started.outcome.then((outcome) => {
+          held.outcome = outcome;
+          const left = (this.#waiting.get(name) ?? 1) - 1;
+          if (left > 0) this.#waiting.set(name, left);
+          else this.#waiting.delete(name);
+        });
         return ok(
           `Held for approval #${started.approval} (${started.url}): ${started.message.replace(/^waiting for approval #\d+ \([^)]*\): /, '')}. ` +
             `Call approval_status with approval ${started.approval} for the result once a person decides.`,

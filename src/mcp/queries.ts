@@ -58,6 +58,8 @@ export type QueryStart =
       readonly message: string;
       /** Settles when the approval is decided and the statement ran (or was refused). */
       readonly outcome: Promise<QueryOutcome>;
+      /** Leaves the session: the gateway cancels the approval (its client left), and `outcome` settles as an error. */
+      readonly withdraw: () => void;
     };
 
 /** Every value as the text the gateway sent: nothing is parsed, so what was masked stays as it was. */
@@ -67,6 +69,8 @@ export class GatewayQueries {
   readonly #address: () => { host: string; port: number } | undefined;
   readonly #idle = new Map<string, pg.Client[]>();
   readonly #busy = new Map<string, Set<pg.Client>>();
+  /** Clients logged out or dropped: never reused. */
+  readonly #gone = new WeakSet<pg.Client>();
   /** The logout timer of each idle client. */
   readonly #idleTimers = new Map<pg.Client, NodeJS.Timeout>();
 
@@ -86,7 +90,13 @@ export class GatewayQueries {
     const started = new Promise<QueryStart>((resolve) => (held = resolve));
     const onNotice = (notice: { message?: string }) => {
       const match = APPROVAL_NOTICE.exec(notice.message ?? '');
-      if (match && held) held({ status: 'pending', approval: Number(match[1]), url: match[2]!, message: notice.message!, outcome });
+      if (match && held) {
+        const withdraw = () => {
+          this.#drop(grant.id, client);
+          void client.end().catch(() => undefined);
+        };
+        held({ status: 'pending', approval: Number(match[1]), url: match[2]!, message: notice.message!, outcome, withdraw });
+      }
     };
     client.on('notice', onNotice);
     const outcome = this.#read(client, sql, maxRows).finally(() => {
@@ -148,6 +158,7 @@ export class GatewayQueries {
   }
 
   #release(grant: AgentGrant, client: pg.Client): void {
+    if (this.#gone.has(client)) return;
     const busy = this.#busy.get(grant.id);
     if (!busy?.delete(client)) return; // dropped meanwhile
     const idle = this.#idle.get(grant.id) ?? [];
@@ -171,6 +182,7 @@ export class GatewayQueries {
   }
 
   #drop(grantId: string, client: pg.Client): void {
+    this.#gone.add(client);
     this.#stopTimer(client);
     this.#busy.get(grantId)?.delete(client);
     const idle = this.#idle.get(grantId);
