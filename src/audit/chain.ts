@@ -46,57 +46,78 @@ export interface StoredRecord extends ChainedRecord {
 
 /**
  * JSON with object keys sorted (by UTF-16 code units) and no whitespace: one text for one value.
- * Values are taken as JSON would carry them (undefined members dropped, non-finite numbers null).
+ * Values are taken as JSON.stringify takes them (`toJSON` called, boxed primitives unboxed,
+ * undefined, function and symbol members dropped, non-finite numbers null), so that a value and
+ * what JSON.parse gives back of it have the same text: the store keeps this text as the details.
  */
 export function canonicalJson(value: unknown): string {
+  return encode(asJson(value, ''));
+}
+
+/** What JSON.stringify writes for `value` under `key`: its `toJSON`, or the primitive inside a box. */
+function asJson(value: unknown, key: string): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return (value as { toJSON(key: string): unknown }).toJSON(key);
+  if (value instanceof Number || value instanceof String || value instanceof Boolean) return value.valueOf();
+  return value;
+}
+
+function encode(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (Array.isArray(value)) {
     let out = '[';
-    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + (value[i] === undefined ? 'null' : canonicalJson(value[i]));
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + encode(asJson(value[i], String(i)));
     return `${out}]`;
   }
   // sort() without a comparator orders by UTF-16 code units, as canonical JSON asks.
   const keys = Object.keys(value).sort();
   let out = '{';
   for (const key of keys) {
-    const v = (value as Record<string, unknown>)[key];
-    if (v === undefined || typeof v === 'function') continue;
-    out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${canonicalJson(v)}`;
+    const v = asJson((value as Record<string, unknown>)[key], key);
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+    out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${encode(v)}`;
   }
   return `${out}}`;
 }
 
-/** Details as they will read back from the store: what JSON carries of them. */
-export function asStored(details: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  return JSON.parse(JSON.stringify(details)) as Record<string, unknown>;
+/** A record to write: its fields and hashes, and its details as the hash covers them and the store keeps them. */
+export interface Chained<E> {
+  readonly record: E & { seq: number; details: Record<string, unknown>; prevHash: string; hash: string };
+  readonly detailsJson: string;
 }
 
 /**
  * Numbers `events` after `head` (the last record; undefined for an empty log) and chains each to
- * the one before: what a store writes, in one transaction, holding the log's write lock.
+ * the one before: what a store writes, in one transaction, holding the log's write lock. Details
+ * are encoded once, and `record.details` is what reading that text back gives.
  */
 export function chainAfter<E extends Omit<ChainedRecord, 'seq'>>(
   head: { readonly seq: number; readonly hash: string } | undefined,
   events: readonly E[],
-): (E & { seq: number; details: Record<string, unknown>; prevHash: string; hash: string })[] {
+): Chained<E>[] {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS_HASH;
   return events.map((event) => {
-    const record = { ...event, seq: ++seq, details: asStored(event.details) };
-    const hash = recordHash(record, prevHash);
-    const chained = { ...record, prevHash, hash };
-    prevHash = hash;
-    return chained;
+    const detailsJson = canonicalJson(event.details);
+    const record = { ...event, seq: ++seq, details: JSON.parse(detailsJson) as Record<string, unknown>, prevHash, hash: '' };
+    record.hash = hashEncoded(record, detailsJson, prevHash);
+    prevHash = record.hash;
+    return { record, detailsJson };
   });
 }
 
 /** Hex SHA-256 of the record's canonical encoding, chained to `prevHash`. */
 export function recordHash(record: ChainedRecord, prevHash: string): string {
-  const { seq, at, actor, action, subject, outcome, details } = record;
+  return hashEncoded(record, canonicalJson(record.details), prevHash);
+}
+
+/** `recordHash`, with the details already in canonical JSON. */
+function hashEncoded(record: Omit<ChainedRecord, 'details'>, detailsJson: string, prevHash: string): string {
+  const { seq, at, actor, action, subject, outcome } = record;
   // canonicalJson({seq, at, actor, action, subject, outcome, details, prev}), its keys written in order.
   const body =
     `{"action":${JSON.stringify(action)},"actor":${JSON.stringify(actor)},"at":${canonicalJson(at)},` +
-    `"details":${canonicalJson(details)},"outcome":${JSON.stringify(outcome)},"prev":${JSON.stringify(prevHash)},` +
+    `"details":${detailsJson},"outcome":${JSON.stringify(outcome)},"prev":${JSON.stringify(prevHash)},` +
     `"seq":${canonicalJson(seq)},"subject":${JSON.stringify(subject)}}`;
   return hash('sha256', RECORD_DOMAIN + body);
 }

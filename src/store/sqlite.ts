@@ -156,10 +156,10 @@ export function sqliteAuditWriter(backend: SqliteBackend): (events: readonly New
         'insert into audit_events (seq, at, actor, action, subject, outcome, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       );
       const last = head.get() as { seq: number | bigint; hash: string | null } | undefined;
-      const records = chainAfter(last && { seq: Number(last.seq), hash: last.hash ?? GENESIS_HASH }, events);
-      for (const r of records) {
-        insert.run(r.seq, r.at, r.actor, r.action, r.subject, r.outcome, JSON.stringify(r.details), r.prevHash, r.hash);
+      const chained = chainAfter(last && { seq: Number(last.seq), hash: last.hash ?? GENESIS_HASH }, events);
+      for (const { record: r, detailsJson } of chained) {
+        insert.run(r.seq, r.at, r.actor, r.action, r.subject, r.outcome, detailsJson, r.prevHash, r.hash);
       }
-      return records;
+      return chained.map((c) => c.record);
     });
 }

@@ -1382,27 +1382,27 @@ class KyselyStore implements Store {
       // SQLite: the transaction began IMMEDIATE, which already holds the one write lock.
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
       const head = await trx.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-      const records: AuditRecord[] = chainAfter(head && { seq: Number(head.seq), hash: head.hash ?? GENESIS_HASH }, events);
+      const chained = chainAfter(head && { seq: Number(head.seq), hash: head.hash ?? GENESIS_HASH }, events);
       // In pieces: a statement holds at most 32,766 parameters on SQLite and 65,535 on PostgreSQL.
-      for (let i = 0; i < records.length; i += AUDIT_INSERT_ROWS) {
+      for (let i = 0; i < chained.length; i += AUDIT_INSERT_ROWS) {
         await trx
           .insertInto('audit_events')
           .values(
-            records.slice(i, i + AUDIT_INSERT_ROWS).map((r) => ({
+            chained.slice(i, i + AUDIT_INSERT_ROWS).map(({ record: r, detailsJson }) => ({
               seq: r.seq,
               at: r.at,
               actor: r.actor,
               action: r.action,
               subject: r.subject,
               outcome: r.outcome,
-              details: JSON.stringify(r.details),
+              details: detailsJson,
               prev_hash: r.prevHash,
               hash: r.hash,
             })),
           )
           .execute();
       }
-      return records;
+      return chained.map((c) => c.record);
     });
   }
 
