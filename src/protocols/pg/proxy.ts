@@ -196,8 +196,11 @@ export class PgProxy {
   /** Ends the session with a FATAL error the client can read (expiry, revocation, shutdown). */
   terminate(error: GatewayError): void {
     if (this.#closed) return;
-    this.#sayFatal(error);
-    this.#target.end(TERMINATE);
+    // A client that said goodbye (Terminate) is owed nothing more, and its target was told already.
+    if (!this.#terminating) {
+      this.#sayFatal(error);
+      this.#target.end(TERMINATE);
+    }
     this.#end(error.message);
   }
 
