@@ -81,7 +81,10 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const log = options.log ?? pino({ level: config.log.level });
   const clock = options.clock ?? systemClock;
   for (const warning of config.warnings) log.warn(warning);
-  const store = await openStore(config.store);
+  const store = await openStore(config.store, {
+    writerThread: true,
+    onWriterThreadFailure: (error) => log.error({ err: error }, "the store's writer thread failed: audit records and statements are written on the gateway's thread again"),
+  });
   const audit = new StoreAuditLog(
     store,
     clock,

@@ -217,7 +217,11 @@ describe('exemption and records', () => {
     await c.query('SELECT email FROM customers');
     await c.end();
     tap.take();
-    const started = (await gw.gateway.store.listAudit({ action: 'session.started', limit: 1000 })).filter((e) => e.actor === 'dave');
+    // Committed within the audit log's commit delay, not before the client is answered (acknowledge: at-once).
+    const started = await eventually(
+      async () => (await gw.gateway.store.listAudit({ action: 'session.started', limit: 1000 })).filter((e) => e.actor === 'dave'),
+      (events) => events.length > 0,
+    );
     assert.equal(started.length, 1);
     const sessionId = started[0]!.subject;
     await gw.gateway.pollRevocations(); // a moment for the recorder's batch

@@ -158,7 +158,11 @@ export class StoreAuditLog implements AuditLog {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     try {
-      const records = await this.#store.appendAudits(batch.map((p) => p.event));
+      // The records come back only for the sinks.
+      const records = await this.#store.appendAudits(
+        batch.map((p) => p.event),
+        { records: this.#sinks.length > 0 },
+      );
       for (const p of batch) p.resolve();
       this.#copy(records);
     } catch (error) {

@@ -80,16 +80,19 @@ function encode(value: unknown): string {
   return `${out}}`;
 }
 
-/** A record to write: its fields and hashes, and its details as the hash covers them and the store keeps them. */
+/** An event numbered and chained: what the store writes of it, details as the hash covers them. */
 export interface Chained<E> {
-  readonly record: E & { seq: number; details: Record<string, unknown>; prevHash: string; hash: string };
+  readonly event: E;
+  readonly seq: number;
   readonly detailsJson: string;
+  readonly prevHash: string;
+  readonly hash: string;
 }
 
 /**
  * Numbers `events` after `head` (the last record; undefined for an empty log) and chains each to
  * the one before: what a store writes, in one transaction, holding the log's write lock. Details
- * are encoded once, and `record.details` is what reading that text back gives.
+ * are encoded once: that text is what the hash covers and what the store keeps.
  */
 export function chainAfter<E extends Omit<ChainedRecord, 'seq'>>(
   head: { readonly seq: number; readonly hash: string } | undefined,
@@ -99,21 +102,27 @@ export function chainAfter<E extends Omit<ChainedRecord, 'seq'>>(
   let prevHash = head?.hash ?? GENESIS_HASH;
   return events.map((event) => {
     const detailsJson = canonicalJson(event.details);
-    const record = { ...event, seq: ++seq, details: JSON.parse(detailsJson) as Record<string, unknown>, prevHash, hash: '' };
-    record.hash = hashEncoded(record, detailsJson, prevHash);
-    prevHash = record.hash;
-    return { record, detailsJson };
+    const chained = { event, seq: ++seq, detailsJson, prevHash, hash: hashEncoded(event, seq, detailsJson, prevHash) };
+    prevHash = chained.hash;
+    return chained;
   });
+}
+
+/** The record as reading it back gives it. */
+export function writtenRecord<E extends Omit<ChainedRecord, 'seq'>>(
+  c: Chained<E>,
+): E & { seq: number; details: Record<string, unknown>; prevHash: string; hash: string } {
+  return { ...c.event, seq: c.seq, details: JSON.parse(c.detailsJson) as Record<string, unknown>, prevHash: c.prevHash, hash: c.hash };
 }
 
 /** Hex SHA-256 of the record's canonical encoding, chained to `prevHash`. */
 export function recordHash(record: ChainedRecord, prevHash: string): string {
-  return hashEncoded(record, canonicalJson(record.details), prevHash);
+  return hashEncoded(record, record.seq, canonicalJson(record.details), prevHash);
 }
 
 /** `recordHash`, with the details already in canonical JSON. */
-function hashEncoded(record: Omit<ChainedRecord, 'details'>, detailsJson: string, prevHash: string): string {
-  const { seq, at, actor, action, subject, outcome } = record;
+function hashEncoded(record: Omit<ChainedRecord, 'details' | 'seq'>, seq: number, detailsJson: string, prevHash: string): string {
+  const { at, actor, action, subject, outcome } = record;
   // canonicalJson({seq, at, actor, action, subject, outcome, details, prev}), its keys written in order.
   const body =
     `{"action":${JSON.stringify(action)},"actor":${JSON.stringify(actor)},"at":${canonicalJson(at)},` +

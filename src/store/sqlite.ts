@@ -17,7 +17,7 @@ import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { Database } from './schema.ts';
-import { chainAfter, GENESIS_HASH } from '../audit/chain.ts';
+import { chainAfter, GENESIS_HASH, writtenRecord } from '../audit/chain.ts';
 import type { AuditRecord, NewAuditEvent, NewStatement } from './store.ts';
 
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
@@ -34,7 +34,8 @@ export function openSqlite(path: string): SqliteBackend {
   return { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: kyselyAdapter(raw) }) }), raw };
 }
 
-function openDatabase(path: string): DatabaseSync {
+/** A connection to the store file at `path` (or `:memory:`), set up as every connection of the store is. */
+export function openDatabase(path: string): DatabaseSync {
   if (path !== ':memory:') {
     const full = resolve(path);
     mkdirSync(dirname(full), { recursive: true, mode: 0o700 });
@@ -98,34 +99,60 @@ function toSqlite(value: unknown): SQLInputValue {
   throw new TypeError(`cannot bind a ${typeof value} to a SQLite parameter`);
 }
 
-/**
- * Runs `write` in one IMMEDIATE transaction on the raw connection, around the query builder for the
- * hottest writes, while holding Kysely's single connection so that no other transaction interleaves.
- */
-function rawWrite<T>(backend: SqliteBackend, write: () => T): Promise<T> {
-  return backend.db.connection().execute(async () => {
-    backend.raw.exec('begin immediate');
-    try {
-      const result = write();
-      backend.raw.exec('commit');
-      return result;
-    } catch (error) {
-      backend.raw.exec('rollback');
-      throw error;
-    }
-  });
+/** The store's hottest writes, each one IMMEDIATE transaction on a connection of its own. */
+export interface HotWrites {
+  /** Records statements (one row per statement of every session). */
+  statements(rows: readonly NewStatement[]): Promise<void>;
+  /** Appends to the audit chain, which every session's statements and every refusal go through; the records written, unless `records` is false. */
+  audits(events: readonly NewAuditEvent[], records?: boolean): Promise<AuditRecord[]>;
 }
 
-/** Statement batches are the store's hottest write (one row per statement of every session): one prepared INSERT per row. */
-export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly NewStatement[]) => Promise<void> {
-  let insert: StatementSync | undefined;
-  return (rows) =>
-    rawWrite(backend, () => {
-      insert ??= backend.raw.prepare(
+/**
+ * The hot writes on the store's own connection, around the query builder, holding Kysely's single
+ * connection so that no other transaction interleaves.
+ */
+export function sqliteHotWrites(backend: SqliteBackend): HotWrites {
+  const writes = hotWrites(backend.raw);
+  const inTransaction = <T>(write: () => T): Promise<T> =>
+    backend.db.connection().execute(async () => immediate(backend.raw, write));
+  return {
+    statements: (rows) => inTransaction(() => writes.statements(rows)),
+    audits: (events, records) => inTransaction(() => writes.audits(events, records)),
+  };
+}
+
+/** Runs `write` in one IMMEDIATE transaction on `db`: committed when it returns, rolled back when it throws. */
+export function immediate<T>(db: DatabaseSync, write: () => T): T {
+  db.exec('begin immediate');
+  try {
+    const result = write();
+    db.exec('commit');
+    return result;
+  } catch (error) {
+    db.exec('rollback');
+    throw error;
+  }
+}
+
+/**
+ * The hot writes' statements on `db`, to run inside a transaction: one prepared INSERT per row.
+ * The audit append reads the head under BEGIN IMMEDIATE, which holds SQLite's one write lock, so
+ * the records follow the head whichever process or thread appends next.
+ */
+export function hotWrites(db: DatabaseSync): {
+  statements(rows: readonly NewStatement[]): void;
+  audits(events: readonly NewAuditEvent[], records?: boolean): AuditRecord[];
+} {
+  let insertStatement: StatementSync | undefined;
+  let head: StatementSync | undefined;
+  let insertAudit: StatementSync | undefined;
+  return {
+    statements(rows) {
+      insertStatement ??= db.prepare(
         'insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       );
       for (const r of rows) {
-        insert.run(
+        insertStatement.run(
           r.sessionId,
           r.seq,
           r.text,
@@ -138,28 +165,19 @@ export function sqliteStatementWriter(backend: SqliteBackend): (rows: readonly N
           r.result === undefined ? null : JSON.stringify(r.result),
         );
       }
-    });
-}
-
-/**
- * Appends to the audit chain, which every session's statements and every refusal go through.
- * BEGIN IMMEDIATE holds SQLite's one write lock, so the head read is the head the records follow,
- * whichever process appends next.
- */
-export function sqliteAuditWriter(backend: SqliteBackend): (events: readonly NewAuditEvent[]) => Promise<AuditRecord[]> {
-  let head: StatementSync | undefined;
-  let insert: StatementSync | undefined;
-  return (events) =>
-    rawWrite(backend, () => {
-      head ??= backend.raw.prepare('select seq, hash from audit_events order by seq desc limit 1');
-      insert ??= backend.raw.prepare(
+    },
+    audits(events, records = true) {
+      head ??= db.prepare('select seq, hash from audit_events order by seq desc limit 1');
+      insertAudit ??= db.prepare(
         'insert into audit_events (seq, at, actor, action, subject, outcome, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       );
       const last = head.get() as { seq: number | bigint; hash: string | null } | undefined;
       const chained = chainAfter(last && { seq: Number(last.seq), hash: last.hash ?? GENESIS_HASH }, events);
-      for (const { record: r, detailsJson } of chained) {
-        insert.run(r.seq, r.at, r.actor, r.action, r.subject, r.outcome, detailsJson, r.prevHash, r.hash);
+      for (const c of chained) {
+        const e = c.event;
+        insertAudit.run(c.seq, e.at, e.actor, e.action, e.subject, e.outcome, c.detailsJson, c.prevHash, c.hash);
       }
-      return chained.map((c) => c.record);
-    });
+      return records ? chained.map(writtenRecord) : [];
+    },
+  };
 }

@@ -11,7 +11,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
-import { chainAfter, GENESIS_HASH, type Checkpoint } from '../audit/chain.ts';
+import { chainAfter, GENESIS_HASH, writtenRecord, type Checkpoint } from '../audit/chain.ts';
 import type { RecordedResult } from '../recording/result-sample.ts';
 import type { Plan, PlanStep } from '../core/index.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
@@ -27,7 +27,8 @@ import type {
   SessionsTable,
   StatementsTable,
 } from './schema.ts';
-import { openSqlite, sqliteAuditWriter, sqliteStatementWriter } from './sqlite.ts';
+import { openSqlite, sqliteHotWrites } from './sqlite.ts';
+import { startWriterThread } from './writer-thread.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
 export type StatementOutcome = 'ok' | 'error' | 'denied' | 'cancelled';
@@ -575,9 +576,11 @@ export interface Store {
   appendAudit(event: NewAuditEvent): Promise<AuditRecord>;
   /**
    * Appends in one transaction, in order, each record chained to the one before it; appends of
-   * every process on the store take turns (a lock), so the chain has one order.
+   * every process on the store take turns (a lock), so the chain has one order. Resolves with the
+   * records as written, or with none when the caller asks for none (`records: false`), which
+   * spares copying them.
    */
-  appendAudits(events: readonly NewAuditEvent[]): Promise<AuditRecord[]>;
+  appendAudits(events: readonly NewAuditEvent[], options?: { readonly records?: boolean }): Promise<AuditRecord[]>;
   /** Oldest first, by sequence. */
   listAudit(q: AuditQuery): Promise<AuditRecord[]>;
   /** The last record's sequence number and hash; undefined for an empty log. */
@@ -661,8 +664,17 @@ const recordedBytes = sql<
   number | string
 >`coalesce(sum(octet_length("text") + coalesce(octet_length("error_message"), 0) + coalesce(octet_length("result"), 0) + ${sql.lit(STATEMENT_ROW_BYTES)}), 0)`;
 
+export interface StoreOptions {
+  /**
+   * SQLite: the hottest writes and the checkpoints on a thread of their own (store/writer-thread.ts),
+   * for the gateway; `onWriterThreadFailure` hears why, when they are back on the store's own connection.
+   */
+  readonly writerThread?: boolean;
+  readonly onWriterThreadFailure?: (error: unknown) => void;
+}
+
 /** `sqlite:<path>`, `sqlite::memory:`, `postgres://…` or `postgresql://…`. */
-export async function openStore(url: string): Promise<Store> {
+export async function openStore(url: string, options: StoreOptions = {}): Promise<Store> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
     if (path === '') throw new Error('store URL sqlite: needs a path, e.g. sqlite:./.drawbridge/state.db');
@@ -673,7 +685,14 @@ export async function openStore(url: string): Promise<Store> {
       await backend.db.destroy();
       throw err;
     }
-    return new KyselyStore('sqlite', backend.db, sqliteStatementWriter(backend), sqliteAuditWriter(backend));
+    const own = sqliteHotWrites(backend);
+    const thread = options.writerThread && path !== ':memory:' ? startWriterThread(backend.raw, path, own, options.onWriterThreadFailure ?? (() => {})) : undefined;
+    const writes = thread ?? own;
+    return new KyselyStore('sqlite', backend.db, {
+      writeStatements: (rows) => writes.statements(rows),
+      writeAudits: (events, records) => writes.audits(events, records),
+      beforeClose: thread?.stop,
+    });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     // Loaded on demand: the embedded default has no use for the PostgreSQL driver.
@@ -685,7 +704,7 @@ export async function openStore(url: string): Promise<Store> {
       await db.destroy();
       throw err;
     }
-    return new KyselyStore('postgres', db, postgresStatementWriter(db));
+    return new KyselyStore('postgres', db, { writeStatements: postgresStatementWriter(db) });
   }
   // Never echo the URL: it may carry a password.
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0] ?? '(none)';
@@ -932,23 +951,24 @@ function gatewaySessionRow(s: NewGatewaySession): Selectable<GatewaySessionsTabl
   };
 }
 
+/** What a backend does its own way, around the query builder. */
+interface BackendWrites {
+  readonly writeStatements: (rows: readonly NewStatement[]) => Promise<void>;
+  /** Appends to the audit chain; otherwise the query builder's way is taken. */
+  readonly writeAudits?: (events: readonly NewAuditEvent[], records: boolean) => Promise<AuditRecord[]>;
+  /** Before the connection closes. */
+  readonly beforeClose?: () => Promise<void>;
+}
+
 class KyselyStore implements Store {
   readonly kind: StoreKind;
   readonly #db: Kysely<Database>;
-  readonly #writeStatements: (rows: readonly NewStatement[]) => Promise<void>;
-  /** A backend's own way of appending to the audit chain; otherwise the query builder's. */
-  readonly #writeAudits: ((events: readonly NewAuditEvent[]) => Promise<AuditRecord[]>) | undefined;
+  readonly #backend: BackendWrites;
 
-  constructor(
-    kind: StoreKind,
-    db: Kysely<Database>,
-    writeStatements: (rows: readonly NewStatement[]) => Promise<void>,
-    writeAudits?: (events: readonly NewAuditEvent[]) => Promise<AuditRecord[]>,
-  ) {
+  constructor(kind: StoreKind, db: Kysely<Database>, backend: BackendWrites) {
     this.kind = kind;
     this.#db = db;
-    this.#writeStatements = writeStatements;
-    this.#writeAudits = writeAudits;
+    this.#backend = backend;
   }
 
   async insertAccount(a: NewAccount): Promise<AccountRecord> {
@@ -1375,9 +1395,9 @@ class KyselyStore implements Store {
     return (await this.appendAudits([event]))[0]!;
   }
 
-  async appendAudits(events: readonly NewAuditEvent[]): Promise<AuditRecord[]> {
+  async appendAudits(events: readonly NewAuditEvent[], options: { readonly records?: boolean } = {}): Promise<AuditRecord[]> {
     if (events.length === 0) return [];
-    if (this.#writeAudits) return this.#writeAudits(events);
+    if (this.#backend.writeAudits) return this.#backend.writeAudits(events, options.records ?? true);
     return this.#db.transaction().execute(async (trx) => {
       // SQLite: the transaction began IMMEDIATE, which already holds the one write lock.
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
@@ -1388,21 +1408,21 @@ class KyselyStore implements Store {
         await trx
           .insertInto('audit_events')
           .values(
-            chained.slice(i, i + AUDIT_INSERT_ROWS).map(({ record: r, detailsJson }) => ({
-              seq: r.seq,
-              at: r.at,
-              actor: r.actor,
-              action: r.action,
-              subject: r.subject,
-              outcome: r.outcome,
+            chained.slice(i, i + AUDIT_INSERT_ROWS).map(({ event: e, seq, detailsJson, prevHash, hash }) => ({
+              seq,
+              at: e.at,
+              actor: e.actor,
+              action: e.action,
+              subject: e.subject,
+              outcome: e.outcome,
               details: detailsJson,
-              prev_hash: r.prevHash,
-              hash: r.hash,
+              prev_hash: prevHash,
+              hash,
             })),
           )
           .execute();
       }
-      return chained.map((c) => c.record);
+      return chained.map(writtenRecord);
     });
   }
 
@@ -1501,7 +1521,7 @@ class KyselyStore implements Store {
 
   async insertStatements(rows: readonly NewStatement[]): Promise<void> {
     if (rows.length === 0) return;
-    await conflicts('a statement with this session seq already exists', () => this.#writeStatements(rows));
+    await conflicts('a statement with this session seq already exists', () => this.#backend.writeStatements(rows));
   }
 
   async listStatements(sessionId: string): Promise<StatementRecord[]> {
@@ -1827,6 +1847,7 @@ class KyselyStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#backend.beforeClose?.();
     await this.#db.destroy();
   }
 }
