@@ -66,8 +66,11 @@ export type AuditAction =
 
 export interface AuditLog {
   append(event: AuditEvent): Promise<void>;
-  /** For the data path: appends without waiting; a failure is logged, never thrown. */
-  note(event: AuditEvent): void;
+  /**
+   * For the data path: appends without waiting (and without a promise of its own); a failure is
+   * logged, never thrown, and told to `onFailure`.
+   */
+  note(event: AuditEvent, onFailure?: (error: unknown) => void): void;
   /** Starts committing what was appended now, instead of at the end of the commit delay: someone waits for it. */
   commit(): void;
 }
@@ -77,6 +80,8 @@ export interface AuditLog {
  * (`commit`, `flush`): the most a gateway killed can lose of records nobody waited for.
  */
 export const COMMIT_DELAY_MS = 5;
+
+const ignore = (): void => {};
 
 interface Pending {
   readonly event: NewAuditEvent;
@@ -108,11 +113,17 @@ export class StoreAuditLog implements AuditLog {
   }
 
   append(event: AuditEvent): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ event: { at: this.#clock.now(), details: {}, ...event }, resolve, reject });
-      // Group commit: what is appended within the delay shares one transaction.
-      if (!this.#scheduled) this.#timer ??= setTimeout(() => this.commit(), COMMIT_DELAY_MS);
-    });
+    return new Promise((resolve, reject) => this.#enqueue(event, resolve, reject));
+  }
+
+  note(event: AuditEvent, onFailure: (error: unknown) => void = ignore): void {
+    this.#enqueue(event, ignore, onFailure); // the failed transaction is logged once, in #write
+  }
+
+  #enqueue(event: AuditEvent, resolve: () => void, reject: (error: unknown) => void): void {
+    this.#queue.push({ event: { at: this.#clock.now(), details: {}, ...event }, resolve, reject });
+    // Group commit: what is appended within the delay shares one transaction.
+    if (!this.#scheduled) this.#timer ??= setTimeout(() => this.commit(), COMMIT_DELAY_MS);
   }
 
   commit(): void {
@@ -122,10 +133,6 @@ export class StoreAuditLog implements AuditLog {
     this.#scheduled = true;
     // After this turn of the event loop, so that what it appends still goes in the same transaction.
     this.#tail = this.#tail.then(() => new Promise<void>((r) => setImmediate(r))).then(() => this.#write());
-  }
-
-  note(event: AuditEvent): void {
-    this.append(event).catch(() => {}); // the failed transaction is logged once, in #write
   }
 
   /** Resolves once every append made so far is committed (or has failed). */

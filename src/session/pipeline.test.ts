@@ -70,8 +70,8 @@ class GatedAudit implements AuditLog {
     this.events.push(event);
     return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
   }
-  note(event: AuditEvent): void {
-    this.append(event).catch(() => {});
+  note(event: AuditEvent, onFailure: (error: unknown) => void = () => {}): void {
+    this.append(event).catch(onFailure);
   }
   commit(): void {}
   commitAll(): void {

@@ -218,11 +218,11 @@ export class LiveSession {
    * that could not be committed still fails the next acknowledgement.
    */
   audit(event: AuditEvent): void {
-    const appended = this.#deps.audit.append(event);
     if (this.#deps.acknowledgeAfterCommit === false) {
-      appended.catch(this.#failed); // once per statement: no closure of its own
+      this.#deps.audit.note(event, this.#failed); // once per statement: no promise, no closure of its own
       return;
     }
+    const appended = this.#deps.audit.append(event);
     this.#uncommitted = appended;
     const settled = () => {
       if (this.#uncommitted === appended) this.#uncommitted = undefined;
