@@ -36,6 +36,7 @@
  *
  * Usage: npm run bench [-- --json]
  * env: BENCH_SECONDS (default 10), BENCH_ROWS (default 2000000),
+ *      BENCH_ROUNDS (default 1: how often each pgbench on/off comparison runs; the round with the median on/off is printed, with every round's on/off),
  *      BENCH_PARTS (default proxy,stream,guardrails,policy,masking,audit,recording,durable,mcp: which parts to run)
  *
  * Limits: client, gateway and server share one machine (2 cores on CI machines), so the
@@ -60,6 +61,7 @@ const CLI = join(REPO, 'bin/drawbridge.js');
 
 const SECONDS = positiveInt('BENCH_SECONDS', 10);
 const ROWS = positiveInt('BENCH_ROWS', 2_000_000);
+const ROUNDS = positiveInt('BENCH_ROUNDS', 1);
 const SCALE = 10;
 const DB = 'drawbridge_bench';
 const PG = { host: '127.0.0.1', port: 5432, user: 'postgres' };
@@ -113,6 +115,8 @@ interface OnOffRow<F extends PgbenchFigures | StreamFigures> {
   readonly onOffRatio: number;
   /** on / direct, throughput. */
   readonly onDirectRatio: number;
+  /** on / off of every round, in the order run, when the comparison ran more than once (BENCH_ROUNDS); the row is the median round's. */
+  readonly roundRatios?: readonly number[];
   /** Peak RSS of each gateway process during its run. */
   readonly offPeakRssBytes: number;
   readonly onPeakRssBytes: number;
@@ -424,12 +428,14 @@ function onOffTable(
     const us = (seconds: number, f: PgbenchFigures | StreamFigures) => ((seconds * 1e6) / units(f)).toFixed(2);
     return `; gateway CPU per ${'tps' in r.on ? 'transaction' : 'row'} off ${us(r.offCpuSeconds, r.off)} µs, on ${us(r.onCpuSeconds, r.on)} µs`;
   };
+  const rounds = (r: OnOffRow<PgbenchFigures | StreamFigures>): string =>
+    r.roundRatios ? `; on/off of each round ${r.roundRatios.map((x) => `${Math.round(x * 100)}%`).join(', ')} (this row: the median)` : '';
   const width = Math.max(38, ...rows.map((r) => r.workload.length + 2));
   return [
     `${title.padEnd(width)}${'direct'.padEnd(22)}${`${setting} off`.padEnd(22)}${`${setting} on`.padEnd(22)}        on/off     on/direct`,
     ...rows.map(
       (r) =>
-        `${r.workload.padEnd(width)}${figures(r.direct).padEnd(22)}${figures(r.off).padEnd(22)}${figures(r.on).padEnd(22)}${percent(r.onOffRatio)}${percent(r.onDirectRatio)}   peak RSS off ${rss(r.offPeakRssBytes, r.offStartRssBytes)}, on ${rss(r.onPeakRssBytes, r.onStartRssBytes)}${cpu(r)}`,
+        `${r.workload.padEnd(width)}${figures(r.direct).padEnd(22)}${figures(r.off).padEnd(22)}${figures(r.on).padEnd(22)}${percent(r.onOffRatio)}${percent(r.onDirectRatio)}   peak RSS off ${rss(r.offPeakRssBytes, r.offStartRssBytes)}, on ${rss(r.onPeakRssBytes, r.onStartRssBytes)}${cpu(r)}${rounds(r)}`,
     ),
     '',
     footer,
@@ -695,11 +701,20 @@ async function pgbenchOnOff(setting: string, onGateway: Gateway, offGateway: Gat
   for (const script of ['select-only', 'tpcb'] as const) {
     for (const clients of [1, 8]) {
       const workload = pgbenchWorkload(script, 'simple', clients);
-      log(`${workload}: direct, ${setting} off, ${setting} on (${SECONDS} s each)`);
-      rows.push(await onOffRow(workload, offGateway, onGateway, (e) => pgbench(e, 'simple', clients, script)));
+      log(`${workload}: direct, ${setting} off, ${setting} on (${SECONDS} s each${ROUNDS > 1 ? `, ${ROUNDS} rounds` : ''})`);
+      const rounds: OnOffRow<PgbenchFigures>[] = [];
+      for (let round = 0; round < ROUNDS; round++) rounds.push(await onOffRow(workload, offGateway, onGateway, (e) => pgbench(e, 'simple', clients, script)));
+      rows.push(medianRound(rounds));
     }
   }
   return rows;
+}
+
+/** The round whose on/off is the median (the lower middle one for an even count), with every round's on/off. */
+function medianRound(rounds: readonly OnOffRow<PgbenchFigures>[]): OnOffRow<PgbenchFigures> {
+  if (rounds.length === 1) return rounds[0]!;
+  const sorted = [...rounds].sort((a, b) => a.onOffRatio - b.onOffRatio);
+  return { ...sorted[Math.floor((sorted.length - 1) / 2)]!, roundRatios: rounds.map((r) => r.onOffRatio) };
 }
 
 /** How many sessions a gateway's store has recorded, read as an administrator would. */
