@@ -116,9 +116,42 @@ export function sqliteHotWrites(backend: SqliteBackend): HotWrites {
   const inTransaction = <T>(write: () => T): Promise<T> =>
     backend.db.connection().execute(async () => immediate(backend.raw, write));
   return {
-    statements: (rows) => inTransaction(() => writes.statements(rows)),
+    statements: (rows) => inTransaction(() => writes.statements(rows.map(statementRow))),
     audits: (events, records) => inTransaction(() => writes.audits(events, records)),
   };
+}
+
+/**
+ * A statement's columns in the order of the hot insert, its result already JSON: what the insert
+ * binds, and what crosses to the writer thread (an array carries no keys, and the result is
+ * encoded once).
+ */
+export type StatementRow = readonly [
+  sessionId: string,
+  seq: number,
+  text: string,
+  startedAt: number,
+  durationMs: number,
+  rows: number | null,
+  outcome: string,
+  errorCode: string | null,
+  errorMessage: string | null,
+  result: string | null,
+];
+
+export function statementRow(r: NewStatement): StatementRow {
+  return [
+    r.sessionId,
+    r.seq,
+    r.text,
+    r.startedAt,
+    r.durationMs,
+    r.rows ?? null,
+    r.outcome,
+    r.errorCode ?? null,
+    r.errorMessage ?? null,
+    r.result === undefined ? null : JSON.stringify(r.result),
+  ];
 }
 
 /** Runs `write` in one IMMEDIATE transaction on `db`: committed when it returns, rolled back when it throws. */
@@ -140,7 +173,7 @@ export function immediate<T>(db: DatabaseSync, write: () => T): T {
  * the records follow the head whichever process or thread appends next.
  */
 export function hotWrites(db: DatabaseSync): {
-  statements(rows: readonly NewStatement[]): void;
+  statements(rows: readonly StatementRow[]): void;
   audits(events: readonly NewAuditEvent[], records?: boolean): AuditRecord[];
 } {
   let insertStatement: StatementSync | undefined;
@@ -151,20 +184,7 @@ export function hotWrites(db: DatabaseSync): {
       insertStatement ??= db.prepare(
         'insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       );
-      for (const r of rows) {
-        insertStatement.run(
-          r.sessionId,
-          r.seq,
-          r.text,
-          r.startedAt,
-          r.durationMs,
-          r.rows ?? null,
-          r.outcome,
-          r.errorCode ?? null,
-          r.errorMessage ?? null,
-          r.result === undefined ? null : JSON.stringify(r.result),
-        );
-      }
+      for (const row of rows) insertStatement.run(...row);
     },
     audits(events, records = true) {
       head ??= db.prepare('select seq, hash from audit_events order by seq desc limit 1');

@@ -23,8 +23,8 @@
 
 import type { DatabaseSync } from 'node:sqlite';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import type { AuditRecord, NewAuditEvent, NewStatement } from './store.ts';
-import { hotWrites, immediate, openDatabase, type HotWrites } from './sqlite.ts';
+import type { AuditRecord, NewAuditEvent } from './store.ts';
+import { hotWrites, immediate, openDatabase, statementRow, type HotWrites, type StatementRow } from './sqlite.ts';
 
 /** How often the log is copied into the database. */
 export const CHECKPOINT_EVERY_MS = 1000;
@@ -43,7 +43,7 @@ interface Start {
 }
 
 /**
- * What crosses to the thread: the rows or events as JSON text (`NewStatement[]`, `NewAuditEvent[]`),
+ * What crosses to the thread: the rows or events as JSON text (`StatementRow[]`, `NewAuditEvent[]`),
  * which costs the gateway's thread less than the structured clone of as many objects, and carries
  * them as the store keeps them (audit details are what JSON carries of them, audit/chain.ts).
  */
@@ -124,7 +124,7 @@ export function startWriterThread(db: DatabaseSync, path: string, fallback: HotW
 
   return {
     async statements(rows) {
-      const reply = ask('statements', rows);
+      const reply = ask('statements', rows.map(statementRow));
       if (reply === undefined) return fallback.statements(rows);
       await reply;
     },
@@ -165,7 +165,7 @@ if (!isMainThread && parentPort && (workerData as Partial<Start> | undefined)?.p
     }
     try {
       if (request.op === 'statements') {
-        const rows = JSON.parse(request.json) as NewStatement[];
+        const rows = JSON.parse(request.json) as StatementRow[];
         immediate(db, () => writes.statements(rows));
         port.postMessage({ id: request.id } satisfies Reply);
       } else {
