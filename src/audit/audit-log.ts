@@ -4,12 +4,13 @@
  * store, chained to the record before it (audit/chain.ts), so that `drawbridge audit verify`
  * finds any record edited, removed, reordered or cut off since.
  *
- * Durability: appends go to the store together, in one transaction (group commit), when someone
- * waits for them (`commit`, `flush`) or at the latest COMMIT_DELAY_MS after the first of them.
- * Writers that act for a person (the CLI, the API) await the append, so a command is not reported
- * done before its record is committed; a session's client is told a statement is done once the
- * session's records are committed (session/pipeline.ts, `committed`), unless the gateway is
- * configured to answer at once; `note` appends without waiting, and a failure is logged.
+ * Durability: appends go to the store together, in one transaction (group commit): at once
+ * (after the current turn of the event loop, with whatever else is queued) when someone waits for
+ * them (`append`, `commit`, `flush`), else at the latest COMMIT_DELAY_MS after the first of them
+ * (`note`). Writers that act for a person (the CLI, the API) await the append, so a command is not
+ * reported done before its record is committed; a session's client is told a statement is done
+ * once the session's records are committed (session/pipeline.ts, `committed`), unless the gateway
+ * is configured to answer at once; `note` appends without waiting, and a failure is logged.
  */
 
 import type { Logger } from 'pino';
@@ -65,6 +66,7 @@ export type AuditAction =
   | 'plan.finished';
 
 export interface AuditLog {
+  /** Appends, and starts committing at once: resolves once the record is committed. */
   append(event: AuditEvent): Promise<void>;
   /**
    * For the data path: appends without waiting (and without a promise of its own); a failure is
@@ -113,7 +115,9 @@ export class StoreAuditLog implements AuditLog {
   }
 
   append(event: AuditEvent): Promise<void> {
-    return new Promise((resolve, reject) => this.#enqueue(event, resolve, reject));
+    const appended = new Promise<void>((resolve, reject) => this.#enqueue(event, resolve, reject));
+    this.commit(); // someone waits for it
+    return appended;
   }
 
   note(event: AuditEvent, onFailure: (error: unknown) => void = ignore): void {
