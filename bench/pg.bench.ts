@@ -703,7 +703,8 @@ async function pgbenchOnOff(setting: string, onGateway: Gateway, offGateway: Gat
       const workload = pgbenchWorkload(script, 'simple', clients);
       log(`${workload}: direct, ${setting} off, ${setting} on (${SECONDS} s each${ROUNDS > 1 ? `, ${ROUNDS} rounds` : ''})`);
       const rounds: OnOffRow<PgbenchFigures>[] = [];
-      for (let round = 0; round < ROUNDS; round++) rounds.push(await onOffRow(workload, offGateway, onGateway, (e) => pgbench(e, 'simple', clients, script)));
+      for (let round = 0; round < ROUNDS; round++)
+        rounds.push(await onOffRow(workload, offGateway, onGateway, (e) => pgbench(e, 'simple', clients, script)));
       rows.push(medianRound(rounds));
     }
   }

@@ -85,7 +85,8 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
     // A statement answered only once its record is committed waits less for a commit made on the
     // gateway's own thread than for one handed to another thread and back (docs/benchmarks.md).
     writerThread: config.audit.acknowledge === 'at-once',
-    onWriterThreadFailure: (error) => log.error({ err: error }, "the store's writer thread failed: audit records and statements are written on the gateway's thread again"),
+    onWriterThreadFailure: (error) =>
+      log.error({ err: error }, "the store's writer thread failed: audit records and statements are written on the gateway's thread again"),
   });
   const audit = new StoreAuditLog(
     store,

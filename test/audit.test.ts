@@ -532,7 +532,10 @@ describe('a gateway killed mid-stream', () => {
     await Promise.all([refusals, statements]);
     await client.end().catch(() => {});
     await runner.end().catch(() => {});
-    assert.ok(refused.some((at) => at <= heldTo), 'the client was refused before the kill');
+    assert.ok(
+      refused.some((at) => at <= heldTo),
+      'the client was refused before the kill',
+    );
     assert.ok(
       ran.some((r) => r.at <= heldTo),
       'statements ran before the kill',

@@ -88,13 +88,30 @@ describe('canonicalJson', () => {
   });
 
   it('a value and what JSON carries of it have one text, whatever the value holds (dates, boxes, undefined, functions)', () => {
-    const anything = fc.anything({ withBoxedValues: true, withDate: true, withMap: true, withSet: true, withNullPrototype: true, withSparseArray: true, withTypedArray: true });
+    const anything = fc.anything({
+      withBoxedValues: true,
+      withDate: true,
+      withMap: true,
+      withSet: true,
+      withNullPrototype: true,
+      withSparseArray: true,
+      withTypedArray: true,
+    });
     fc.assert(
       fc.property(fc.dictionary(fc.string(), anything), (details) => {
         assert.equal(canonicalJson(details), canonicalJson(JSON.parse(JSON.stringify(details))));
       }),
     );
-    const odd = { when: new Date(0), n: Object(1), f: () => 1, s: Symbol('s'), u: undefined, inf: -Infinity, z: -0, own: { toJSON: () => undefined } };
+    const odd = {
+      when: new Date(0),
+      n: Object(1),
+      f: () => 1,
+      s: Symbol('s'),
+      u: undefined,
+      inf: -Infinity,
+      z: -0,
+      own: { toJSON: () => undefined },
+    };
     assert.equal(canonicalJson(odd), '{"inf":null,"n":1,"when":"1970-01-01T00:00:00.000Z","z":0}');
   });
 });

@@ -113,8 +113,7 @@ export interface HotWrites {
  */
 export function sqliteHotWrites(backend: SqliteBackend): HotWrites {
   const writes = hotWrites(backend.raw);
-  const inTransaction = <T>(write: () => T): Promise<T> =>
-    backend.db.connection().execute(async () => immediate(backend.raw, write));
+  const inTransaction = <T>(write: () => T): Promise<T> => backend.db.connection().execute(async () => immediate(backend.raw, write));
   return {
     statements: (rows) => inTransaction(() => writes.statements(rows.map(statementRow))),
     audits: (events, records) => inTransaction(() => writes.audits(events, records)),

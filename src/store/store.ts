@@ -686,7 +686,10 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       throw err;
     }
     const own = sqliteHotWrites(backend);
-    const thread = options.writerThread && path !== ':memory:' ? startWriterThread(backend.raw, path, own, options.onWriterThreadFailure ?? (() => {})) : undefined;
+    const thread =
+      options.writerThread && path !== ':memory:'
+        ? startWriterThread(backend.raw, path, own, options.onWriterThreadFailure ?? (() => {}))
+        : undefined;
     const writes = thread ?? own;
     return new KyselyStore('sqlite', backend.db, {
       writeStatements: (rows) => writes.statements(rows),

@@ -67,8 +67,23 @@ describe('the store writer thread', () => {
   it("records statements, and a statement already recorded is the store's conflict error, as on its own connection", async () => {
     const store = await openStore(`sqlite:${join(dir, 'statements.db')}`, { writerThread: true });
     try {
-      const session = await store.startSession({ protocol: 'postgres', principal: 'p', connection: 'c', grantId: 'g', clientAddress: '127.0.0.1', startedAt: 1 });
-      const row = (seq: number): NewStatement => ({ sessionId: session.id, seq, text: `SELECT ${seq}`, startedAt: 2, durationMs: 0.5, outcome: 'ok', rows: 1 });
+      const session = await store.startSession({
+        protocol: 'postgres',
+        principal: 'p',
+        connection: 'c',
+        grantId: 'g',
+        clientAddress: '127.0.0.1',
+        startedAt: 1,
+      });
+      const row = (seq: number): NewStatement => ({
+        sessionId: session.id,
+        seq,
+        text: `SELECT ${seq}`,
+        startedAt: 2,
+        durationMs: 0.5,
+        outcome: 'ok',
+        rows: 1,
+      });
       await store.insertStatements([row(1), row(2)]);
       await assert.rejects(store.insertStatements([row(2)]), StoreConflictError);
       assert.deepEqual(

@@ -175,7 +175,10 @@ if (!isMainThread && parentPort && (workerData as Partial<Start> | undefined)?.p
       }
     } catch (error) {
       const e = error as Partial<FailedWrite>;
-      port.postMessage({ id: request.id, failed: { message: String(e.message ?? error), code: e.code, errcode: e.errcode, errstr: e.errstr } } satisfies Reply);
+      port.postMessage({
+        id: request.id,
+        failed: { message: String(e.message ?? error), code: e.code, errcode: e.errcode, errstr: e.errstr },
+      } satisfies Reply);
     }
   });
 }
