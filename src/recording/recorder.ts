@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import type { NewSession, NewStatement, Store } from '../store/index.ts';
 
 export interface Recorder {
+  /** False when statements are not kept: sessions then build no record of them (text, masking, result). */
+  readonly keepsStatements: boolean;
   startSession(session: NewSession): Promise<string>;
   statement(statement: NewStatement): void;
   endSession(id: string, at: number, reason: string): void;
@@ -18,6 +20,7 @@ export interface Recorder {
 }
 
 export class StoreRecorder implements Recorder {
+  readonly keepsStatements = true;
   readonly #store: Store;
   readonly #log: Logger;
   readonly #flushMs: number;
@@ -81,6 +84,7 @@ export class StoreRecorder implements Recorder {
  * records logins, refusals and session starts and ends.
  */
 export class NoRecorder implements Recorder {
+  readonly keepsStatements = false;
   async startSession(): Promise<string> {
     return `ses_${randomUUID().replaceAll('-', '')}`;
   }

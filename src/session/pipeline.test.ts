@@ -10,9 +10,9 @@ import {
   type PostgresConnection,
 } from '../core/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
-import type { Recorder } from '../recording/recorder.ts';
+import { NoRecorder, type Recorder } from '../recording/recorder.ts';
 import type { NewSession, NewStatement } from '../store/index.ts';
-import { allowAllGuard, Pipeline, type Guard } from './pipeline.ts';
+import { allowAllGuard, Pipeline, type Guard, type SessionMasking } from './pipeline.ts';
 
 const T0 = Date.UTC(2025, 0, 1);
 
@@ -28,6 +28,7 @@ class FakeAudit implements AuditLog {
 }
 
 class FakeRecorder implements Recorder {
+  readonly keepsStatements = true;
   readonly sessions: NewSession[] = [];
   readonly statements: NewStatement[] = [];
   readonly ends: { id: string; at: number; reason: string }[] = [];
@@ -114,6 +115,42 @@ function setup<C extends Clock = FrozenClock>(
 }
 
 describe('Pipeline', () => {
+  it('a gateway that keeps no statements builds no record of them: their text is not masked, no result is kept', async () => {
+    const masked: string[] = [];
+    const masking: SessionMasking = {
+      text: (text) => (masked.push(text), { text: text.replace(/\d+/g, '***'), changed: true, findings: ['number'] }),
+      bytes: () => undefined,
+      fields: () => 0,
+      column: () => undefined,
+    };
+    const run = async (recorder: Recorder) => {
+      masked.length = 0;
+      const pipeline = new Pipeline({
+        guard: allowAllGuard,
+        recorder,
+        clock: new FrozenClock(T0),
+        audit: new FakeAudit(),
+        auditStatements: 'refused',
+        masking: () => masking,
+      });
+      const session = await pipeline.open({
+        protocol: 'postgres',
+        grant: grantExpiringAt(T0 + 60_000),
+        connection,
+        clientAddress: '127.0.0.1:50000',
+      });
+      const trace = session.begin('select 42');
+      trace.finish({ outcome: 'ok', rows: 1 });
+      return { result: trace.result, masked: [...masked] };
+    };
+    const keeping = new FakeRecorder();
+    const kept = await run(keeping);
+    assert.ok(kept.result !== undefined, 'a recording gateway keeps the result of a masked session');
+    assert.deepEqual(kept.masked, ['select 42']);
+    assert.equal(keeping.statements[0]?.text, 'select ***');
+    assert.deepEqual(await run(new NoRecorder()), { result: undefined, masked: [] });
+  });
+
   it('open() starts a recorded session with who, where, from where and when', async () => {
     const { recorder, open } = setup();
     const session = await open();

@@ -405,7 +405,7 @@ export class LiveSession {
     const trace = new StatementTrace(this, text, ++this.#seq, this.#deps.clock.now());
     const bytes = this.#deps.resultBytes ?? DEFAULT_RESULT_BYTES;
     // Only what was masked is kept: an exempt session's values stay out of our records.
-    if (this.masking !== undefined && bytes > 0) trace.result = new ResultSample(bytes);
+    if (this.masking !== undefined && bytes > 0 && this.#deps.recorder.keepsStatements) trace.result = new ResultSample(bytes);
     return trace;
   }
 
@@ -430,6 +430,7 @@ export class LiveSession {
   }
 
   record(trace: StatementTrace, end: StatementEnd): void {
+    if (!this.#deps.recorder.keepsStatements) return;
     const now = this.#deps.clock.now();
     this.#deps.recorder.statement({
       sessionId: this.info.id,
