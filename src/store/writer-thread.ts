@@ -83,7 +83,8 @@ export function startWriterThread(db: DatabaseSync, path: string, fallback: HotW
     if (worker === undefined) return;
     worker = undefined;
     if (db.isOpen) db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
-    for (const p of pending.values()) p.reject(new Error('the store writer thread ended before it committed this write', { cause: error }));
+    for (const p of pending.values())
+      p.reject(new Error('the store writer thread ended before it told whether this write was committed', { cause: error }));
     pending.clear();
     onFailure(error);
   };
