@@ -27,7 +27,7 @@ import type {
   SessionsTable,
   StatementsTable,
 } from './schema.ts';
-import { openSqlite, sqliteHotWrites } from './sqlite.ts';
+import { openSqlite, sqliteHotWrites, type HotWrites } from './sqlite.ts';
 import { startWriterThread } from './writer-thread.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -692,8 +692,8 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
         : undefined;
     const writes = thread ?? own;
     return new KyselyStore('sqlite', backend.db, {
-      writeStatements: (rows) => writes.statements(rows),
-      writeAudits: (events, records) => writes.audits(events, records),
+      statements: writes.statements,
+      audits: writes.audits,
       beforeClose: thread?.stop,
     });
   }
@@ -707,7 +707,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       await db.destroy();
       throw err;
     }
-    return new KyselyStore('postgres', db, { writeStatements: postgresStatementWriter(db) });
+    return new KyselyStore('postgres', db, { statements: postgresStatementWriter(db) });
   }
   // Never echo the URL: it may carry a password.
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0] ?? '(none)';
@@ -954,11 +954,8 @@ function gatewaySessionRow(s: NewGatewaySession): Selectable<GatewaySessionsTabl
   };
 }
 
-/** What a backend does its own way, around the query builder. */
-interface BackendWrites {
-  readonly writeStatements: (rows: readonly NewStatement[]) => Promise<void>;
-  /** Appends to the audit chain; otherwise the query builder's way is taken. */
-  readonly writeAudits?: (events: readonly NewAuditEvent[], records: boolean) => Promise<AuditRecord[]>;
+/** What a backend does its own way, around the query builder: statements, and audit appends (else the query builder's). */
+interface BackendWrites extends Pick<HotWrites, 'statements'>, Partial<Pick<HotWrites, 'audits'>> {
   /** Before the connection closes. */
   readonly beforeClose?: () => Promise<void>;
 }
@@ -1400,7 +1397,7 @@ class KyselyStore implements Store {
 
   async appendAudits(events: readonly NewAuditEvent[], options: { readonly records?: boolean } = {}): Promise<AuditRecord[]> {
     if (events.length === 0) return [];
-    if (this.#backend.writeAudits) return this.#backend.writeAudits(events, options.records ?? true);
+    if (this.#backend.audits) return this.#backend.audits(events, options.records ?? true);
     return this.#db.transaction().execute(async (trx) => {
       // SQLite: the transaction began IMMEDIATE, which already holds the one write lock.
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
@@ -1524,7 +1521,7 @@ class KyselyStore implements Store {
 
   async insertStatements(rows: readonly NewStatement[]): Promise<void> {
     if (rows.length === 0) return;
-    await conflicts('a statement with this session seq already exists', () => this.#backend.writeStatements(rows));
+    await conflicts('a statement with this session seq already exists', () => this.#backend.statements(rows));
   }
 
   async listStatements(sessionId: string): Promise<StatementRecord[]> {

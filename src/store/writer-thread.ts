@@ -79,14 +79,18 @@ export function startWriterThread(db: DatabaseSync, path: string, fallback: HotW
   const pending = new Map<number, { resolve(records: string | undefined): void; reject(error: unknown): void }>();
   let nextId = 1;
 
+  /** The store's own connection takes over: it checkpoints again, and `onFailure` hears why. */
+  const takeOver = (error: unknown) => {
+    if (db.isOpen) db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
+    onFailure(error);
+  };
   const fail = (error: unknown) => {
     if (worker === undefined) return;
     worker = undefined;
-    if (db.isOpen) db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
     for (const p of pending.values())
       p.reject(new Error('the store writer thread ended before it told whether this write was committed', { cause: error }));
     pending.clear();
-    onFailure(error);
+    takeOver(error);
   };
 
   db.exec('PRAGMA wal_autocheckpoint = 0');
@@ -94,8 +98,7 @@ export function startWriterThread(db: DatabaseSync, path: string, fallback: HotW
   try {
     thread = new Worker(new URL(import.meta.url), { workerData: { path, everyMs: CHECKPOINT_EVERY_MS } satisfies Start });
   } catch (error) {
-    db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
-    onFailure(error);
+    takeOver(error);
     return { ...fallback, stop: async () => {} };
   }
   worker = thread;
