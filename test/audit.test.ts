@@ -247,7 +247,7 @@ test('SQLite: records written before the chain are chained when the store is upg
   await store.close();
   // The store as it was before the chain: no hashes, no checkpoints, every migration since undone (add each new one here).
   await b.sql(
-    "update audit_events set prev_hash = null, hash = null; delete from audit_events where seq = 2; drop table audit_checkpoints; alter table statements drop column result; drop index sessions_ended; drop table approvals; alter table access_requests drop column approval_id; alter table access_requests drop column decision_reason; alter table access_requests drop column plan; alter table grants drop column plan; drop table review_decisions; drop index grants_created; drop index grants_principal_created; delete from drawbridge_migration where name >= '0007';",
+    "update audit_events set prev_hash = null, hash = null; delete from audit_events where seq = 2; drop table audit_checkpoints; drop table statement_batches; create table statements (session_id text not null references sessions(id) on delete cascade, seq integer not null, text text not null, started_at bigint not null, duration_ms double precision not null, rows bigint, outcome text not null, error_code text, error_message text, primary key (session_id, seq)) without rowid; drop index sessions_ended; drop table approvals; alter table access_requests drop column approval_id; alter table access_requests drop column decision_reason; alter table access_requests drop column plan; alter table grants drop column plan; drop table review_decisions; drop index grants_created; drop index grants_principal_created; delete from drawbridge_migration where name >= '0007';",
   );
   store = await openStore(b.url);
   try {

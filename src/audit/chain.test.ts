@@ -75,6 +75,30 @@ describe('the record encoding', () => {
   });
 });
 
+describe('canonicalJson of flat objects, the data path details (written at once when their keys are in order)', () => {
+  it('gives what the formula gives, whether the keys were added in order or not', () => {
+    const member = fc.oneof(
+      fc.string(),
+      fc.double(),
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.constant(undefined),
+      fc.constant(() => 1),
+      fc.constant(Symbol('s')),
+    );
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.string(), member), { maxLength: 8 }), fc.boolean(), fc.boolean(), (entries, inOrder, bare) => {
+        const ordered = inOrder ? [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : entries;
+        const value: Record<string, unknown> = bare ? Object.create(null) : {};
+        for (const [k, v] of ordered) value[k] = v;
+        const expected = referenceCanonical(Object.fromEntries(Object.entries(value).filter(([, v]) => typeof v !== 'symbol')));
+        assert.equal(canonicalJson(value), expected);
+      }),
+    );
+  });
+});
+
 describe('canonicalJson', () => {
   it('one text for one value, whatever the key order, and what JSON.parse gives back', () => {
     fc.assert(

@@ -69,8 +69,10 @@ function encode(value: unknown): string {
     for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + encode(asJson(value[i], String(i)));
     return `${out}]`;
   }
+  const keys = Object.keys(value);
+  if (sortedAndFlat(value as Record<string, unknown>, keys)) return JSON.stringify(value);
   // sort() without a comparator orders by UTF-16 code units, as canonical JSON asks.
-  const keys = Object.keys(value).sort();
+  keys.sort();
   let out = '{';
   for (const key of keys) {
     const v = asJson((value as Record<string, unknown>)[key], key);
@@ -78,6 +80,22 @@ function encode(value: unknown): string {
     out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${encode(v)}`;
   }
   return `${out}}`;
+}
+
+/**
+ * An object whose keys are already in canonical order and whose members are all primitives:
+ * JSON.stringify writes it as `encode` would (it drops the same members and writes the rest
+ * alike), at a fraction of the cost. Every audit record's details are built this way on the data path.
+ */
+function sortedAndFlat(value: Record<string, unknown>, keys: readonly string[]): boolean {
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return false;
+  for (let i = 0; i < keys.length; i++) {
+    if (i > 0 && !(keys[i - 1]! < keys[i]!)) return false;
+    const member = value[keys[i]!];
+    if (typeof member === 'object' && member !== null) return false;
+  }
+  return true;
 }
 
 /** An event numbered and chained: what the store writes of it, details as the hash covers them. */

@@ -14,7 +14,8 @@ import type { Logger } from 'pino';
 import { StoreAuditLog } from '../audit/audit-log.ts';
 import { verifyAuditLog } from '../audit/verify.ts';
 import { FrozenClock } from '../core/clock.ts';
-import { openStore, STATEMENT_ROW_BYTES, type Store } from '../store/index.ts';
+import { openStore, type NewStatement, type Store } from '../store/index.ts';
+import { batchStatements } from '../store/statement-batches.ts';
 import { applyRetention, describeLimits, formatBytes, RecordingRetention } from './retention.ts';
 
 const DAY = 86_400_000;
@@ -47,18 +48,20 @@ async function seed(startedAt: number, endedAt: number | undefined, statements =
     clientAddress: '127.0.0.1:1',
     startedAt,
   });
-  await store.insertStatements(
-    Array.from({ length: statements }, (_, i) => ({
-      sessionId: s.id,
-      seq: i + 1,
-      text: 'x'.repeat(textBytes),
-      startedAt,
-      durationMs: 1,
-      outcome: 'ok' as const,
-    })),
-  );
+  await store.insertStatements(statementsOf(s.id, startedAt, statements, textBytes));
   if (endedAt !== undefined) await store.endSession(s.id, endedAt, 'client closed');
   return s.id;
+}
+
+function statementsOf(sessionId: string, startedAt: number, statements: number, textBytes: number): NewStatement[] {
+  return Array.from({ length: statements }, (_, i) => ({
+    sessionId,
+    seq: i + 1,
+    text: 'x'.repeat(textBytes),
+    startedAt,
+    durationMs: 1,
+    outcome: 'ok' as const,
+  }));
 }
 
 /** The store, with some methods replaced (a spy, a failure). */
@@ -72,7 +75,9 @@ function replacing(overrides: Partial<Store>): Store {
   });
 }
 
-const bytesOf = (statements: number, textBytes = 100) => statements * (textBytes + STATEMENT_ROW_BYTES);
+/** What `seed` records for sessions of these many statements, in bytes: a batch each (every start here has as many digits as NOW). */
+const bytesOf = (...sessions: number[]) =>
+  sessions.reduce((sum, n) => sum + (n === 0 ? 0 : batchStatements(statementsOf('ses_x', NOW, n, 100))[0]!.bytes), 0);
 const remaining = async () => (await store.listSessions({ limit: 1000 })).map((s) => s.id).sort();
 const deletions = () => store.listAudit({ action: 'recording.deleted' });
 
@@ -100,7 +105,7 @@ test('max_age: sessions that ended before the cutoff go with their statements; l
       reason: 'max_age',
       sessions: 2,
       statements: 5,
-      bytes: bytesOf(5),
+      bytes: bytesOf(3, 2),
       oldestStartedAt: NOW - 100 * DAY,
       newestEndedAt: NOW - 91 * DAY,
       usage: undefined,
@@ -124,7 +129,7 @@ test('max_age: sessions that ended before the cutoff go with their statements; l
       details: {
         sessions: 2,
         statements: 5,
-        bytes: bytesOf(5),
+        bytes: bytesOf(3, 2),
         oldestStartedAt: NOW - 100 * DAY,
         newestEndedAt: NOW - 91 * DAY,
         reason: 'max_age',
@@ -150,14 +155,14 @@ test('max_size: the oldest ended sessions go until the recordings fit; a live on
   const first = await seed(NOW - 40 * DAY, NOW - 30 * DAY, 10);
   const second = await seed(NOW - 40 * DAY, NOW - 20 * DAY, 10);
   const third = await seed(NOW - 40 * DAY, NOW - 10 * DAY, 10);
-  const total = bytesOf(40);
+  const total = bytesOf(10, 10, 10, 10);
   assert.equal((await store.recordingUsage()).bytes, total);
   // Room for three sessions' worth minus a byte: one ended session is not enough, two are.
-  const limit = bytesOf(30) - 1;
+  const limit = bytesOf(10, 10, 10) - 1;
   const report = await applyRetention(store, audit, clock, { maxBytes: limit }, { actor: 'gateway' });
   assert.equal(report.reason, 'max_size');
   assert.equal(report.sessions, 2);
-  assert.equal(report.bytes, bytesOf(20));
+  assert.equal(report.bytes, bytesOf(10, 10));
   assert.deepEqual(report.usage, { sessions: 4, statements: 40, bytes: total });
   assert.equal(report.stillOverLimit, false);
   assert.deepEqual(await remaining(), [live, third].sort());
@@ -187,7 +192,7 @@ test('both limits: the run deletes what either asks for, one event naming the li
     store,
     audit,
     clock,
-    { maxAgeMs: 90 * DAY, maxBytes: bytesOf(30) },
+    { maxAgeMs: 90 * DAY, maxBytes: bytesOf(10, 10, 10) },
     { actor: 'gateway', dryRun: true },
   );
   assert.deepEqual([byAge.reason, byAge.sessions], ['max_age', 2]);

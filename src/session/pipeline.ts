@@ -388,6 +388,7 @@ export class LiveSession {
         action: 'command.allowed',
         subject: this.info.id,
         outcome: 'success',
+        // Keys in canonical order: the chain encodes them without sorting (audit/chain.ts).
         details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#shown(trace) },
       });
       // Committed while the target works, so that its answer seldom waits.
@@ -418,13 +419,14 @@ export class LiveSession {
       action: 'command.denied',
       subject: this.info.id,
       outcome: 'failure',
+      // Keys in canonical order, as in `begin`: the chain encodes them without sorting (audit/chain.ts).
       details: {
-        connection: this.info.connection.name,
-        seq: trace.seq,
-        statement: this.#shown(trace),
         code,
+        connection: this.info.connection.name,
         policy,
         reason: this.#redact(reason),
+        seq: trace.seq,
+        statement: this.#shown(trace),
       },
     });
   }

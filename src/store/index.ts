@@ -1,4 +1,4 @@
-export { MAX_DELETE_BATCH, openStore, STATEMENT_ROW_BYTES, StoreConflictError } from './store.ts';
+export { BATCH_ROW_BYTES, MAX_DELETE_BATCH, openStore, StoreConflictError } from './store.ts';
 export type {
   Store,
   StoreKind,

@@ -6,6 +6,7 @@
 
 import { sql, type Kysely, type Migration, type MigrationProvider, SqliteAdapter } from 'kysely';
 import { GENESIS_HASH, recordHash } from '../audit/chain.ts';
+import { BATCH_ROW_BYTES } from './statement-batches.ts';
 
 export const MIGRATION_TABLE = 'drawbridge_migration';
 export const MIGRATION_LOCK_TABLE = 'drawbridge_migration_lock';
@@ -299,6 +300,41 @@ const migrations: Record<string, Migration> = {
     async up(db: Kysely<unknown>): Promise<void> {
       // A principal's usage (identity/service-accounts.ts): its grants from a time on, and its last one, by index.
       await db.schema.createIndex('grants_principal_created').on('grants').columns(['principal', 'created_at']).execute();
+    },
+  },
+  '0015_statement_batches': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // Statements recorded in batches, one row per session for each write of the recorder
+      // (store/statement-batches.ts) instead of one per statement.
+      await db.schema
+        .createTable('statement_batches')
+        .addColumn('session_id', 'text', (c) => c.notNull().references('sessions.id').onDelete('cascade'))
+        .addColumn('first_seq', 'integer', (c) => c.notNull())
+        .addColumn('last_seq', 'integer', (c) => c.notNull())
+        .addColumn('first_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_at', 'bigint', (c) => c.notNull())
+        .addColumn('statements', 'integer', (c) => c.notNull())
+        .addColumn('refused', 'integer', (c) => c.notNull())
+        .addColumn('failed', 'integer', (c) => c.notNull())
+        .addColumn('bytes', 'bigint', (c) => c.notNull())
+        .addColumn('body', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('statement_batches_pkey', ['session_id', 'first_seq'])
+        .execute();
+      // What was recorded one row per statement becomes one batch per session, its tuples in
+      // the order and shape of `BatchedStatement`, the result's JSON nested.
+      const sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
+      const body = sqlite
+        ? sql`json_group_array(json_array(seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, json(result)))`
+        : sql`json_agg(json_build_array(seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result::json) order by seq)::text`;
+      const refused = sqlite ? sql`sum(outcome = 'denied')` : sql`count(*) filter (where outcome = 'denied')`;
+      const failed = sqlite ? sql`sum(outcome = 'error')` : sql`count(*) filter (where outcome = 'error')`;
+      // SQLite aggregates in the order the rows come, which the subquery sets.
+      const source = sqlite ? sql`(select * from statements order by session_id, seq)` : sql`statements`;
+      await sql`insert into statement_batches (session_id, first_seq, last_seq, first_at, last_at, statements, refused, failed, bytes, body)
+        select session_id, min(seq), max(seq), min(started_at), max(started_at), count(*), ${refused}, ${failed}, 0, ${body}
+        from ${source} as s group by session_id`.execute(db);
+      await sql`update statement_batches set bytes = octet_length(body) + ${sql.lit(BATCH_ROW_BYTES)}`.execute(db);
+      await db.schema.dropTable('statements').execute();
     },
   },
 };

@@ -9,7 +9,7 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Database } from './schema.ts';
-import type { NewStatement } from './store.ts';
+import { seqTaken, type StatementBatch } from './statement-batches.ts';
 
 const INT8_OID = 20;
 
@@ -56,14 +56,25 @@ export async function withAdvisoryLock<T>(pool: pg.Pool, key: number, fn: () => 
   }
 }
 
-/** Statement batches as one INSERT of column arrays: one fixed statement whatever the batch size. */
-export function postgresStatementWriter(db: Kysely<Database>): (rows: readonly NewStatement[]) => Promise<void> {
-  return async (rows) => {
-    const column = <K extends keyof NewStatement>(key: K) => rows.map((r) => r[key] ?? null);
-    const results = rows.map((r) => (r.result === undefined ? null : JSON.stringify(r.result)));
-    await sql`insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result)
-      select * from unnest(${column('sessionId')}::text[], ${column('seq')}::int[], ${column('text')}::text[],
-        ${column('startedAt')}::bigint[], ${column('durationMs')}::float8[], ${column('rows')}::bigint[],
-        ${column('outcome')}::text[], ${column('errorCode')}::text[], ${column('errorMessage')}::text[], ${results}::text[])`.execute(db);
-  };
+/**
+ * Statement batches (store/statement-batches.ts) as one INSERT of column arrays, one fixed statement
+ * whatever their number, in one transaction with the check that none overlaps a batch its session
+ * already has.
+ */
+export function postgresStatementWriter(db: Kysely<Database>): (batches: readonly StatementBatch[]) => Promise<void> {
+  return (batches) =>
+    db.transaction().execute(async (trx) => {
+      const column = <K extends keyof StatementBatch>(key: K) => batches.map((b) => b[key]);
+      const [sessions, first, last] = [column('sessionId'), column('firstSeq'), column('lastSeq')];
+      const { rows } = await sql<{ session_id: string; first: number; last: number }>`
+        select n.session_id, n.first, n.last from unnest(${sessions}::text[], ${first}::int[], ${last}::int[]) as n(session_id, first, last)
+        where exists (select 1 from statement_batches b where b.session_id = n.session_id and b.first_seq <= n.last and b.last_seq >= n.first)
+        limit 1`.execute(trx);
+      const taken = rows[0];
+      if (taken !== undefined) throw seqTaken(taken.session_id, taken.first, taken.last);
+      await sql`insert into statement_batches (session_id, first_seq, last_seq, first_at, last_at, statements, refused, failed, bytes, body)
+        select * from unnest(${sessions}::text[], ${first}::int[], ${last}::int[], ${column('firstAt')}::bigint[],
+          ${column('lastAt')}::bigint[], ${column('statements')}::int[], ${column('refused')}::int[], ${column('failed')}::int[],
+          ${column('bytes')}::bigint[], ${column('body')}::text[])`.execute(trx);
+    });
 }

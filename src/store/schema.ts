@@ -69,18 +69,19 @@ export interface SessionsTable {
   end_reason: string | null;
 }
 
-export interface StatementsTable {
+/** A session's statements recorded together (store/statement-batches.ts). */
+export interface StatementBatchesTable {
   session_id: string;
-  seq: number;
-  text: string;
-  started_at: Millis;
-  duration_ms: number;
-  rows: number | null;
-  outcome: 'ok' | 'error' | 'denied' | 'cancelled';
-  error_code: string | null;
-  error_message: string | null;
-  /** JSON RecordedResult (recording/result-sample.ts), or null. */
-  result: string | null;
+  first_seq: number;
+  last_seq: number;
+  first_at: Millis;
+  last_at: Millis;
+  statements: number;
+  refused: number;
+  failed: number;
+  bytes: number;
+  /** JSON: the statements, each a tuple (statement-batches.ts `BatchedStatement`). */
+  body: string;
 }
 
 export interface AccountsTable {
@@ -207,7 +208,7 @@ export interface Database {
   gateway_sessions: GatewaySessionsTable;
   grants: GrantsTable;
   sessions: SessionsTable;
-  statements: StatementsTable;
+  statement_batches: StatementBatchesTable;
   audit_events: AuditEventsTable;
   audit_checkpoints: AuditCheckpointsTable;
 }

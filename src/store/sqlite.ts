@@ -18,7 +18,8 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { Database } from './schema.ts';
 import { chainAfter, GENESIS_HASH, writtenRecord } from '../audit/chain.ts';
-import type { AuditRecord, NewAuditEvent, NewStatement } from './store.ts';
+import type { AuditRecord, NewAuditEvent } from './store.ts';
+import { seqTaken, type StatementBatch } from './statement-batches.ts';
 
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
 
@@ -101,8 +102,8 @@ function toSqlite(value: unknown): SQLInputValue {
 
 /** The store's hottest writes, each one IMMEDIATE transaction on a connection of its own. */
 export interface HotWrites {
-  /** Records statements (one row per statement of every session). */
-  statements(rows: readonly NewStatement[]): Promise<void>;
+  /** Records statements, a batch per session (store/statement-batches.ts); refused whole when a batch has a seq its session already has. */
+  statements(batches: readonly StatementBatch[]): Promise<void>;
   /** Appends to the audit chain, which every session's statements and every refusal go through; the records written, unless `records` is false. */
   audits(events: readonly NewAuditEvent[], records?: boolean): Promise<AuditRecord[]>;
 }
@@ -115,42 +116,9 @@ export function sqliteHotWrites(backend: SqliteBackend): HotWrites {
   const writes = hotWrites(backend.raw);
   const inTransaction = <T>(write: () => T): Promise<T> => backend.db.connection().execute(async () => immediate(backend.raw, write));
   return {
-    statements: (rows) => inTransaction(() => writes.statements(rows.map(statementRow))),
+    statements: (batches) => inTransaction(() => writes.statements(batches)),
     audits: (events, records) => inTransaction(() => writes.audits(events, records)),
   };
-}
-
-/**
- * A statement's columns in the order of the hot insert, its result already JSON: what the insert
- * binds, and what crosses to the writer thread (an array carries no keys, and the result is
- * encoded once).
- */
-export type StatementRow = readonly [
-  sessionId: string,
-  seq: number,
-  text: string,
-  startedAt: number,
-  durationMs: number,
-  rows: number | null,
-  outcome: string,
-  errorCode: string | null,
-  errorMessage: string | null,
-  result: string | null,
-];
-
-export function statementRow(r: NewStatement): StatementRow {
-  return [
-    r.sessionId,
-    r.seq,
-    r.text,
-    r.startedAt,
-    r.durationMs,
-    r.rows ?? null,
-    r.outcome,
-    r.errorCode ?? null,
-    r.errorMessage ?? null,
-    r.result === undefined ? null : JSON.stringify(r.result),
-  ];
 }
 
 /** Runs `write` in one IMMEDIATE transaction on `db`: committed when it returns, rolled back when it throws. */
@@ -167,23 +135,33 @@ export function immediate<T>(db: DatabaseSync, write: () => T): T {
 }
 
 /**
- * The hot writes' statements on `db`, to run inside a transaction: one prepared INSERT per row.
- * The audit append reads the head under BEGIN IMMEDIATE, which holds SQLite's one write lock, so
- * the records follow the head whichever process or thread appends next.
+ * The hot writes' statements on `db`, to run inside a transaction: one prepared INSERT per batch
+ * or record. A batch is checked against the session's batch that starts at or before its last
+ * seq: batches never overlap, so that one is the only one it could overlap. The audit append reads
+ * the head under BEGIN IMMEDIATE, which holds SQLite's one write lock, so the records follow the
+ * head whichever process or thread appends next.
  */
 export function hotWrites(db: DatabaseSync): {
-  statements(rows: readonly StatementRow[]): void;
+  statements(batches: readonly StatementBatch[]): void;
   audits(events: readonly NewAuditEvent[], records?: boolean): AuditRecord[];
 } {
-  let insertStatement: StatementSync | undefined;
+  let before: StatementSync | undefined;
+  let insertBatch: StatementSync | undefined;
   let head: StatementSync | undefined;
   let insertAudit: StatementSync | undefined;
   return {
-    statements(rows) {
-      insertStatement ??= db.prepare(
-        'insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    statements(batches) {
+      before ??= db.prepare(
+        'select last_seq from statement_batches where session_id = ? and first_seq <= ? order by first_seq desc limit 1',
       );
-      for (const row of rows) insertStatement.run(...row);
+      insertBatch ??= db.prepare(
+        'insert into statement_batches (session_id, first_seq, last_seq, first_at, last_at, statements, refused, failed, bytes, body) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      for (const b of batches) {
+        const previous = before.get(b.sessionId, b.lastSeq) as { last_seq: number | bigint } | undefined;
+        if (previous !== undefined && Number(previous.last_seq) >= b.firstSeq) throw seqTaken(b.sessionId, b.firstSeq, b.lastSeq);
+        insertBatch.run(b.sessionId, b.firstSeq, b.lastSeq, b.firstAt, b.lastAt, b.statements, b.refused, b.failed, b.bytes, b.body);
+      }
     },
     audits(events, records = true) {
       head ??= db.prepare('select seq, hash from audit_events order by seq desc limit 1');

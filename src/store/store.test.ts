@@ -12,16 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { Migrator, sql } from 'kysely';
 import pg from 'pg';
-import {
-  MAX_DELETE_BATCH,
-  openStore,
-  STATEMENT_ROW_BYTES,
-  StoreConflictError,
-  type NewGrant,
-  type NewStatement,
-  type Store,
-} from './index.ts';
+import { MAX_DELETE_BATCH, openStore, StoreConflictError, type NewGrant, type NewStatement, type Store } from './index.ts';
+import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
+import { openSqlite } from './sqlite.ts';
+import { batchStatements } from './statement-batches.ts';
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -76,6 +72,18 @@ const postgres: Backend = {
 
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2025, 0, 1);
+
+/** A live session of alice's on orders-db, started at T0: what the statement tests record into. */
+function aliceSession(store: Store) {
+  return store.startSession({
+    protocol: 'postgres',
+    principal: 'alice',
+    connection: 'orders-db',
+    grantId: 'grt_x',
+    clientAddress: '127.0.0.1:1',
+    startedAt: T0,
+  });
+}
 
 let counter = 0;
 function grant(overrides: Partial<NewGrant> = {}): NewGrant {
@@ -625,14 +633,7 @@ for (const backend of [sqlite, postgres]) {
     });
 
     test('statements: a 1000-row batch round-trips in seq order with nullable fields', { skip }, async (t) => {
-      const s = await store.startSession({
-        protocol: 'postgres',
-        principal: 'alice',
-        connection: 'orders-db',
-        grantId: 'grt_x',
-        clientAddress: '127.0.0.1:1',
-        startedAt: T0,
-      });
+      const s = await aliceSession(store);
       const outcomes = ['ok', 'error', 'denied', 'cancelled'] as const;
       const rows: NewStatement[] = Array.from({ length: 1000 }, (_, i) => ({
         sessionId: s.id,
@@ -644,7 +645,17 @@ for (const backend of [sqlite, postgres]) {
         outcome: outcomes[i % 4] ?? 'ok',
         errorCode: i % 4 === 1 ? '42P01' : undefined,
         errorMessage: i % 4 === 1 ? `relation "t${i}" does not exist` : undefined,
-        result: i % 5 === 0 ? { columns: ['id', 'note'], rows: [[String(i), null], ['x', 'ünï']], truncated: i % 10 === 0 } : undefined,
+        result:
+          i % 5 === 0
+            ? {
+                columns: ['id', 'note'],
+                rows: [
+                  [String(i), null],
+                  ['x', 'ünï'],
+                ],
+                truncated: i % 10 === 0,
+              }
+            : undefined,
       }));
       // Inserted shuffled: order comes from seq, not from insertion.
       const shuffled = [...rows].sort((x, y) => ((x.seq * 7919) % 1000) - ((y.seq * 7919) % 1000));
@@ -676,14 +687,7 @@ for (const backend of [sqlite, postgres]) {
     });
 
     test('statements: a batch is one transaction (a conflict stores none of it)', { skip }, async () => {
-      const s = await store.startSession({
-        protocol: 'postgres',
-        principal: 'alice',
-        connection: 'orders-db',
-        grantId: 'grt_x',
-        clientAddress: '127.0.0.1:1',
-        startedAt: T0,
-      });
+      const s = await aliceSession(store);
       const row = (seq: number): NewStatement => ({
         sessionId: s.id,
         seq,
@@ -700,6 +704,131 @@ for (const backend of [sqlite, postgres]) {
         (await store.listStatements(s.id)).map((r) => r.seq),
         [1],
       );
+    });
+
+    test(
+      'statements: written in batches, read back as one list; a seq recorded again in any later write is a conflict',
+      { skip },
+      async () => {
+        const s = await aliceSession(store);
+        const rows = (...seqs: number[]): NewStatement[] =>
+          seqs.map((seq) => ({ sessionId: s.id, seq, text: `select ${seq}`, startedAt: T0 + seq, durationMs: 1, outcome: 'ok' }));
+        await store.insertStatements(rows(1, 2, 3));
+        await store.insertStatements(rows(10, 11));
+        await store.insertStatements(rows(5, 4)); // between two batches, handed out of order
+        for (const again of [rows(3), rows(2, 3, 4), rows(6, 7, 8, 9, 10), rows(9, 12), rows(0, 1), rows(12, 12)]) {
+          await assert.rejects(store.insertStatements(again), StoreConflictError, `seqs ${again.map((r) => r.seq).join(',')}`);
+        }
+        await store.insertStatements(rows(6, 7, 8, 9));
+        assert.deepEqual(
+          (await store.listStatements(s.id)).map((r) => [r.seq, r.text]),
+          [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map((seq) => [seq, `select ${seq}`]),
+        );
+      },
+    );
+
+    test('migration 0015: statements stored one row each before become a batch per session, read back as they were', { skip }, async () => {
+      const fresh = await backend.create();
+      try {
+        // The store as it was before statements were batched, with rows written the old way.
+        const old =
+          backend.name === 'sqlite'
+            ? openSqlite(fresh.url.slice('sqlite:'.length)).db
+            : (await import('./postgres.ts')).openPostgres(fresh.url).db;
+        const migrator = new Migrator({
+          db: old,
+          provider: migrationProvider,
+          migrationTableName: MIGRATION_TABLE,
+          migrationLockTableName: MIGRATION_LOCK_TABLE,
+        });
+        const { error } = await migrator.migrateTo('0014_service_account_usage');
+        assert.equal(error, undefined);
+        const session = (id: string, principal: string) =>
+          sql`insert into sessions (id, protocol, principal, connection, grant_id, client_address, started_at)
+            values (${id}, 'postgres', ${principal}, 'orders-db', 'grt_x', '127.0.0.1:1', ${T0})`.execute(old);
+        await session('ses_a', 'alice');
+        await session('ses_b', 'bob');
+        const result = { columns: ['email'], rows: [['a****@*******.com'], [null]], truncated: false };
+        const statement = (sessionId: string, seq: number, text: string, outcome: string, extra: Partial<Record<string, unknown>> = {}) =>
+          sql`insert into statements (session_id, seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result)
+            values (${sessionId}, ${seq}, ${text}, ${T0 + seq}, ${1.5}, ${extra['rows'] ?? null}, ${outcome},
+              ${extra['code'] ?? null}, ${extra['message'] ?? null}, ${extra['result'] ?? null})`.execute(old);
+        await statement('ses_a', 2, 'select 1/0', 'error', { code: '22012', message: 'division by zéro' });
+        await statement('ses_a', 1, 'select email from customers', 'ok', { rows: 2, result: JSON.stringify(result) });
+        await statement('ses_a', 3, 'drop table customers', 'denied');
+        await statement('ses_b', 1, 'sélect "✓"', 'ok', { rows: 0 });
+        await old.destroy();
+
+        const migrated = await openStore(fresh.url);
+        try {
+          assert.deepEqual(await migrated.listStatements('ses_a'), [
+            {
+              sessionId: 'ses_a',
+              seq: 1,
+              text: 'select email from customers',
+              startedAt: T0 + 1,
+              durationMs: 1.5,
+              rows: 2,
+              outcome: 'ok',
+              errorCode: undefined,
+              errorMessage: undefined,
+              result,
+            },
+            {
+              sessionId: 'ses_a',
+              seq: 2,
+              text: 'select 1/0',
+              startedAt: T0 + 2,
+              durationMs: 1.5,
+              rows: undefined,
+              outcome: 'error',
+              errorCode: '22012',
+              errorMessage: 'division by zéro',
+              result: undefined,
+            },
+            {
+              sessionId: 'ses_a',
+              seq: 3,
+              text: 'drop table customers',
+              startedAt: T0 + 3,
+              durationMs: 1.5,
+              rows: undefined,
+              outcome: 'denied',
+              errorCode: undefined,
+              errorMessage: undefined,
+              result: undefined,
+            },
+          ]);
+          assert.deepEqual(
+            (await migrated.listStatements('ses_b')).map((r) => [r.seq, r.text, r.rows]),
+            [[1, 'sélect "✓"', 0]],
+          );
+          const usage = await migrated.recordingUsage();
+          assert.equal(usage.statements, 4);
+          assert.ok(usage.bytes > 0);
+          const alice = (await migrated.principalUsage('alice', T0, T0 + HOUR)).connections;
+          assert.deepEqual(
+            alice.map((c) => [c.connection, c.statements, c.refused, c.failed]),
+            [['orders-db', 3, 1, 1]],
+          );
+          // Later writes go on after what was migrated.
+          await migrated.insertStatements([
+            { sessionId: 'ses_a', seq: 4, text: 'select 4', startedAt: T0 + 4, durationMs: 1, outcome: 'ok' },
+          ]);
+          await assert.rejects(
+            migrated.insertStatements([{ sessionId: 'ses_a', seq: 2, text: 'again', startedAt: T0, durationMs: 1, outcome: 'ok' }]),
+            StoreConflictError,
+          );
+          assert.deepEqual(
+            (await migrated.listStatements('ses_a')).map((r) => r.seq),
+            [1, 2, 3, 4],
+          );
+        } finally {
+          await migrated.close();
+        }
+      } finally {
+        await fresh.drop();
+      }
     });
 
     test(
@@ -743,12 +872,9 @@ for (const backend of [sqlite, postgres]) {
             { sessionId: c.id, seq: 1, text: 'select pg_sleep(3600)', startedAt: T0, durationMs: 1, outcome: 'ok' },
           ];
           await own.insertStatements(rows);
-          const bytesOf = (r: NewStatement) =>
-            Buffer.byteLength(r.text) +
-            Buffer.byteLength(r.errorMessage ?? '') +
-            (r.result === undefined ? 0 : Buffer.byteLength(JSON.stringify(r.result))) +
-            STATEMENT_ROW_BYTES;
-          const bytesA = bytesOf(rows[0]!) + bytesOf(rows[1]!);
+          // Each session's statements are one batch: its JSON's bytes and the row's fixed share.
+          const bytesOf = (...statements: NewStatement[]) => batchStatements(statements)[0]!.bytes;
+          const bytesA = bytesOf(rows[0]!, rows[1]!);
           const bytesB = bytesOf(rows[2]!);
           const bytesC = bytesOf(rows[3]!);
           assert.deepEqual(await own.recordingUsage(), { sessions: 5, statements: 4, bytes: bytesA + bytesB + bytesC });

@@ -25,9 +25,9 @@ import type {
   ReviewDecisionsTable,
   ServiceAccountKeysTable,
   SessionsTable,
-  StatementsTable,
 } from './schema.ts';
 import { openSqlite, sqliteHotWrites, type HotWrites } from './sqlite.ts';
+import { batchStatements, SEQ_TAKEN, unbatchStatements } from './statement-batches.ts';
 import { startWriterThread } from './writer-thread.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -278,18 +278,18 @@ export interface SessionQuery {
 
 /**
  * What the recordings hold, in bytes, as retention counts them (recording/retention.ts): for each
- * statement, the UTF-8 bytes of its text, of its error message and of its recorded result (the
- * stored JSON), plus this fixed amount for the rest of its row (ids, times, counts, outcome, error
- * code) and its index entry. Session rows are not counted. It measures what the rows hold, not
- * the database's files (pages, free space, WAL, other tables), which are larger.
+ * batch of statements (store/statement-batches.ts), the UTF-8 bytes of its JSON, which holds every
+ * field of its statements (text, error, recorded result), plus `BATCH_ROW_BYTES` for the rest of
+ * its row. Session rows are not counted. It measures what the rows hold, not the database's files
+ * (pages, free space, WAL, other tables), which are larger.
  */
-export const STATEMENT_ROW_BYTES = 128;
+export { BATCH_ROW_BYTES } from './statement-batches.ts';
 
 export interface RecordingUsage {
   /** Every session, live ones included. */
   readonly sessions: number;
   readonly statements: number;
-  /** Counted as `STATEMENT_ROW_BYTES` says. */
+  /** Counted as `BATCH_ROW_BYTES` says. */
   readonly bytes: number;
 }
 
@@ -299,7 +299,7 @@ export interface EndedSession {
   readonly startedAt: number;
   readonly endedAt: number;
   readonly statements: number;
-  /** Counted as `STATEMENT_ROW_BYTES` says. */
+  /** Counted as `BATCH_ROW_BYTES` says. */
   readonly bytes: number;
 }
 
@@ -315,7 +315,7 @@ export interface EndedSessionQuery {
 export interface DeletedRecordings {
   readonly sessions: number;
   readonly statements: number;
-  /** Counted as `STATEMENT_ROW_BYTES` says. */
+  /** Counted as `BATCH_ROW_BYTES` says. */
   readonly bytes: number;
   /** Undefined when nothing was deleted. */
   readonly oldestStartedAt: number | undefined;
@@ -655,14 +655,8 @@ const AUDIT_INSERT_ROWS = 1000;
 /** Held (for the transaction) by every append to the audit chain on PostgreSQL. */
 export const AUDIT_LOCK_KEY = 0x44_52_41_55; // "DRAU"
 
-/**
- * The bytes of the statements in a query's rows, as `STATEMENT_ROW_BYTES` defines them. `octet_length`
- * is the same function in both backends (SQLite 3.43+), and reads a value's size without its content
- * where it can (PostgreSQL's TOAST header; SQLite's record header).
- */
-const recordedBytes = sql<
-  number | string
->`coalesce(sum(octet_length("text") + coalesce(octet_length("error_message"), 0) + coalesce(octet_length("result"), 0) + ${sql.lit(STATEMENT_ROW_BYTES)}), 0)`;
+/** The bytes of the batches in a query's rows, as `BATCH_ROW_BYTES` says. */
+const recordedBytes = sql<number | string>`coalesce(sum("bytes"), 0)`;
 
 export interface StoreOptions {
   /**
@@ -753,7 +747,7 @@ function newId(prefix: string): string {
 function isUniqueViolation(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   const e = err as { code?: unknown; errcode?: unknown; message?: unknown };
-  if (e.code === '23505') return true; // PostgreSQL unique_violation
+  if (e.code === '23505' || e.code === SEQ_TAKEN) return true; // PostgreSQL unique_violation; a statement recorded again
   // SQLITE_CONSTRAINT_UNIQUE (2067) and SQLITE_CONSTRAINT_PRIMARYKEY (1555)
   return e.errcode === 2067 || e.errcode === 1555;
 }
@@ -848,21 +842,6 @@ function toSession(r: Selectable<SessionsTable>): SessionRecord {
   };
 }
 
-function toStatement(r: Selectable<StatementsTable>): StatementRecord {
-  return {
-    sessionId: r.session_id,
-    seq: Number(r.seq),
-    text: r.text,
-    startedAt: Number(r.started_at),
-    durationMs: Number(r.duration_ms),
-    rows: r.rows === null ? undefined : Number(r.rows),
-    outcome: r.outcome,
-    errorCode: orUndefined(r.error_code),
-    errorMessage: orUndefined(r.error_message),
-    result: r.result === null || r.result === undefined ? undefined : (JSON.parse(r.result) as RecordedResult),
-  };
-}
-
 /**
  * A stored plan (`{id, steps}` for a grant, the steps for a request). Fail closed: one that does
  * not read as a plan is a plan with no steps, which covers nothing, never "no plan".
@@ -952,6 +931,15 @@ function gatewaySessionRow(s: NewGatewaySession): Selectable<GatewaySessionsTabl
     via: s.via,
     groups: JSON.stringify(s.groups),
   };
+}
+
+/** A connection's statements in a window: how many, refused, failed, and the last one's start. */
+interface StatementCounts {
+  connection: string;
+  n: number;
+  refused: number;
+  failed: number;
+  last: number;
 }
 
 /** What a backend does its own way, around the query builder: statements, and audit appends (else the query builder's). */
@@ -1063,22 +1051,7 @@ class KyselyStore implements Store {
     const [grants, sessions, statements, live, liveSessions, lastGrant, lastSession] = await Promise.all([
       started('grants', 'created_at'),
       started('sessions', 'started_at'),
-      db
-        .selectFrom('statements as st')
-        .innerJoin('sessions as se', 'se.id', 'st.session_id')
-        .select((eb) => [
-          'se.connection',
-          eb.fn.countAll().as('n'),
-          eb.fn.sum(eb.case().when('st.outcome', '=', 'denied').then(1).else(0).end()).as('refused'),
-          eb.fn.sum(eb.case().when('st.outcome', '=', 'error').then(1).else(0).end()).as('failed'),
-          eb.fn.max('st.started_at').as('last'),
-        ])
-        .where('se.principal', '=', principal)
-        // A session that ended before the window ran nothing in it: its statements are not read.
-        .where((eb) => eb.or([eb('se.ended_at', 'is', null), eb('se.ended_at', '>=', since)]))
-        .where('st.started_at', '>=', since)
-        .groupBy('se.connection')
-        .execute(),
+      this.#statementsSince(principal, since),
       db
         .selectFrom('grants')
         .select((eb) => eb.fn.countAll().as('n'))
@@ -1519,14 +1492,67 @@ class KyselyStore implements Store {
     return rows.map(toSession);
   }
 
+  /**
+   * A principal's statements started at `since` or later, by connection. A batch that started in
+   * the window counts whole, from its row; the few that straddle its start are opened.
+   */
+  async #statementsSince(principal: string, since: number): Promise<StatementCounts[]> {
+    const batches = this.#db
+      .selectFrom('statement_batches as b')
+      .innerJoin('sessions as se', 'se.id', 'b.session_id')
+      .where('se.principal', '=', principal)
+      // A session that ended before the window ran nothing in it: its statements are not read.
+      .where((eb) => eb.or([eb('se.ended_at', 'is', null), eb('se.ended_at', '>=', since)]));
+    const [whole, straddling] = await Promise.all([
+      batches
+        .select((eb) => [
+          'se.connection',
+          eb.fn.sum('b.statements').as('n'),
+          eb.fn.sum('b.refused').as('refused'),
+          eb.fn.sum('b.failed').as('failed'),
+          eb.fn.max('b.last_at').as('last'),
+        ])
+        .where('b.first_at', '>=', since)
+        .groupBy('se.connection')
+        .execute(),
+      batches.select(['se.connection', 'b.session_id', 'b.body']).where('b.first_at', '<', since).where('b.last_at', '>=', since).execute(),
+    ]);
+    const byConnection = new Map(
+      whole.map((w) => [
+        w.connection,
+        { connection: w.connection, n: Number(w.n), refused: Number(w.refused), failed: Number(w.failed), last: Number(w.last) },
+      ]),
+    );
+    for (const b of straddling) {
+      for (const statement of unbatchStatements(b.session_id, b.body)) {
+        if (statement.startedAt < since) continue;
+        let usage = byConnection.get(b.connection);
+        if (usage === undefined) {
+          usage = { connection: b.connection, n: 0, refused: 0, failed: 0, last: statement.startedAt };
+          byConnection.set(b.connection, usage);
+        }
+        usage.n++;
+        if (statement.outcome === 'denied') usage.refused++;
+        if (statement.outcome === 'error') usage.failed++;
+        usage.last = Math.max(usage.last, statement.startedAt);
+      }
+    }
+    return [...byConnection.values()];
+  }
+
   async insertStatements(rows: readonly NewStatement[]): Promise<void> {
     if (rows.length === 0) return;
-    await conflicts('a statement with this session seq already exists', () => this.#backend.statements(rows));
+    await conflicts('a statement with this session seq already exists', async () => this.#backend.statements(batchStatements(rows)));
   }
 
   async listStatements(sessionId: string): Promise<StatementRecord[]> {
-    const rows = await this.#db.selectFrom('statements').selectAll().where('session_id', '=', sessionId).orderBy('seq').execute();
-    return rows.map(toStatement);
+    const batches = await this.#db
+      .selectFrom('statement_batches')
+      .select('body')
+      .where('session_id', '=', sessionId)
+      .orderBy('first_seq')
+      .execute();
+    return batches.flatMap((b) => unbatchStatements(sessionId, b.body));
   }
 
   async recordingUsage(): Promise<RecordingUsage> {
@@ -1536,11 +1562,11 @@ class KyselyStore implements Store {
         .select((eb) => eb.fn.countAll().as('n'))
         .executeTakeFirstOrThrow(),
       this.#db
-        .selectFrom('statements')
-        .select((eb) => [eb.fn.countAll().as('n'), recordedBytes.as('bytes')])
+        .selectFrom('statement_batches')
+        .select((eb) => [eb.fn.sum('statements').as('n'), recordedBytes.as('bytes')])
         .executeTakeFirstOrThrow(),
     ]);
-    return { sessions: Number(sessions.n), statements: Number(statements.n), bytes: Number(statements.bytes) };
+    return { sessions: Number(sessions.n), statements: Number(statements.n ?? 0), bytes: Number(statements.bytes) };
   }
 
   async listEndedSessions(q: EndedSessionQuery): Promise<EndedSession[]> {
@@ -1552,7 +1578,7 @@ class KyselyStore implements Store {
         eb.or([eb('ended_at', '>', after.endedAt), eb.and([eb('ended_at', '=', after.endedAt), eb('id', '>', after.id)])]),
       );
     }
-    // The sessions first (an index range, `sessions_ended`), then their statements by primary key:
+    // The sessions first (an index range, `sessions_ended`), then their batches by primary key:
     // grouping in the same query would aggregate every ended session before the limit applies.
     const sessions = await query
       .orderBy('ended_at')
@@ -1591,7 +1617,7 @@ class KyselyStore implements Store {
       const doomed = ended.map((s) => s.id);
       const sizes = await this.#recordingSizes(trx, doomed);
       // Statements first: the foreign key cascades too, but this does not rely on it.
-      await trx.deleteFrom('statements').where('session_id', 'in', doomed).execute();
+      await trx.deleteFrom('statement_batches').where('session_id', 'in', doomed).execute();
       await trx.deleteFrom('sessions').where('id', 'in', doomed).where('ended_at', 'is not', null).execute();
       let statements = 0;
       let bytes = 0;
@@ -1612,8 +1638,8 @@ class KyselyStore implements Store {
   /** Statements and bytes of each of these sessions that has any. */
   async #recordingSizes(db: Kysely<Database>, ids: readonly string[]): Promise<Map<string, { statements: number; bytes: number }>> {
     const rows = await db
-      .selectFrom('statements')
-      .select((eb) => ['session_id', eb.fn.countAll().as('n'), recordedBytes.as('bytes')])
+      .selectFrom('statement_batches')
+      .select((eb) => ['session_id', eb.fn.sum('statements').as('n'), recordedBytes.as('bytes')])
       .where('session_id', 'in', [...ids])
       .groupBy('session_id')
       .execute();
@@ -1777,24 +1803,21 @@ class KyselyStore implements Store {
 
   async statementActivity(window: TimeWindow, limit: number): Promise<StatementActivity[]> {
     // Grouped by text: an application repeats a few statements many times, and the review
-    // classifies each distinct text once.
-    const rows = await this.#db
-      .selectFrom('statements as st')
-      .innerJoin('sessions as s', 's.id', 'st.session_id')
-      .select((eb) => [
-        's.principal',
-        's.connection',
-        'st.text',
-        'st.outcome',
-        eb.fn.countAll().as('n'),
-        eb.fn.max('st.started_at').as('last'),
-      ])
-      .where('s.started_at', '>=', window.since)
-      .where('s.started_at', '<', window.until)
-      .groupBy(['s.principal', 's.connection', 'st.text', 'st.outcome'])
-      .orderBy(sql`count(*)`, 'desc')
-      .limit(Math.max(0, Math.floor(limit)))
-      .execute();
+    // classifies each distinct text once. Each batch's statements are opened by the database's
+    // JSON functions (tuples: [seq, text, startedAt, …, outcome, …]).
+    const sqlite = this.kind === 'sqlite';
+    const statements = sqlite ? sql`json_each(b.body) as j` : sql`lateral json_array_elements(b.body::json) as j(value)`;
+    const [text, outcome, startedAt] = sqlite
+      ? [sql`json_extract(j.value, '$[1]')`, sql`json_extract(j.value, '$[5]')`, sql`json_extract(j.value, '$[2]')`]
+      : [sql`j.value->>1`, sql`j.value->>5`, sql`(j.value->>2)::bigint`];
+    type Row = { principal: string; connection: string; text: string; outcome: StatementOutcome; n: number | string; last: number };
+    const { rows } = await sql<Row>`
+      select s.principal, s.connection, ${text} as text, ${outcome} as outcome, count(*) as n, max(${startedAt}) as last
+      from sessions as s join statement_batches as b on b.session_id = s.id cross join ${statements}
+      where s.started_at >= ${window.since} and s.started_at < ${window.until}
+      group by s.principal, s.connection, ${text}, ${outcome}
+      order by count(*) desc
+      limit ${Math.max(0, Math.floor(limit))}`.execute(this.#db);
     return rows.map((r) => ({
       principal: r.principal,
       connection: r.connection,

@@ -24,7 +24,8 @@
 import type { DatabaseSync } from 'node:sqlite';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { AuditRecord, NewAuditEvent } from './store.ts';
-import { hotWrites, immediate, openDatabase, statementRow, type HotWrites, type StatementRow } from './sqlite.ts';
+import { hotWrites, immediate, openDatabase, type HotWrites } from './sqlite.ts';
+import type { StatementBatch } from './statement-batches.ts';
 
 /** How often the log is copied into the database. */
 export const CHECKPOINT_EVERY_MS = 1000;
@@ -43,17 +44,23 @@ interface Start {
 }
 
 /**
- * What crosses to the thread: the rows or events as JSON text (`StatementRow[]`, `NewAuditEvent[]`),
- * which costs the gateway's thread less than the structured clone of as many objects, and carries
- * them as the store keeps them (audit details are what JSON carries of them, audit/chain.ts).
+ * What crosses to the thread. Audit events go as JSON text (`NewAuditEvent[]`), which costs the
+ * gateway's thread less than the structured clone of as many objects, and carries them as the
+ * store keeps them (audit details are what JSON carries of them, audit/chain.ts). Statement
+ * batches go as they are: a few objects, each with its statements already one string.
  */
-interface Request {
-  readonly id: number;
-  readonly op: 'statements' | 'audits';
-  readonly json: string;
-  /** Audits: send the records written back. */
-  readonly records?: boolean;
-}
+type Request =
+  | { readonly id: number; readonly op: 'statements'; readonly batches: readonly StatementBatch[] }
+  | {
+      readonly id: number;
+      readonly op: 'audits';
+      readonly json: string;
+      /** Send the records written back. */
+      readonly records: boolean;
+    };
+
+/** A request before it is given its id. */
+type Unnumbered<R> = R extends unknown ? Omit<R, 'id'> : never;
 
 interface Reply {
   readonly id: number;
@@ -118,22 +125,22 @@ export function startWriterThread(db: DatabaseSync, path: string, fallback: HotW
   });
 
   /** Resolves once the write is committed, with its records (audits); undefined when the thread is gone. */
-  const ask = (op: Request['op'], items: readonly unknown[], records = false): Promise<string | undefined> | undefined => {
+  const ask = (request: Unnumbered<Request>): Promise<string | undefined> | undefined => {
     if (worker === undefined || stopping) return undefined;
     const id = nextId++;
     const done = new Promise<string | undefined>((resolve, reject) => pending.set(id, { resolve, reject }));
-    worker.postMessage({ id, op, json: JSON.stringify(items), records } satisfies Request);
+    worker.postMessage({ ...request, id } as Request);
     return done;
   };
 
   return {
-    async statements(rows) {
-      const reply = ask('statements', rows.map(statementRow));
-      if (reply === undefined) return fallback.statements(rows);
+    async statements(batches) {
+      const reply = ask({ op: 'statements', batches });
+      if (reply === undefined) return fallback.statements(batches);
       await reply;
     },
     async audits(events, records = true) {
-      const reply = ask('audits', events, records);
+      const reply = ask({ op: 'audits', json: JSON.stringify(events), records });
       if (reply === undefined) return fallback.audits(events, records);
       const written = await reply;
       return written === undefined ? [] : (JSON.parse(written) as AuditRecord[]);
@@ -169,12 +176,11 @@ if (!isMainThread && parentPort && (workerData as Partial<Start> | undefined)?.p
     }
     try {
       if (request.op === 'statements') {
-        const rows = JSON.parse(request.json) as StatementRow[];
-        immediate(db, () => writes.statements(rows));
+        immediate(db, () => writes.statements(request.batches));
         port.postMessage({ id: request.id } satisfies Reply);
       } else {
         const events = JSON.parse(request.json) as NewAuditEvent[];
-        const records = immediate(db, () => writes.audits(events, request.records === true));
+        const records = immediate(db, () => writes.audits(events, request.records));
         port.postMessage({ id: request.id, records: request.records ? JSON.stringify(records) : undefined } satisfies Reply);
       }
     } catch (error) {
