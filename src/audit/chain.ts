@@ -98,39 +98,51 @@ function sortedAndFlat(value: Record<string, unknown>, keys: readonly string[]):
   return true;
 }
 
-/** An event numbered and chained: what the store writes of it, details as the hash covers them. */
-export interface Chained<E> {
+/** An event before it is numbered, its details already in canonical JSON: what a store chains. */
+export type Encoded<E extends Omit<ChainedRecord, 'seq'>> = Omit<E, 'details'> & {
+  /** `canonicalJson` of the details: what the hash covers and what the store keeps. */
+  readonly detailsJson: string;
+};
+
+export type EncodedEvent = Encoded<Omit<ChainedRecord, 'seq'>>;
+
+/** The event with its details encoded, once. */
+export function encodeEvent<E extends Omit<ChainedRecord, 'seq'>>(event: E): Encoded<E> {
+  const { at, actor, action, subject, outcome } = event;
+  return { at, actor, action, subject, outcome, detailsJson: canonicalJson(event.details) } as Encoded<E>;
+}
+
+/** An event numbered and chained: what the store writes of it. */
+export interface Chained<E extends EncodedEvent> {
   readonly event: E;
   readonly seq: number;
-  readonly detailsJson: string;
   readonly prevHash: string;
   readonly hash: string;
 }
 
 /**
  * Numbers `events` after `head` (the last record; undefined for an empty log) and chains each to
- * the one before: what a store writes, in one transaction, holding the log's write lock. Details
- * are encoded once: that text is what the hash covers and what the store keeps.
+ * the one before: what a store writes, in one transaction, holding the log's write lock.
  */
-export function chainAfter<E extends Omit<ChainedRecord, 'seq'>>(
+export function chainAfter<E extends EncodedEvent>(
   head: { readonly seq: number; readonly hash: string } | undefined,
   events: readonly E[],
 ): Chained<E>[] {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS_HASH;
   return events.map((event) => {
-    const detailsJson = canonicalJson(event.details);
-    const chained = { event, seq: ++seq, detailsJson, prevHash, hash: hashEncoded(event, seq, detailsJson, prevHash) };
+    const chained = { event, seq: ++seq, prevHash, hash: hashEncoded(event, seq, event.detailsJson, prevHash) };
     prevHash = chained.hash;
     return chained;
   });
 }
 
 /** The record as reading it back gives it. */
-export function writtenRecord<E extends Omit<ChainedRecord, 'seq'>>(
+export function writtenRecord<E extends EncodedEvent>(
   c: Chained<E>,
-): E & { seq: number; details: Record<string, unknown>; prevHash: string; hash: string } {
-  return { ...c.event, seq: c.seq, details: JSON.parse(c.detailsJson) as Record<string, unknown>, prevHash: c.prevHash, hash: c.hash };
+): Omit<E, 'detailsJson'> & { seq: number; details: Record<string, unknown>; prevHash: string; hash: string } {
+  const { detailsJson, ...event } = c.event;
+  return { ...event, seq: c.seq, details: JSON.parse(detailsJson) as Record<string, unknown>, prevHash: c.prevHash, hash: c.hash };
 }
 
 /** Hex SHA-256 of the record's canonical encoding, chained to `prevHash`. */

@@ -17,7 +17,7 @@ import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { Database } from './schema.ts';
-import { chainAfter, GENESIS_HASH, writtenRecord } from '../audit/chain.ts';
+import { chainAfter, encodeEvent, GENESIS_HASH, writtenRecord, type Encoded } from '../audit/chain.ts';
 import type { AuditRecord, NewAuditEvent } from './store.ts';
 import { seqTaken, type StatementBatch } from './statement-batches.ts';
 
@@ -117,7 +117,7 @@ export function sqliteHotWrites(backend: SqliteBackend): HotWrites {
   const inTransaction = <T>(write: () => T): Promise<T> => backend.db.connection().execute(async () => immediate(backend.raw, write));
   return {
     statements: (batches) => inTransaction(() => writes.statements(batches)),
-    audits: (events, records) => inTransaction(() => writes.audits(events, records)),
+    audits: (events, records) => inTransaction(() => writes.audits(events.map(encodeEvent), records)),
   };
 }
 
@@ -143,7 +143,7 @@ export function immediate<T>(db: DatabaseSync, write: () => T): T {
  */
 export function hotWrites(db: DatabaseSync): {
   statements(batches: readonly StatementBatch[]): void;
-  audits(events: readonly NewAuditEvent[], records?: boolean): AuditRecord[];
+  audits(events: readonly Encoded<NewAuditEvent>[], records?: boolean): AuditRecord[];
 } {
   let before: StatementSync | undefined;
   let insertBatch: StatementSync | undefined;
@@ -172,7 +172,7 @@ export function hotWrites(db: DatabaseSync): {
       const chained = chainAfter(last && { seq: Number(last.seq), hash: last.hash ?? GENESIS_HASH }, events);
       for (const c of chained) {
         const e = c.event;
-        insertAudit.run(c.seq, e.at, e.actor, e.action, e.subject, e.outcome, c.detailsJson, c.prevHash, c.hash);
+        insertAudit.run(c.seq, e.at, e.actor, e.action, e.subject, e.outcome, e.detailsJson, c.prevHash, c.hash);
       }
       return records ? chained.map(writtenRecord) : [];
     },

@@ -11,7 +11,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
-import { chainAfter, GENESIS_HASH, writtenRecord, type Checkpoint } from '../audit/chain.ts';
+import { chainAfter, encodeEvent, GENESIS_HASH, writtenRecord, type Checkpoint } from '../audit/chain.ts';
 import type { RecordedResult } from '../recording/result-sample.ts';
 import type { Plan, PlanStep } from '../core/index.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
@@ -1375,20 +1375,20 @@ class KyselyStore implements Store {
       // SQLite: the transaction began IMMEDIATE, which already holds the one write lock.
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
       const head = await trx.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-      const chained = chainAfter(head && { seq: Number(head.seq), hash: head.hash ?? GENESIS_HASH }, events);
+      const chained = chainAfter(head && { seq: Number(head.seq), hash: head.hash ?? GENESIS_HASH }, events.map(encodeEvent));
       // In pieces: a statement holds at most 32,766 parameters on SQLite and 65,535 on PostgreSQL.
       for (let i = 0; i < chained.length; i += AUDIT_INSERT_ROWS) {
         await trx
           .insertInto('audit_events')
           .values(
-            chained.slice(i, i + AUDIT_INSERT_ROWS).map(({ event: e, seq, detailsJson, prevHash, hash }) => ({
+            chained.slice(i, i + AUDIT_INSERT_ROWS).map(({ event: e, seq, prevHash, hash }) => ({
               seq,
               at: e.at,
               actor: e.actor,
               action: e.action,
               subject: e.subject,
               outcome: e.outcome,
-              details: detailsJson,
+              details: e.detailsJson,
               prev_hash: prevHash,
               hash,
             })),
