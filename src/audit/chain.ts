@@ -155,10 +155,15 @@ function hashEncoded(record: Omit<ChainedRecord, 'details' | 'seq'>, seq: number
   const { at, actor, action, subject, outcome } = record;
   // canonicalJson({seq, at, actor, action, subject, outcome, details, prev}), its keys written in order.
   const body =
-    `{"action":${JSON.stringify(action)},"actor":${JSON.stringify(actor)},"at":${canonicalJson(at)},` +
+    `${RECORD_DOMAIN}{"action":${JSON.stringify(action)},"actor":${JSON.stringify(actor)},"at":${numberJson(at)},` +
     `"details":${detailsJson},"outcome":${JSON.stringify(outcome)},"prev":${JSON.stringify(prevHash)},` +
-    `"seq":${canonicalJson(seq)},"subject":${JSON.stringify(subject)}}`;
-  return hash('sha256', RECORD_DOMAIN + body);
+    `"seq":${numberJson(seq)},"subject":${JSON.stringify(subject)}}`;
+  return hash('sha256', body);
+}
+
+/** `canonicalJson` of a value that is nearly always a finite number (String writes those as JSON does). */
+function numberJson(value: unknown): string {
+  return typeof value === 'number' && Number.isFinite(value) ? String(value) : canonicalJson(value);
 }
 
 /** Where the chain breaks, and how, naming the record. */
