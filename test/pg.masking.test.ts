@@ -204,7 +204,11 @@ describe('exemption and records', () => {
       await reader.end();
     }
     tap.take();
-    const exempted = (await gw.gateway.store.listAudit({ action: 'masking.exempted' })).filter((e) => e.actor === 'carol');
+    // Committed within the audit log's commit delay, not before the client is answered (acknowledge: at-once).
+    const exempted = await eventually(
+      async () => (await gw.gateway.store.listAudit({ action: 'masking.exempted' })).filter((e) => e.actor === 'carol'),
+      (events) => events.length > 0,
+    );
     assert.equal(exempted.length, 1);
     assert.deepEqual(exempted[0]!.details.policies, ['pii-readers-see-data']);
   });
