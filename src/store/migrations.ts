@@ -324,15 +324,13 @@ const migrations: Record<string, Migration> = {
       // the order and shape of `BatchedStatement`, the result's JSON nested.
       const sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
       const body = sqlite
-        ? sql`json_group_array(json_array(seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, json(result)))`
+        ? sql`json_group_array(json_array(seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, json(result)) order by seq)`
         : sql`json_agg(json_build_array(seq, text, started_at, duration_ms, rows, outcome, error_code, error_message, result::json) order by seq)::text`;
       const refused = sqlite ? sql`sum(outcome = 'denied')` : sql`count(*) filter (where outcome = 'denied')`;
       const failed = sqlite ? sql`sum(outcome = 'error')` : sql`count(*) filter (where outcome = 'error')`;
-      // SQLite aggregates in the order the rows come, which the subquery sets.
-      const source = sqlite ? sql`(select * from statements order by session_id, seq)` : sql`statements`;
       await sql`insert into statement_batches (session_id, first_seq, last_seq, first_at, last_at, statements, refused, failed, bytes, body)
         select session_id, min(seq), max(seq), min(started_at), max(started_at), count(*), ${refused}, ${failed}, 0, ${body}
-        from ${source} as s group by session_id`.execute(db);
+        from statements group by session_id`.execute(db);
       await sql`update statement_batches set bytes = octet_length(body) + ${sql.lit(BATCH_ROW_BYTES)}`.execute(db);
       await db.schema.dropTable('statements').execute();
     },
