@@ -1,7 +1,7 @@
 /**
  * Retention of session recordings: sessions that ended longer ago than `maxAgeMs` are deleted with
  * their statements, and when the recordings hold more than `maxBytes` (as the store counts them:
- * `STATEMENT_ROW_BYTES` in store/store.ts) the oldest ended sessions go first until they fit. The
+ * `BATCH_ROW_BYTES` in store/statement-batches.ts) the oldest ended sessions go first until they fit. The
  * gateway applies the limits every `intervalMs` (`RecordingRetention`); `drawbridge sessions prune`
  * applies them once (`applyRetention`).
  *
@@ -17,7 +17,7 @@
  * recordings under `maxBytes`; a run deletes the longer prefix, and its `reason` names the limit
  * that asked for it (`max_size` when the size limit reached past the sessions that were too old).
  *
- * Known limits: the size is measured once per run (one aggregate over every statement) and is
+ * Known limits: the size is measured once per run (one aggregate over every batch of statements) and is
  * the bytes the rows hold, not the database's files: SQLite reuses freed pages but does not shrink
  * its file (VACUUM does), PostgreSQL reclaims space with autovacuum. When live sessions alone hold
  * more than `maxBytes`, every ended session goes and the run says the recordings are still over

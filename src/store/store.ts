@@ -598,7 +598,7 @@ export interface Store {
   insertStatements(rows: readonly NewStatement[]): Promise<void>;
   /** Ordered by seq. */
   listStatements(sessionId: string): Promise<StatementRecord[]>;
-  /** Every recording, live sessions included: one aggregate over the statements (a full scan). */
+  /** Every recording, live sessions included: one aggregate over the rows of the statement batches (a full scan). */
   recordingUsage(): Promise<RecordingUsage>;
   /** Ended sessions, oldest end first (then by id), each with its statements and bytes. */
   listEndedSessions(q: EndedSessionQuery): Promise<EndedSession[]>;
