@@ -10,7 +10,7 @@ import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -36,6 +36,8 @@ interface Backend {
   readonly name: string;
   readonly url: string;
   sql(text: string): Promise<void>;
+  /** One statement, `$1`… its parameters; its rows. */
+  query(text: string, params?: readonly unknown[]): Promise<Record<string, unknown>[]>;
   drop(): Promise<void>;
 }
 
@@ -49,6 +51,14 @@ async function sqliteBackend(): Promise<Backend> {
       const db = new DatabaseSync(file);
       try {
         db.exec(text);
+      } finally {
+        db.close();
+      }
+    },
+    async query(text, params = []) {
+      const db = new DatabaseSync(file);
+      try {
+        return db.prepare(text.replace(/\$\d+/g, '?')).all(...(params as SQLInputValue[]));
       } finally {
         db.close();
       }
@@ -67,6 +77,15 @@ async function postgresBackend(): Promise<Backend> {
       await client.connect();
       try {
         await client.query(text);
+      } finally {
+        await client.end();
+      }
+    },
+    async query(text, params = []) {
+      const client = new pg.Client({ ...ADMIN, database: db.name });
+      await client.connect();
+      try {
+        return (await client.query(text, [...params])).rows as Record<string, unknown>[];
       } finally {
         await client.end();
       }
@@ -104,13 +123,53 @@ async function fill(store: Store, n: number): Promise<void> {
   await new AuditCheckpoints(store, key.privateKey, new FrozenClock(Date.UTC(2026, 11, 2))).checkpoint();
 }
 
+/** A record as the store keeps it in a batch's JSON (store/audit-batches.ts). */
+type Stored = [
+  seq: number,
+  at: number,
+  actor: string,
+  action: string,
+  subject: string,
+  outcome: string,
+  details: Record<string, unknown>,
+  prevHash: string | null,
+  hash: string | null,
+];
+
+/**
+ * Rewrites the log behind the store's back, as an intruder with access to the database would:
+ * `edit` gets every record as stored, in order, and returns what the log is to hold (one batch).
+ */
+async function editLog(b: Backend, edit: (records: Stored[]) => Stored[]): Promise<void> {
+  const batches = await b.query('select body from audit_batches order by first_seq');
+  const records = edit(batches.flatMap((row) => JSON.parse(String(row.body)) as Stored[]));
+  await b.query('delete from audit_batches');
+  if (records.length === 0) return;
+  const at = records.map((r) => r[1]);
+  await b.query('insert into audit_batches (first_seq, last_seq, first_at, last_at, last_hash, body) values ($1, $2, $3, $4, $5, $6)', [
+    records[0]![0],
+    records.at(-1)![0],
+    Math.min(...at),
+    Math.max(...at),
+    records.at(-1)![8],
+    JSON.stringify(records),
+  ]);
+}
+
+/** `record` with its field at `index` set to `value`. */
+function changed(record: Stored, index: number, value: unknown): Stored {
+  const copy = [...record] as Stored;
+  copy[index] = value as never;
+  return copy;
+}
+
 /** Verifies the log of `backend` after `tamper` ran on it with the store closed. */
-async function afterTampering(backend: Backend, tamper: string) {
+async function afterTampering(backend: Backend, tamper: (records: Stored[]) => Stored[]) {
   let store = await openStore(backend.url);
   await fill(store, 30);
   assert.equal((await verifyAuditLog(store, trusted)).ok, true);
   await store.close();
-  await backend.sql(tamper);
+  await editLog(backend, tamper);
   store = await openStore(backend.url);
   try {
     return await verifyAuditLog(store, trusted);
@@ -149,9 +208,8 @@ for (const make of [sqliteBackend, postgresBackend]) {
     });
 
     test('an edited field is found, naming the record', async () => {
-      const report = await afterTampering(
-        await backend(),
-        `update audit_events set details = '{"connection":"orders","ttl":999}' where seq = 7`,
+      const report = await afterTampering(await backend(), (records) =>
+        records.map((r) => (r[0] === 7 ? changed(r, 6, { connection: 'orders', ttl: 999 }) : r)),
       );
       assert.equal(report.ok, false);
       assert.deepEqual(report.problem, {
@@ -160,29 +218,29 @@ for (const make of [sqliteBackend, postgresBackend]) {
         reason: 'edited',
         message: 'record 7 was changed after it was written: its contents do not match its hash',
       });
-      const actor = await afterTampering(await backend(), `update audit_events set actor = 'someone-else' where seq = 12`);
+      const actor = await afterTampering(await backend(), (records) =>
+        records.map((r) => (r[0] === 12 ? changed(r, 2, 'someone-else') : r)),
+      );
       assert.equal(actor.problem?.seq, 12);
     });
 
     test('a removed record is found', async () => {
-      const report = await afterTampering(await backend(), 'delete from audit_events where seq = 5');
+      const report = await afterTampering(await backend(), (records) => records.filter((r) => r[0] !== 5));
       assert.equal(report.problem?.seq, 5);
       assert.match(report.problem!.message, /record 5 is missing \(the log goes from 4 to 6\)/);
     });
 
     test('two swapped records are found', async () => {
-      const swap = [
-        'update audit_events set seq = -3 where seq = 3',
-        'update audit_events set seq = 3 where seq = 4',
-        'update audit_events set seq = 4 where seq = -3',
-      ].join(';\n');
-      const report = await afterTampering(await backend(), swap);
+      // Each takes the other's place and number.
+      const report = await afterTampering(await backend(), (records) =>
+        records.map((r, i) => (r[0] === 3 ? changed(records[i + 1]!, 0, 3) : r[0] === 4 ? changed(records[i - 1]!, 0, 4) : r)),
+      );
       assert.equal(report.ok, false);
       assert.equal(report.problem?.seq, 3);
     });
 
     test('a tail cut off is found by the signed checkpoint', async () => {
-      const report = await afterTampering(await backend(), 'delete from audit_events where seq > 25');
+      const report = await afterTampering(await backend(), (records) => records.filter((r) => r[0] <= 25));
       assert.equal(report.ok, false);
       assert.equal(report.problem?.kind, 'checkpoint');
       assert.match(
@@ -229,7 +287,7 @@ test('SQLite: a log of many pages verifies, and a break on a later page is named
   await fill(store, 5_000); // one turn of the event loop: one transaction of more rows than one INSERT may carry
   assert.equal((await verifyAuditLog(store, trusted)).records, 5_000);
   await store.close();
-  await b.sql('delete from audit_events where seq = 2345');
+  await editLog(b, (records) => records.filter((r) => r[0] !== 2345));
   store = await openStore(b.url);
   try {
     const report = await verifyAuditLog(store, trusted);
@@ -247,7 +305,7 @@ test('SQLite: records written before the chain are chained when the store is upg
   await store.close();
   // The store as it was before the chain: no hashes, no checkpoints, every migration since undone (add each new one here).
   await b.sql(
-    "update audit_events set prev_hash = null, hash = null; delete from audit_events where seq = 2; drop table audit_checkpoints; drop table statement_batches; create table statements (session_id text not null references sessions(id) on delete cascade, seq integer not null, text text not null, started_at bigint not null, duration_ms double precision not null, rows bigint, outcome text not null, error_code text, error_message text, primary key (session_id, seq)) without rowid; drop index sessions_ended; drop table approvals; alter table access_requests drop column approval_id; alter table access_requests drop column decision_reason; alter table access_requests drop column plan; alter table grants drop column plan; drop table review_decisions; drop index grants_created; drop index grants_principal_created; delete from drawbridge_migration where name >= '0007';",
+    "create table audit_events (seq integer primary key not null, at bigint not null, actor text not null, action text not null, subject text not null, outcome text not null check (outcome in ('success', 'failure')), details text not null, prev_hash text, hash text); insert into audit_events select r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value -> 6, null, null from audit_batches, json_each(audit_batches.body) r where r.value ->> 0 != 2; create index audit_events_at on audit_events (at, seq); drop table audit_batches; drop table audit_checkpoints; drop table statement_batches; create table statements (session_id text not null references sessions(id) on delete cascade, seq integer not null, text text not null, started_at bigint not null, duration_ms double precision not null, rows bigint, outcome text not null, error_code text, error_message text, primary key (session_id, seq)) without rowid; drop index sessions_ended; drop table approvals; alter table access_requests drop column approval_id; alter table access_requests drop column decision_reason; alter table access_requests drop column plan; alter table grants drop column plan; drop table review_decisions; drop index grants_created; drop index grants_principal_created; delete from drawbridge_migration where name >= '0007';",
   );
   store = await openStore(b.url);
   try {
@@ -300,7 +358,7 @@ describe('drawbridge audit verify and export', () => {
     }
     assert.equal((await cli('audit', 'export', '--config', config, '--since', '2026-12-01')).stdout, '');
 
-    await b.sql(`update audit_events set subject = 'grt_hidden' where seq = 4`);
+    await editLog(b, (records) => records.map((r) => (r[0] === 4 ? changed(r, 4, 'grt_hidden') : r)));
     const broken = await cli('audit', 'verify', '--config', config);
     assert.equal(broken.code, 1);
     assert.match(broken.stdout, /^audit log BROKEN at record 4: record 4 was changed after it was written/);

@@ -50,7 +50,7 @@ describe('statements acknowledged after their audit record is committed (Postgre
   const allowedRecords = async (marker: string) =>
     (
       await store.query<{ n: string }>(
-        `select count(*) as n from audit_events where action = 'command.allowed' and details like $1`,
+        `select count(*) as n from audit_batches, json_array_elements(body::json) r where r ->> 3 = 'command.allowed' and (r -> 6)::text like $1`,
         [`%${marker}%`],
       )
     ).rows[0]!.n;
@@ -93,7 +93,7 @@ describe('statements acknowledged after their audit record is committed (Postgre
     const ended = new Promise<unknown>((resolve) => client.once('error', resolve));
     await store.query(`
       create function refuse_audit() returns trigger language plpgsql as $$ begin raise exception 'disk full'; end $$;
-      create trigger refuse_audit before insert on audit_events for each row execute function refuse_audit();
+      create trigger refuse_audit before insert on audit_batches for each row execute function refuse_audit();
     `);
     let refusing = true;
     try {
@@ -117,7 +117,7 @@ describe('statements acknowledged after their audit record is committed (Postgre
         assert.match(error.message, /the audit log cannot be written/);
         return true;
       });
-      await store.query('drop trigger refuse_audit on audit_events; drop function refuse_audit()');
+      await store.query('drop trigger refuse_audit on audit_batches; drop function refuse_audit()');
       refusing = false;
       const again = await gatewayClient(gw, 'local', 'carol');
       try {
@@ -128,7 +128,7 @@ describe('statements acknowledged after their audit record is committed (Postgre
       }
       assert.equal(await allowedRecords('unrecorded-statement'), '0');
     } finally {
-      if (refusing) await store.query('drop trigger if exists refuse_audit on audit_events; drop function if exists refuse_audit()');
+      if (refusing) await store.query('drop trigger if exists refuse_audit on audit_batches; drop function if exists refuse_audit()');
     }
   });
 });

@@ -6,10 +6,25 @@
 
 import { sql, type Kysely, type Migration, type MigrationProvider, SqliteAdapter } from 'kysely';
 import { GENESIS_HASH, recordHash } from '../audit/chain.ts';
+import { AUDIT_BATCH_RECORDS, batchFields, batchRow } from './audit-batches.ts';
+import type { AuditBatchesTable } from './schema.ts';
 import { BATCH_ROW_BYTES } from './statement-batches.ts';
 
 export const MIGRATION_TABLE = 'drawbridge_migration';
 export const MIGRATION_LOCK_TABLE = 'drawbridge_migration_lock';
+
+/** A row of `audit_events`, the audit log's table from 0002 until 0016 put it in batches. */
+interface AuditEventsRow {
+  seq: number;
+  at: number;
+  actor: string;
+  action: string;
+  subject: string;
+  outcome: string;
+  details: string;
+  prev_hash: string | null;
+  hash: string | null;
+}
 
 const migrations: Record<string, Migration> = {
   '0001_grants_sessions_statements': {
@@ -182,17 +197,7 @@ const migrations: Record<string, Migration> = {
     async up(db: Kysely<unknown>): Promise<void> {
       // Chain the records written before the chain existed, in their order, so that the whole log verifies.
       const chainable = db as unknown as Kysely<{
-        audit_events: {
-          seq: number;
-          at: number;
-          actor: string;
-          action: string;
-          subject: string;
-          outcome: string;
-          details: string;
-          prev_hash: string | null;
-          hash: string | null;
-        };
+        audit_events: AuditEventsRow;
       }>;
       let prev = GENESIS_HASH;
       let expected = 1;
@@ -333,6 +338,43 @@ const migrations: Record<string, Migration> = {
         from statements group by session_id`.execute(db);
       await sql`update statement_batches set bytes = octet_length(body) + ${sql.lit(BATCH_ROW_BYTES)}`.execute(db);
       await db.schema.dropTable('statements').execute();
+    },
+  },
+  '0016_audit_batches': {
+    async up(db: Kysely<unknown>): Promise<void> {
+      // The audit log in batches of consecutive records (store/audit-batches.ts) instead of one row per record.
+      const sqlite = db.getExecutor().adapter instanceof SqliteAdapter;
+      await db.schema
+        .createTable('audit_batches')
+        // SQLite: an INTEGER primary key is the row id, the table's own B-tree.
+        .addColumn('first_seq', sqlite ? 'integer' : 'bigint', (c) => c.primaryKey().notNull())
+        .addColumn('last_seq', 'bigint', (c) => c.notNull())
+        .addColumn('first_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_at', 'bigint', (c) => c.notNull())
+        .addColumn('last_hash', 'text')
+        .addColumn('body', 'text', (c) => c.notNull())
+        .execute();
+      // A time range opens the batches from the first that ends in it.
+      await db.schema.createIndex('audit_batches_at').on('audit_batches').column('last_at').execute();
+      const log = db as unknown as Kysely<{
+        audit_events: AuditEventsRow;
+        audit_batches: AuditBatchesTable;
+      }>;
+      // A batch at a time, in order: the records as they are, the details' JSON text kept as it is.
+      for (let after = 0; ; ) {
+        const rows = await log
+          .selectFrom('audit_events')
+          .selectAll()
+          .where('seq', '>', after)
+          .orderBy('seq')
+          .limit(AUDIT_BATCH_RECORDS)
+          .execute();
+        if (rows.length === 0) break;
+        const fields = rows.map((r) => ({ ...r, seq: Number(r.seq), at: Number(r.at), detailsJson: r.details, prevHash: r.prev_hash }));
+        for (const b of batchFields(fields)) await log.insertInto('audit_batches').values(batchRow(b)).execute();
+        after = fields.at(-1)!.seq;
+      }
+      await db.schema.dropTable('audit_events').execute();
     },
   },
 };

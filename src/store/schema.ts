@@ -35,17 +35,17 @@ export interface GrantsTable {
   plan: string | null;
 }
 
-export interface AuditEventsTable {
-  seq: Generated<number>;
-  at: Millis;
-  actor: string;
-  action: string;
-  subject: string;
-  outcome: 'success' | 'failure';
-  /** JSON object. */
-  details: string;
-  prev_hash: string | null;
-  hash: string | null;
+/** The audit log, in batches of consecutive records (store/audit-batches.ts). */
+export interface AuditBatchesTable {
+  first_seq: number;
+  last_seq: number;
+  /** The earliest and the latest time of its records. */
+  first_at: Millis;
+  last_at: Millis;
+  /** The hash of its last record: the head, when it is the last batch. */
+  last_hash: string | null;
+  /** JSON list of the records, as `BatchedRecord` tuples. */
+  body: string;
 }
 
 /** Signed heads of the audit chain (see audit/chain.ts). */
@@ -209,6 +209,6 @@ export interface Database {
   grants: GrantsTable;
   sessions: SessionsTable;
   statement_batches: StatementBatchesTable;
-  audit_events: AuditEventsTable;
+  audit_batches: AuditBatchesTable;
   audit_checkpoints: AuditCheckpointsTable;
 }

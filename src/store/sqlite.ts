@@ -18,6 +18,7 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { Database } from './schema.ts';
 import { chainAfter, encodeEvent, GENESIS_HASH, writtenRecord, type Encoded } from '../audit/chain.ts';
+import { batchAudits } from './audit-batches.ts';
 import type { AuditRecord, NewAuditEvent } from './store.ts';
 import { seqTaken, type StatementBatch } from './statement-batches.ts';
 
@@ -136,7 +137,7 @@ export function immediate<T>(db: DatabaseSync, write: () => T): T {
 
 /**
  * The hot writes' statements on `db`, to run inside a transaction: one prepared INSERT per batch
- * or record. A batch is checked against the session's batch that starts at or before its last
+ * (of a session's statements, or of consecutive audit records). A statement batch is checked against the session's batch that starts at or before its last
  * seq: batches never overlap, so that one is the only one it could overlap. The audit append reads
  * the head under BEGIN IMMEDIATE, which holds SQLite's one write lock, so the records follow the
  * head whichever process or thread appends next.
@@ -164,16 +165,13 @@ export function hotWrites(db: DatabaseSync): {
       }
     },
     audits(events, records = true) {
-      head ??= db.prepare('select seq, hash from audit_events order by seq desc limit 1');
+      head ??= db.prepare('select last_seq, last_hash from audit_batches order by first_seq desc limit 1');
       insertAudit ??= db.prepare(
-        'insert into audit_events (seq, at, actor, action, subject, outcome, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'insert into audit_batches (first_seq, last_seq, first_at, last_at, last_hash, body) values (?, ?, ?, ?, ?, ?)',
       );
-      const last = head.get() as { seq: number | bigint; hash: string | null } | undefined;
-      const chained = chainAfter(last && { seq: Number(last.seq), hash: last.hash ?? GENESIS_HASH }, events);
-      for (const c of chained) {
-        const e = c.event;
-        insertAudit.run(c.seq, e.at, e.actor, e.action, e.subject, e.outcome, e.detailsJson, c.prevHash, c.hash);
-      }
+      const last = head.get() as { last_seq: number | bigint; last_hash: string | null } | undefined;
+      const chained = chainAfter(last && { seq: Number(last.last_seq), hash: last.last_hash ?? GENESIS_HASH }, events);
+      for (const b of batchAudits(chained)) insertAudit.run(b.firstSeq, b.lastSeq, b.firstAt, b.lastAt, b.lastHash, b.body);
       return records ? chained.map(writtenRecord) : [];
     },
   };

@@ -12,12 +12,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Migrator, sql } from 'kysely';
+import { Migrator, sql, type Kysely } from 'kysely';
 import pg from 'pg';
-import { MAX_DELETE_BATCH, openStore, StoreConflictError, type NewGrant, type NewStatement, type Store } from './index.ts';
+import {
+  MAX_DELETE_BATCH,
+  openStore,
+  StoreConflictError,
+  type AuditQuery,
+  type AuditRecord,
+  type NewGrant,
+  type NewStatement,
+  type Store,
+} from './index.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
+import type { Database } from './schema.ts';
 import { openSqlite } from './sqlite.ts';
 import { batchStatements } from './statement-batches.ts';
+import { AUDIT_BATCH_RECORDS } from './audit-batches.ts';
+import { GENESIS_HASH, recordHash } from '../audit/chain.ts';
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -104,6 +116,20 @@ function grant(overrides: Partial<NewGrant> = {}): NewGrant {
     expiresAt: T0 + HOUR,
     ...overrides,
   };
+}
+
+/** The store at `url` migrated up to `migration` and no further, as a query builder: a store as an older version left it. */
+async function migratedTo(url: string, migration: string): Promise<Kysely<Database>> {
+  const db = url.startsWith('sqlite:') ? openSqlite(url.slice('sqlite:'.length)).db : (await import('./postgres.ts')).openPostgres(url).db;
+  const migrator = new Migrator({
+    db,
+    provider: migrationProvider,
+    migrationTableName: MIGRATION_TABLE,
+    migrationLockTableName: MIGRATION_LOCK_TABLE,
+  });
+  const { error } = await migrator.migrateTo(migration);
+  assert.equal(error, undefined);
+  return db;
 }
 
 /** Opens the same store from `n` separate processes at once; resolves when all have migrated and closed. */
@@ -350,6 +376,71 @@ for (const backend of [sqlite, postgres]) {
       assert.deepEqual(back, [first, second]);
       assert.deepEqual(await store.listAudit({ subject, action: 'grant.revoked' }), [second]);
       assert.deepEqual(await store.listAudit({ subject, since: T0 + 1 }), [second]);
+    });
+
+    test('audit events: filters and the cursor hold across batches, matching exactly what each record says', { skip }, async () => {
+      const fresh = await backend.create();
+      const own = await openStore(fresh.url);
+      try {
+        // Three appends of different sizes: batches of up to AUDIT_BATCH_RECORDS, times out of order within them.
+        const made = (n: number, from: number) =>
+          Array.from({ length: n }, (_, i) => ({
+            at: T0 + ((from + i) % 97) * 10,
+            actor: `user${(from + i) % 3}`,
+            action: (from + i) % 5 === 0 ? 'grant.revoked' : 'grant.issued',
+            // One subject's name inside another's details: a batch holding the text is not a match by itself.
+            subject: `grt_${(from + i) % 11}`,
+            outcome: 'success' as const,
+            details: { about: `grt_${(from + i) % 7}` },
+          }));
+        const written = [
+          ...(await own.appendAudits(made(AUDIT_BATCH_RECORDS + 40, 0))),
+          ...(await own.appendAudits(made(3, 1000))),
+          ...(await own.appendAudits(made(300, 2000))),
+        ];
+        assert.deepEqual(
+          written.map((r) => r.seq),
+          written.map((_, i) => i + 1),
+        );
+        const queries: AuditQuery[] = [
+          { limit: 1000 },
+          { subject: 'grt_3', limit: 1000 },
+          { action: 'grant.revoked', limit: 1000 },
+          { since: T0 + 500, until: T0 + 600, limit: 1000 },
+          { afterSeq: 250, subject: 'grt_5', action: 'grant.issued', limit: 1000 },
+          { afterSeq: AUDIT_BATCH_RECORDS + 41, limit: 2 },
+          { since: T0 + 960, limit: 7 },
+        ];
+        for (const q of queries) {
+          const expected = written
+            .filter(
+              (r) =>
+                (q.afterSeq === undefined || r.seq > q.afterSeq) &&
+                (q.since === undefined || r.at >= q.since) &&
+                (q.until === undefined || r.at < q.until) &&
+                (q.action === undefined || r.action === q.action) &&
+                (q.subject === undefined || r.subject === q.subject),
+            )
+            .slice(0, q.limit);
+          assert.deepEqual(await own.listAudit(q), expected, JSON.stringify(q));
+        }
+        // Paging with the cursor reads the whole log once, in order.
+        const paged: number[] = [];
+        for (
+          let page = await own.listAudit({ limit: 100 });
+          page.length > 0;
+          page = await own.listAudit({ afterSeq: paged.at(-1), limit: 100 })
+        )
+          paged.push(...page.map((r) => r.seq));
+        assert.deepEqual(
+          paged,
+          written.map((r) => r.seq),
+        );
+        assert.deepEqual(await own.auditHead(), { seq: written.length, hash: written.at(-1)!.hash });
+      } finally {
+        await own.close();
+        await fresh.drop();
+      }
     });
 
     test('sessions: start, get, end once, nullable fields', { skip }, async () => {
@@ -731,18 +822,7 @@ for (const backend of [sqlite, postgres]) {
       const fresh = await backend.create();
       try {
         // The store as it was before statements were batched, with rows written the old way.
-        const old =
-          backend.name === 'sqlite'
-            ? openSqlite(fresh.url.slice('sqlite:'.length)).db
-            : (await import('./postgres.ts')).openPostgres(fresh.url).db;
-        const migrator = new Migrator({
-          db: old,
-          provider: migrationProvider,
-          migrationTableName: MIGRATION_TABLE,
-          migrationLockTableName: MIGRATION_LOCK_TABLE,
-        });
-        const { error } = await migrator.migrateTo('0014_service_account_usage');
-        assert.equal(error, undefined);
+        const old = await migratedTo(fresh.url, '0014_service_account_usage');
         const session = (id: string, principal: string) =>
           sql`insert into sessions (id, protocol, principal, connection, grant_id, client_address, started_at)
             values (${id}, 'postgres', ${principal}, 'orders-db', 'grt_x', '127.0.0.1:1', ${T0})`.execute(old);
@@ -830,6 +910,63 @@ for (const backend of [sqlite, postgres]) {
         await fresh.drop();
       }
     });
+
+    test(
+      'migration 0016: audit records stored one row each before become batches, read back and chained as they were',
+      { skip },
+      async () => {
+        const fresh = await backend.create();
+        try {
+          // The store as it was before the audit log was batched, with records written the old way.
+          const old = await migratedTo(fresh.url, '0015_statement_batches');
+          const records: AuditRecord[] = [];
+          let prev = GENESIS_HASH;
+          for (let seq = 1; seq <= AUDIT_BATCH_RECORDS + 5; seq++) {
+            const fields = {
+              seq,
+              at: T0 + seq,
+              actor: seq % 2 ? 'alice' : 'gateway',
+              action: seq % 2 ? 'grant.issued' : 'command.allowed',
+              subject: `ses_${seq % 3}`,
+              outcome: 'success' as const,
+              details: { statement: `select ${seq} -- é ✓`, seq },
+            };
+            const hash = recordHash(fields, prev);
+            records.push({ ...fields, prevHash: prev, hash });
+            // Details as older gateways wrote them: JSON, not necessarily canonical.
+            await sql`insert into audit_events (seq, at, actor, action, subject, outcome, details, prev_hash, hash)
+            values (${seq}, ${fields.at}, ${fields.actor}, ${fields.action}, ${fields.subject}, ${fields.outcome},
+              ${JSON.stringify(fields.details, null, seq % 2 ? 1 : 0)}, ${prev}, ${hash})`.execute(old);
+            prev = hash;
+          }
+          await old.destroy();
+
+          const migrated = await openStore(fresh.url);
+          try {
+            assert.deepEqual(await migrated.listAudit({ limit: 1000 }), records);
+            assert.deepEqual(await migrated.listAudit({ subject: 'ses_1', action: 'grant.issued', limit: 1000 }), [
+              ...records.filter((r) => r.subject === 'ses_1' && r.action === 'grant.issued'),
+            ]);
+            assert.deepEqual(await migrated.auditHead(), { seq: records.length, hash: prev });
+            // Later appends go on the chain after what was migrated.
+            const next = await migrated.appendAudit({
+              at: T0,
+              actor: 'alice',
+              action: 'logout',
+              subject: 'alice',
+              outcome: 'success',
+              details: {},
+            });
+            assert.equal(next.seq, records.length + 1);
+            assert.equal(next.prevHash, prev);
+          } finally {
+            await migrated.close();
+          }
+        } finally {
+          await fresh.drop();
+        }
+      },
+    );
 
     test(
       'recordings: usage in bytes, ended sessions oldest end first, deletion of ended ones only, the audit log kept',

@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
 import { chainAfter, encodeEvent, GENESIS_HASH, writtenRecord, type Checkpoint } from '../audit/chain.ts';
+import { batchAudits, batchRow, unbatchAudits } from './audit-batches.ts';
 import type { RecordedResult } from '../recording/result-sample.ts';
 import type { Plan, PlanStep } from '../core/index.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
@@ -650,8 +651,8 @@ export class StoreConflictError extends Error {
 
 /** Arbitrary but fixed: the advisory lock key under which PostgreSQL stores migrate. */
 const MIGRATION_LOCK_KEY = 0x44_52_42_47; // "DRBG"
-/** Rows per INSERT of audit records (9 parameters each). */
-const AUDIT_INSERT_ROWS = 1000;
+/** Batches of the audit log a read opens at a time. */
+const AUDIT_READ_BATCHES = 16;
 /** Held (for the transaction) by every append to the audit chain on PostgreSQL. */
 export const AUDIT_LOCK_KEY = 0x44_52_41_55; // "DRAU"
 
@@ -1374,58 +1375,57 @@ class KyselyStore implements Store {
     return this.#db.transaction().execute(async (trx) => {
       // SQLite: the transaction began IMMEDIATE, which already holds the one write lock.
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
-      const head = await trx.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-      const chained = chainAfter(head && { seq: Number(head.seq), hash: head.hash ?? GENESIS_HASH }, events.map(encodeEvent));
-      // In pieces: a statement holds at most 32,766 parameters on SQLite and 65,535 on PostgreSQL.
-      for (let i = 0; i < chained.length; i += AUDIT_INSERT_ROWS) {
-        await trx
-          .insertInto('audit_events')
-          .values(
-            chained.slice(i, i + AUDIT_INSERT_ROWS).map(({ event: e, seq, prevHash, hash }) => ({
-              seq,
-              at: e.at,
-              actor: e.actor,
-              action: e.action,
-              subject: e.subject,
-              outcome: e.outcome,
-              details: e.detailsJson,
-              prev_hash: prevHash,
-              hash,
-            })),
-          )
-          .execute();
-      }
+      const head = await trx
+        .selectFrom('audit_batches')
+        .select(['last_seq', 'last_hash'])
+        .orderBy('first_seq', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      const chained = chainAfter(head && { seq: Number(head.last_seq), hash: head.last_hash ?? GENESIS_HASH }, events.map(encodeEvent));
+      for (const b of batchAudits(chained)) await trx.insertInto('audit_batches').values(batchRow(b)).execute();
       return chained.map(writtenRecord);
     });
   }
 
   async listAudit(q: AuditQuery): Promise<AuditRecord[]> {
-    let query = this.#db.selectFrom('audit_events').selectAll();
-    if (q.afterSeq !== undefined) query = query.where('seq', '>', q.afterSeq);
-    if (q.since !== undefined) query = query.where('at', '>=', q.since);
-    if (q.until !== undefined) query = query.where('at', '<', q.until);
-    if (q.action !== undefined) query = query.where('action', '=', q.action);
-    if (q.subject !== undefined) query = query.where('subject', '=', q.subject);
-    const rows = await query
-      .orderBy('seq')
-      .limit(Math.max(0, Math.floor(q.limit ?? 100)))
-      .execute();
-    return rows.map((r) => ({
-      seq: Number(r.seq),
-      at: Number(r.at),
-      actor: r.actor,
-      action: r.action,
-      subject: r.subject,
-      outcome: r.outcome,
-      details: JSON.parse(r.details) as Record<string, unknown>,
-      prevHash: r.prev_hash,
-      hash: r.hash,
-    }));
+    const limit = Math.max(0, Math.floor(q.limit ?? 100));
+    const records: AuditRecord[] = [];
+    // The batches that may hold a match, in order, a few at a time; the records in them are matched exactly.
+    const holds = (text: string) =>
+      this.kind === 'postgres' ? sql<boolean>`strpos(body, ${text}) > 0` : sql<boolean>`instr(body, ${text}) > 0`;
+    let query = this.#db.selectFrom('audit_batches').select(['first_seq', 'body']).orderBy('first_seq').limit(AUDIT_READ_BATCHES);
+    if (q.afterSeq !== undefined) query = query.where('last_seq', '>', q.afterSeq);
+    if (q.since !== undefined) query = query.where('last_at', '>=', q.since);
+    if (q.until !== undefined) query = query.where('first_at', '<', q.until);
+    if (q.action !== undefined) query = query.where(holds(JSON.stringify(q.action)));
+    if (q.subject !== undefined) query = query.where(holds(JSON.stringify(q.subject)));
+    for (let after: number | undefined; records.length < limit; ) {
+      const batches = await (after === undefined ? query : query.where('first_seq', '>', after)).execute();
+      for (const b of batches) {
+        for (const r of unbatchAudits(Number(b.first_seq), b.body)) {
+          if (q.afterSeq !== undefined && !(r.seq > q.afterSeq)) continue;
+          if (q.since !== undefined && !(r.at >= q.since)) continue;
+          if (q.until !== undefined && !(r.at < q.until)) continue;
+          if (q.action !== undefined && r.action !== q.action) continue;
+          if (q.subject !== undefined && r.subject !== q.subject) continue;
+          records.push(r);
+          if (records.length === limit) return records;
+        }
+      }
+      if (batches.length < AUDIT_READ_BATCHES) break;
+      after = Number(batches.at(-1)!.first_seq);
+    }
+    return records;
   }
 
   async auditHead(): Promise<{ seq: number; hash: string } | undefined> {
-    const head = await this.#db.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-    return head === undefined ? undefined : { seq: Number(head.seq), hash: head.hash ?? '' };
+    const head = await this.#db
+      .selectFrom('audit_batches')
+      .select(['last_seq', 'last_hash'])
+      .orderBy('first_seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return head === undefined ? undefined : { seq: Number(head.last_seq), hash: head.last_hash ?? '' };
   }
 
   async insertAuditCheckpoint(c: Checkpoint): Promise<void> {
