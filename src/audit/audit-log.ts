@@ -125,7 +125,9 @@ export class StoreAuditLog implements AuditLog {
   }
 
   #enqueue(event: AuditEvent, resolve: () => void, reject: (error: unknown) => void): void {
-    this.#queue.push({ event: { at: this.#clock.now(), details: {}, ...event }, resolve, reject });
+    // Field by field: a spread after other fields takes V8's slow path, once per statement here.
+    const { actor, action, subject, outcome, details = {} } = event;
+    this.#queue.push({ event: { at: this.#clock.now(), actor, action, subject, outcome, details }, resolve, reject });
     // Group commit: what is appended within the delay shares one transaction.
     if (!this.#scheduled) this.#timer ??= setTimeout(() => this.commit(), COMMIT_DELAY_MS);
   }

@@ -61,7 +61,19 @@ export type StoredFields = Omit<ChainedRecord, 'details'> & {
 
 /** Records numbered and chained by `chainAfter`, in batches of at most `AUDIT_BATCH_RECORDS`. */
 export function batchAudits(chained: readonly Chained<EncodedEvent>[]): AuditBatch[] {
-  return batchFields(chained.map(({ event: e, seq, prevHash, hash }) => ({ ...e, seq, prevHash, hash })));
+  return batchFields(
+    chained.map(({ event: e, seq, prevHash, hash }) => ({
+      seq,
+      at: e.at,
+      actor: e.actor,
+      action: e.action,
+      subject: e.subject,
+      outcome: e.outcome,
+      detailsJson: e.detailsJson,
+      prevHash,
+      hash,
+    })),
+  );
 }
 
 /** Consecutive records, in seq order, in batches of at most `AUDIT_BATCH_RECORDS`. */
