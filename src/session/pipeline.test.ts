@@ -16,6 +16,9 @@ import { allowAllGuard, Pipeline, type Guard, type SessionMasking } from './pipe
 
 const T0 = Date.UTC(2025, 0, 1);
 
+/** Until the records made in this turn are made: a session makes them once the protocol has passed on what it handled. */
+const passedOn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 class FakeAudit implements AuditLog {
   readonly events: AuditEvent[] = [];
   async append(event: AuditEvent): Promise<void> {
@@ -141,6 +144,7 @@ describe('Pipeline', () => {
       });
       const trace = session.begin('select 42');
       trace.finish({ outcome: 'ok', rows: 1 });
+      await passedOn();
       return { result: trace.result, masked: [...masked] };
     };
     const keeping = new FakeRecorder();
@@ -173,6 +177,8 @@ describe('Pipeline', () => {
     const second = session.begin('select 1/0');
     clock.at += 2;
     second.finish({ outcome: 'error', errorCode: '22012', errorMessage: 'division by zero' });
+    assert.deepEqual(recorder.statements, [], 'recorded before the protocol passed the answer on');
+    await passedOn();
     assert.deepEqual(recorder.statements, [
       {
         sessionId: 'ses_1',
@@ -301,6 +307,7 @@ describe('Pipeline', () => {
     const trace = session.begin('select 1');
     trace.finish({ outcome: 'ok', rows: 1 });
     trace.finish({ outcome: 'error' });
+    await passedOn();
     assert.equal(recorder.statements.length, 1);
     assert.equal(recorder.statements[0]!.outcome, 'ok');
   });
@@ -312,6 +319,7 @@ describe('Pipeline', () => {
     const b = session.begin('b');
     b.finish({ outcome: 'ok' });
     a.finish({ outcome: 'cancelled' });
+    await passedOn();
     assert.deepEqual(
       recorder.statements.map((s) => [s.text, s.seq, s.outcome]),
       [
@@ -325,6 +333,7 @@ describe('Pipeline', () => {
     const { recorder, open } = setup();
     const session = await open();
     session.refuse('drop table orders', 'dropping tables is not allowed');
+    await passedOn();
     assert.deepEqual(recorder.statements, [
       {
         sessionId: 'ses_1',
@@ -339,6 +348,68 @@ describe('Pipeline', () => {
         result: undefined,
       },
     ]);
+  });
+
+  it('at-once: statements are put on record after the turn that sent them, in order with every other event of the session', async () => {
+    const { audit, recorder, open } = setup({ acknowledgeAfterCommit: false });
+    const session = await open();
+    session.begin('select 1').finish({ outcome: 'ok', rows: 1 });
+    session.refuse('drop table orders', 'no');
+    session.begin('select 2');
+    session.close('client disconnected'); // in the same turn: its records still come last
+    assert.deepEqual(
+      audit.events.map((e) => e.action),
+      ['session.started'],
+      'nothing but what was there before the turn is on record yet',
+    );
+    assert.deepEqual(recorder.ends, []);
+    await passedOn();
+    assert.deepEqual(
+      audit.events.map((e) => [e.action, e.details?.['seq']]),
+      [
+        ['session.started', undefined],
+        ['command.allowed', 1],
+        ['command.denied', 2],
+        ['command.allowed', 3],
+        ['session.ended', undefined],
+      ],
+    );
+    assert.deepEqual(
+      recorder.statements.map((s) => [s.seq, s.outcome]),
+      [
+        [1, 'ok'],
+        [2, 'denied'],
+      ],
+    );
+    assert.deepEqual(recorder.ends, [{ id: 'ses_1', at: T0, reason: 'client disconnected' }], 'ended after its statements');
+  });
+
+  it('a record that cannot be made fails the next acknowledgement with audit.unavailable (fail closed)', async () => {
+    const masking: SessionMasking = {
+      text: () => {
+        throw new Error('the masking failed');
+      },
+      bytes: () => undefined,
+      fields: () => 0,
+      column: () => undefined,
+    };
+    const pipeline = new Pipeline({
+      guard: allowAllGuard,
+      recorder: new FakeRecorder(),
+      clock: new FrozenClock(T0),
+      audit: new FakeAudit(),
+      masking: () => masking,
+      acknowledgeAfterCommit: false,
+    });
+    const session = await pipeline.open({
+      protocol: 'postgres',
+      grant: grantExpiringAt(T0 + 60_000),
+      connection,
+      clientAddress: '127.0.0.1:1',
+    });
+    session.begin('select 1').finish({ outcome: 'ok' });
+    await passedOn();
+    await assert.rejects(session.committed()!, (e: unknown) => e instanceof GatewayError && e.code === 'audit.unavailable');
   });
 
   it('decide() asks the guard with the session and the command', async () => {

@@ -204,6 +204,11 @@ export class LiveSession {
   #uncommitted: Promise<void> | undefined;
   /** Why an audit record of this session could not be committed: the session acknowledges nothing more. */
   #auditFailure: GatewayError | undefined;
+  /**
+   * Records of this session waiting for the protocol to pass on what it is handling (`#later`),
+   * in the order they were made.
+   */
+  #deferred: (() => void)[] = [];
 
   constructor(info: SessionInfo, deps: PipelineDeps, onClose: () => void = () => {}, masking?: SessionMasking) {
     this.info = info;
@@ -219,7 +224,9 @@ export class LiveSession {
    */
   audit(event: AuditEvent): void {
     if (this.#deps.acknowledgeAfterCommit === false) {
-      this.#deps.audit.note(event, this.#failed); // once per statement: no promise, no closure of its own
+      // After the records deferred before it: the log keeps the session's events in order.
+      if (this.#deferred.length > 0) this.#later(() => this.#deps.audit.note(event, this.#failed));
+      else this.#deps.audit.note(event, this.#failed); // once per statement: no promise, no closure of its own
       return;
     }
     const appended = this.#deps.audit.append(event);
@@ -235,6 +242,28 @@ export class LiveSession {
     this.#auditFailure ??= new GatewayError('audit.unavailable', 'the audit log cannot be written: statements are not run unrecorded', {
       cause: error,
     });
+  };
+
+  /**
+   * Makes a record of this session once the protocol has passed on what it is handling (a
+   * microtask: after the callback that read the bytes, which wrote them on): the target gets the
+   * statement, and the client its answer, without waiting for our records of them; the records
+   * keep their order. Fail closed: a record that cannot be made is an audit failure.
+   */
+  #later(work: () => void): void {
+    if (this.#deferred.push(work) === 1) queueMicrotask(this.#runDeferred);
+  }
+
+  readonly #runDeferred = (): void => {
+    const deferred = this.#deferred;
+    this.#deferred = [];
+    for (const work of deferred) {
+      try {
+        work();
+      } catch (error) {
+        this.#failed(error);
+      }
+    }
   };
 
   /**
@@ -382,19 +411,27 @@ export class LiveSession {
    */
   begin(text: string): StatementTrace {
     const trace = this.#trace(text);
-    if (this.#deps.auditStatements !== 'refused') {
-      this.audit({
-        actor: this.info.grant.principal.name,
-        action: 'command.allowed',
-        subject: this.info.id,
-        outcome: 'success',
-        // Keys in canonical order: the chain encodes them without sorting (audit/chain.ts).
-        details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#shown(trace) },
-      });
-      // Committed while the target works, so that its answer seldom waits.
-      if (this.#deps.acknowledgeAfterCommit !== false) this.#deps.audit.commit();
+    if (this.#deps.auditStatements === 'refused') return trace;
+    if (this.#deps.acknowledgeAfterCommit === false) {
+      // Nobody waits for it: put on record once the statement is on its way to the target.
+      this.#later(() => this.#allowed(trace));
+      return trace;
     }
+    this.#allowed(trace);
+    // Committed while the target works, so that its answer seldom waits.
+    this.#deps.audit.commit();
     return trace;
+  }
+
+  #allowed(trace: StatementTrace): void {
+    this.audit({
+      actor: this.info.grant.principal.name,
+      action: 'command.allowed',
+      subject: this.info.id,
+      outcome: 'success',
+      // Keys in canonical order: the chain encodes them without sorting (audit/chain.ts).
+      details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#shown(trace) },
+    });
   }
 
   /** The statement's text for our records (masked when the session is), worked out once for the recording and the audit log. */
@@ -431,9 +468,14 @@ export class LiveSession {
     });
   }
 
+  /** Records a statement that ended (once the protocol has passed its end on to the client). */
   record(trace: StatementTrace, end: StatementEnd): void {
     if (!this.#deps.recorder.keepsStatements) return;
     const now = this.#deps.clock.now();
+    this.#later(() => this.#record(trace, end, now));
+  }
+
+  #record(trace: StatementTrace, end: StatementEnd, now: number): void {
     this.#deps.recorder.statement({
       sessionId: this.info.id,
       seq: trace.seq,
@@ -461,7 +503,10 @@ export class LiveSession {
       outcome: 'success',
       details: { reason, ...(this.#masked.size > 0 ? { masked: Object.fromEntries(this.#masked) } : {}) },
     });
-    this.#deps.recorder.endSession(this.info.id, this.#deps.clock.now(), reason);
+    const at = this.#deps.clock.now();
+    // After its statements: a reader never sees an ended session grow.
+    if (this.#deferred.length > 0) this.#later(() => this.#deps.recorder.endSession(this.info.id, at, reason));
+    else this.#deps.recorder.endSession(this.info.id, at, reason);
   }
 }
 
