@@ -701,10 +701,12 @@ async function pgbenchOnOff(setting: string, onGateway: Gateway, offGateway: Gat
   for (const script of ['select-only', 'tpcb'] as const) {
     for (const clients of [1, 8]) {
       const workload = pgbenchWorkload(script, 'simple', clients);
-      log(`${workload}: direct, ${setting} off, ${setting} on (${SECONDS} s each${ROUNDS > 1 ? `, ${ROUNDS} rounds` : ''})`);
+      log(
+        `${workload}: direct, ${setting} off, ${setting} on (${SECONDS} s each${ROUNDS > 1 ? `, ${ROUNDS} rounds, every other one on before off` : ''})`,
+      );
       const rounds: OnOffRow<PgbenchFigures>[] = [];
       for (let round = 0; round < ROUNDS; round++)
-        rounds.push(await onOffRow(workload, offGateway, onGateway, (e) => pgbench(e, 'simple', clients, script)));
+        rounds.push(await onOffRow(workload, offGateway, onGateway, (e) => pgbench(e, 'simple', clients, script), round % 2 === 1));
       rows.push(medianRound(rounds));
     }
   }
@@ -740,16 +742,24 @@ async function recordingRows(onGateway: Gateway, offGateway: Gateway): Promise<O
   return pgbenchOnOff('recording', onGateway, offGateway);
 }
 
-/** The same work directly, through the gateway with a setting off, then with it on (watching each one's memory). */
+/**
+ * The same work directly, through the gateway with a setting off, then with it on (watching each
+ * one's memory); with `onFirst`, on before off, so that rounds taken in turns cancel a machine
+ * that speeds up or slows down as they run.
+ */
 async function onOffRow<F extends PgbenchFigures | StreamFigures>(
   workload: string,
   offGateway: Gateway,
   onGateway: Gateway,
   run: (e: Endpoint) => Promise<F>,
+  onFirst = false,
 ): Promise<OnOffRow<F>> {
   const d = await run(direct);
-  const [f, offPeakRssBytes, offStartRssBytes, offCpuSeconds] = await watched(offGateway, () => run(offGateway.endpoint));
-  const [n, onPeakRssBytes, onStartRssBytes, onCpuSeconds] = await watched(onGateway, () => run(onGateway.endpoint));
+  const off = () => watched(offGateway, () => run(offGateway.endpoint));
+  const on = () => watched(onGateway, () => run(onGateway.endpoint));
+  const [[f, offPeakRssBytes, offStartRssBytes, offCpuSeconds], [n, onPeakRssBytes, onStartRssBytes, onCpuSeconds]] = onFirst
+    ? await on().then(async (n) => [await off(), n] as const)
+    : [await off(), await on()];
   return {
     workload,
     direct: d,
