@@ -755,11 +755,12 @@ async function onOffRow<F extends PgbenchFigures | StreamFigures>(
   onFirst = false,
 ): Promise<OnOffRow<F>> {
   const d = await run(direct);
-  const off = () => watched(offGateway, () => run(offGateway.endpoint));
-  const on = () => watched(onGateway, () => run(onGateway.endpoint));
+  const [first, second] = onFirst ? [onGateway, offGateway] : [offGateway, onGateway];
+  const firstRun = await watched(first, () => run(first.endpoint));
+  const secondRun = await watched(second, () => run(second.endpoint));
   const [[f, offPeakRssBytes, offStartRssBytes, offCpuSeconds], [n, onPeakRssBytes, onStartRssBytes, onCpuSeconds]] = onFirst
-    ? await on().then(async (n) => [await off(), n] as const)
-    : [await off(), await on()];
+    ? [secondRun, firstRun]
+    : [firstRun, secondRun];
   return {
     workload,
     direct: d,

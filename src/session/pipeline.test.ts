@@ -362,7 +362,7 @@ describe('Pipeline', () => {
       ['session.started'],
       'nothing but what was there before the turn is on record yet',
     );
-    assert.deepEqual(recorder.ends, []);
+    assert.deepEqual(recorder.ends, [], 'the end waits for the statements recorded before it');
     await passedOn();
     assert.deepEqual(
       audit.events.map((e) => [e.action, e.details?.['seq']]),
@@ -381,7 +381,7 @@ describe('Pipeline', () => {
         [2, 'denied'],
       ],
     );
-    assert.deepEqual(recorder.ends, [{ id: 'ses_1', at: T0, reason: 'client disconnected' }], 'ended after its statements');
+    assert.deepEqual(recorder.ends, [{ id: 'ses_1', at: T0, reason: 'client disconnected' }]);
   });
 
   it('a record that cannot be made fails the next acknowledgement with audit.unavailable (fail closed)', async () => {
