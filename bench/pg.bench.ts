@@ -52,6 +52,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AuditFigures } from './audit.bench.ts';
 import type { MaskingFigures } from './masking.bench.ts';
+import type { RecordsFigures } from './records.bench.ts';
 import type { McpRow } from './mcp.bench.ts';
 import type { PolicyFigures } from './policy.bench.ts';
 
@@ -900,11 +901,16 @@ async function main(): Promise<void> {
     policy = { figures, table: policyTable(figures) };
   }
   let audit: { figures: AuditFigures; table: string } | undefined;
+  let records: { figures: RecordsFigures; table: string } | undefined;
   if (parts.has('audit')) {
     log('audit log in-process: appends per second on SQLite and PostgreSQL, and verification');
     const { measureAudit, auditTable } = await import('./audit.bench.ts');
     const figures = await measureAudit();
     audit = { figures, table: auditTable(figures) };
+    log("a statement's records in-process: CPU per statement, per thread, recording and audit off and on");
+    const { measureRecords, recordsTable } = await import('./records.bench.ts');
+    const costs = await measureRecords();
+    records = { figures: costs, table: recordsTable(costs) };
   }
   const maskingBench = parts.has('masking') ? await import('./masking.bench.ts') : undefined;
   let detectors: { figures: MaskingFigures; table: string } | undefined;
@@ -995,6 +1001,7 @@ async function main(): Promise<void> {
           masking,
           maskingDetectors: detectors?.figures ?? null,
           audit: audit?.figures ?? null,
+          statementRecords: records?.figures ?? null,
           recording,
           durable,
           mcp: mcp?.rows ?? [],
@@ -1030,6 +1037,7 @@ async function main(): Promise<void> {
         : []),
       ...(detectors ? [detectors.table] : []),
       ...(audit ? [audit.table] : []),
+      ...(records ? [records.table] : []),
       ...(recording.length > 0
         ? [
             onOffTable(
