@@ -139,9 +139,9 @@ export function immediate<T>(db: DatabaseSync, write: () => T): T {
  * The hot writes' statements on `db`, to run inside a transaction: one prepared INSERT per batch
  * (of a session's statements, or of consecutive audit records). A statement batch is checked
  * against the session's batch that starts at or before its last seq: batches never overlap, so
- * that one is the only one it could overlap. The audit append reads
- * the head under BEGIN IMMEDIATE, which holds SQLite's one write lock, so the records follow the
- * head whichever process or thread appends next.
+ * that one is the only one it could overlap. The audit append reads the head under BEGIN
+ * IMMEDIATE, which holds SQLite's one write lock, so the records follow the head whichever process
+ * or thread appends next.
  */
 export function hotWrites(db: DatabaseSync): {
   statements(batches: readonly StatementBatch[]): void;
