@@ -98,71 +98,44 @@ function sortedAndFlat(value: Record<string, unknown>, keys: readonly string[]):
   return true;
 }
 
-/** An event before it is numbered, its details already in canonical JSON: what a store chains. */
-export type Encoded<E extends Omit<ChainedRecord, 'seq'>> = Omit<E, 'details'> & {
-  /** `canonicalJson` of the details: what the hash covers and what the store keeps. */
-  readonly detailsJson: string;
-};
-
-export type EncodedEvent = Encoded<Omit<ChainedRecord, 'seq'>>;
-
-/** The event with its details encoded, once. */
-export function encodeEvent<E extends Omit<ChainedRecord, 'seq'>>(event: E): Encoded<E> {
-  const { at, actor, action, subject, outcome } = event;
-  return { at, actor, action, subject, outcome, detailsJson: canonicalJson(event.details) } as Encoded<E>;
-}
-
-/** An event numbered and chained: what the store writes of it. */
-export interface Chained<E extends EncodedEvent> {
-  readonly event: E;
-  readonly seq: number;
-  readonly prevHash: string;
-  readonly hash: string;
+/** Hex SHA-256 of the record's canonical encoding, chained to `prevHash`. */
+export function recordHash(record: ChainedRecord, prevHash: string): string {
+  const { at, actor, action, subject, outcome } = record;
+  return hashJson(
+    numberJson(record.seq),
+    numberJson(at),
+    JSON.stringify(actor),
+    JSON.stringify(action),
+    JSON.stringify(subject),
+    JSON.stringify(outcome),
+    canonicalJson(record.details),
+    JSON.stringify(prevHash),
+  );
 }
 
 /**
- * Numbers `events` after `head` (the last record; undefined for an empty log) and chains each to
- * the one before: what a store writes, in one transaction, holding the log's write lock.
+ * `recordHash`, each field given as its canonical JSON text: what a store appending many records
+ * works out once per field, for the hash and for what it writes.
  */
-export function chainAfter<E extends EncodedEvent>(
-  head: { readonly seq: number; readonly hash: string } | undefined,
-  events: readonly E[],
-): Chained<E>[] {
-  let seq = head?.seq ?? 0;
-  let prevHash = head?.hash ?? GENESIS_HASH;
-  return events.map((event) => {
-    const chained = { event, seq: ++seq, prevHash, hash: hashEncoded(event, seq, event.detailsJson, prevHash) };
-    prevHash = chained.hash;
-    return chained;
-  });
-}
-
-/** The record as reading it back gives it. */
-export function writtenRecord<E extends EncodedEvent>(
-  c: Chained<E>,
-): Omit<E, 'detailsJson'> & { seq: number; details: Record<string, unknown>; prevHash: string; hash: string } {
-  const { detailsJson, ...event } = c.event;
-  return { ...event, seq: c.seq, details: JSON.parse(detailsJson) as Record<string, unknown>, prevHash: c.prevHash, hash: c.hash };
-}
-
-/** Hex SHA-256 of the record's canonical encoding, chained to `prevHash`. */
-export function recordHash(record: ChainedRecord, prevHash: string): string {
-  return hashEncoded(record, record.seq, canonicalJson(record.details), prevHash);
-}
-
-/** `recordHash`, with the details already in canonical JSON. */
-function hashEncoded(record: Omit<ChainedRecord, 'details' | 'seq'>, seq: number, detailsJson: string, prevHash: string): string {
-  const { at, actor, action, subject, outcome } = record;
+export function hashJson(
+  seq: string,
+  at: string,
+  actor: string,
+  action: string,
+  subject: string,
+  outcome: string,
+  details: string,
+  prevHash: string,
+): string {
   // canonicalJson({seq, at, actor, action, subject, outcome, details, prev}), its keys written in order.
-  const body =
-    `${RECORD_DOMAIN}{"action":${JSON.stringify(action)},"actor":${JSON.stringify(actor)},"at":${numberJson(at)},` +
-    `"details":${detailsJson},"outcome":${JSON.stringify(outcome)},"prev":${JSON.stringify(prevHash)},` +
-    `"seq":${numberJson(seq)},"subject":${JSON.stringify(subject)}}`;
-  return hash('sha256', body);
+  return hash(
+    'sha256',
+    `${RECORD_DOMAIN}{"action":${action},"actor":${actor},"at":${at},"details":${details},"outcome":${outcome},"prev":${prevHash},"seq":${seq},"subject":${subject}}`,
+  );
 }
 
 /** `canonicalJson` of a value that is nearly always a finite number (String writes those as JSON does). */
-function numberJson(value: unknown): string {
+export function numberJson(value: unknown): string {
   return typeof value === 'number' && Number.isFinite(value) ? String(value) : canonicalJson(value);
 }
 

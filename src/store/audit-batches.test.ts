@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { chainAfter, encodeEvent, GENESIS_HASH, recordHash } from '../audit/chain.ts';
-import { AUDIT_BATCH_RECORDS, batchAudits, unbatchAudits } from './audit-batches.ts';
+import { GENESIS_HASH, recordHash } from '../audit/chain.ts';
+import { AUDIT_BATCH_RECORDS, auditFields, chainInBatches, unbatchAudits } from './audit-batches.ts';
 import type { NewAuditEvent } from './store.ts';
 
 const text = fc.string({ unit: 'binary', maxLength: 30 });
@@ -29,24 +29,21 @@ describe('audit batches', () => {
   it('records read back as they were appended, chained, their details as JSON gives them back; seqs, times and head beside', () => {
     fc.assert(
       fc.property(appended, ([head, events]) => {
-        const chained = chainAfter(head, events.map(encodeEvent));
-        const batches = batchAudits(chained);
+        const { batches, records } = chainInBatches(head, auditFields(events), true);
         assert.equal(batches.length, 1);
         const [b] = batches;
         const read = unbatchAudits(b!.firstSeq, b!.body);
+        // What the append says it wrote is what is read back.
+        assert.deepEqual(read, records);
+        // The events, numbered after the head, their details as JSON gives them back.
         assert.deepEqual(
-          read,
-          chained.map((c) => ({
-            seq: c.seq,
-            ...events[c.seq - (head?.seq ?? 0) - 1]!,
-            details: JSON.parse(c.event.detailsJson) as unknown,
-            prevHash: c.prevHash,
-            hash: c.hash,
-          })),
+          read.map(({ prevHash: _p, hash: _h, ...r }) => r),
+          events.map((e, i) => ({ ...e, seq: (head?.seq ?? 0) + i + 1, details: JSON.parse(JSON.stringify(e.details)) as unknown })),
         );
-        // What the hash covers survives the trip: the chain verifies from what is read.
+        // Chained after the head by the hash's own definition: the chain verifies from what is read.
         let prev = head?.hash ?? GENESIS_HASH;
         for (const r of read) {
+          assert.equal(r.prevHash, prev);
           assert.equal(recordHash(r, prev), r.hash);
           prev = r.hash!;
         }
@@ -54,12 +51,12 @@ describe('audit batches', () => {
         assert.equal(b!.lastSeq, (head?.seq ?? 0) + events.length);
         assert.equal(b!.firstAt, Math.min(...events.map((e) => e.at)));
         assert.equal(b!.lastAt, Math.max(...events.map((e) => e.at)));
-        assert.equal(b!.lastHash, chained.at(-1)!.hash);
+        assert.equal(b!.lastHash, read.at(-1)!.hash);
       }),
     );
   });
 
-  it(`at most ${AUDIT_BATCH_RECORDS} records to a batch, consecutive, none lost`, () => {
+  it(`at most ${AUDIT_BATCH_RECORDS} records to a batch, consecutive, none lost, chained across batches`, () => {
     const events: NewAuditEvent[] = Array.from({ length: 2 * AUDIT_BATCH_RECORDS + 3 }, (_, i) => ({
       at: 1_000 + i,
       actor: 'gateway',
@@ -68,7 +65,8 @@ describe('audit batches', () => {
       outcome: 'success',
       details: { seq: i },
     }));
-    const batches = batchAudits(chainAfter(undefined, events.map(encodeEvent)));
+    const { batches, records } = chainInBatches(undefined, auditFields(events), false);
+    assert.deepEqual(records, []);
     assert.deepEqual(
       batches.map((b) => [b.firstSeq, b.lastSeq]),
       [
@@ -77,10 +75,19 @@ describe('audit batches', () => {
         [2 * AUDIT_BATCH_RECORDS + 1, 2 * AUDIT_BATCH_RECORDS + 3],
       ],
     );
-    const seqs = batches.flatMap((b) => unbatchAudits(b.firstSeq, b.body).map((r) => r.seq));
+    const read = batches.flatMap((b) => unbatchAudits(b.firstSeq, b.body));
     assert.deepEqual(
-      seqs,
+      read.map((r) => r.seq),
       events.map((_, i) => i + 1),
+    );
+    let prev = GENESIS_HASH;
+    for (const r of read) {
+      assert.equal(recordHash(r, prev), r.hash, `record ${r.seq}`);
+      prev = r.hash!;
+    }
+    assert.deepEqual(
+      batches.map((b) => b.lastHash),
+      [read[AUDIT_BATCH_RECORDS - 1]!.hash, read[2 * AUDIT_BATCH_RECORDS - 1]!.hash, read.at(-1)!.hash],
     );
   });
 

@@ -14,10 +14,10 @@
  * - Pure: no I/O.
  */
 
-import type { Chained, ChainedRecord, EncodedEvent } from '../audit/chain.ts';
+import { canonicalJson, GENESIS_HASH, hashJson, numberJson, type ChainedRecord } from '../audit/chain.ts';
 import type { Insertable } from 'kysely';
 import type { AuditBatchesTable } from './schema.ts';
-import type { AuditRecord } from './store.ts';
+import type { AuditRecord, NewAuditEvent } from './store.ts';
 
 /** The most records one row holds: a reader opens a whole row to read one of them. */
 export const AUDIT_BATCH_RECORDS = 256;
@@ -59,21 +59,96 @@ export type StoredFields = Omit<ChainedRecord, 'details'> & {
   readonly hash: string | null;
 };
 
-/** Records numbered and chained by `chainAfter`, in batches of at most `AUDIT_BATCH_RECORDS`. */
-export function batchAudits(chained: readonly Chained<EncodedEvent>[]): AuditBatch[] {
-  return batchFields(
-    chained.map(({ event: e, seq, prevHash, hash }) => ({
-      seq,
-      at: e.at,
-      actor: e.actor,
-      action: e.action,
-      subject: e.subject,
-      outcome: e.outcome,
-      detailsJson: e.detailsJson,
-      prevHash,
-      hash,
-    })),
-  );
+/**
+ * Events as a writer hands them over: one flat list, `AUDIT_FIELDS` to an event (at, actor, action,
+ * subject, outcome, and the details as canonical JSON), which costs less to build, to send to the
+ * store's writer thread and to read than a list of objects would.
+ */
+export type AuditFields = readonly (string | number)[];
+
+export const AUDIT_FIELDS = 6;
+
+/** The events as `AuditFields`, their details encoded once (audit/chain.ts `canonicalJson`). */
+export function auditFields(events: readonly NewAuditEvent[]): (string | number)[] {
+  const fields: (string | number)[] = [];
+  for (const e of events) fields.push(e.at, e.actor, e.action, e.subject, e.outcome, canonicalJson(e.details));
+  return fields;
+}
+
+/** What appending events writes: their batches, and the records as reading them back gives them (when asked for). */
+export interface Appended {
+  readonly batches: AuditBatch[];
+  readonly records: AuditRecord[];
+}
+
+/**
+ * Numbers the events after `head` (the last record; undefined for an empty log), chains each to
+ * the one before (audit/chain.ts) and puts them in batches of at most `AUDIT_BATCH_RECORDS`: what
+ * a store writes, in one transaction, holding the log's write lock. One pass: each field is
+ * written as JSON once, for the hash and for the batch.
+ */
+export function chainInBatches(
+  head: { readonly seq: number; readonly hash: string } | undefined,
+  fields: AuditFields,
+  records: boolean,
+): Appended {
+  const batches: AuditBatch[] = [];
+  const written: AuditRecord[] = [];
+  // Most events of a transaction share their actor, action, subject and outcome.
+  const actors = lastJson();
+  const actions = lastJson();
+  const subjects = lastJson();
+  const outcomes = lastJson();
+  let seq = head?.seq ?? 0;
+  let prevHash = head?.hash ?? GENESIS_HASH;
+  let prevJson = JSON.stringify(prevHash);
+  const step = AUDIT_FIELDS * AUDIT_BATCH_RECORDS;
+  for (let start = 0; start < fields.length; start += step) {
+    const end = Math.min(start + step, fields.length);
+    let firstAt = Infinity;
+    let lastAt = -Infinity;
+    let body = '[';
+    for (let i = start; i < end; i += AUDIT_FIELDS) {
+      const at = fields[i] as number;
+      const actor = fields[i + 1] as string;
+      const action = fields[i + 2] as string;
+      const subject = fields[i + 3] as string;
+      const outcome = fields[i + 4] as AuditRecord['outcome'];
+      const details = fields[i + 5] as string;
+      if (at < firstAt) firstAt = at;
+      if (at > lastAt) lastAt = at;
+      const seqJson = String(++seq);
+      const atJson = numberJson(at);
+      const actorJson = actors(actor);
+      const actionJson = actions(action);
+      const subjectJson = subjects(subject);
+      const outcomeJson = outcomes(outcome);
+      const hash = hashJson(seqJson, atJson, actorJson, actionJson, subjectJson, outcomeJson, details, prevJson);
+      const hashJsonText = `"${hash}"`; // hex: nothing to escape
+      // A `BatchedRecord`; the details go in as the canonical JSON they are, not parsed and written again.
+      body += `${i === start ? '' : ','}[${seqJson},${atJson},${actorJson},${actionJson},${subjectJson},${outcomeJson},${details},${prevJson},${hashJsonText}]`;
+      if (records) {
+        written.push({ seq, at, actor, action, subject, outcome, details: JSON.parse(details) as Record<string, unknown>, prevHash, hash });
+      }
+      prevHash = hash;
+      prevJson = hashJsonText;
+    }
+    batches.push({ firstSeq: seq - (end - start) / AUDIT_FIELDS + 1, lastSeq: seq, firstAt, lastAt, lastHash: prevHash, body: `${body}]` });
+  }
+  return { batches, records: written };
+}
+
+/** JSON.stringify of a string, remembering the last one. */
+function lastJson(): (value: string) => string {
+  let last: string | undefined;
+  let json = '';
+  return (value) => {
+    if (value !== last) {
+      last = value;
+      json = JSON.stringify(value);
+    }
+    return json;
+  };
 }
 
 /** Consecutive records, in seq order, in batches of at most `AUDIT_BATCH_RECORDS`. */

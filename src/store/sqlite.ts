@@ -17,8 +17,8 @@ import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { Database } from './schema.ts';
-import { chainAfter, encodeEvent, GENESIS_HASH, writtenRecord, type Encoded } from '../audit/chain.ts';
-import { batchAudits } from './audit-batches.ts';
+import { GENESIS_HASH } from '../audit/chain.ts';
+import { auditFields, chainInBatches, type AuditFields } from './audit-batches.ts';
 import type { AuditRecord, NewAuditEvent } from './store.ts';
 import { seqTaken, type StatementBatch } from './statement-batches.ts';
 
@@ -118,19 +118,27 @@ export function sqliteHotWrites(backend: SqliteBackend): HotWrites {
   const inTransaction = <T>(write: () => T): Promise<T> => backend.db.connection().execute(async () => immediate(backend.raw, write));
   return {
     statements: (batches) => inTransaction(() => writes.statements(batches)),
-    audits: (events, records) => inTransaction(() => writes.audits(events.map(encodeEvent), records)),
+    audits: (events, records) => inTransaction(() => writes.audits(auditFields(events), records)),
   };
 }
 
+/** BEGIN IMMEDIATE, COMMIT and ROLLBACK of a connection, prepared once: SQLite parses them no more. */
+const transactions = new WeakMap<DatabaseSync, { begin: StatementSync; commit: StatementSync; rollback: StatementSync }>();
+
 /** Runs `write` in one IMMEDIATE transaction on `db`: committed when it returns, rolled back when it throws. */
 export function immediate<T>(db: DatabaseSync, write: () => T): T {
-  db.exec('begin immediate');
+  let t = transactions.get(db);
+  if (t === undefined) {
+    t = { begin: db.prepare('begin immediate'), commit: db.prepare('commit'), rollback: db.prepare('rollback') };
+    transactions.set(db, t);
+  }
+  t.begin.run();
   try {
     const result = write();
-    db.exec('commit');
+    t.commit.run();
     return result;
   } catch (error) {
-    db.exec('rollback');
+    t.rollback.run();
     throw error;
   }
 }
@@ -145,7 +153,8 @@ export function immediate<T>(db: DatabaseSync, write: () => T): T {
  */
 export function hotWrites(db: DatabaseSync): {
   statements(batches: readonly StatementBatch[]): void;
-  audits(events: readonly Encoded<NewAuditEvent>[], records?: boolean): AuditRecord[];
+  /** Appends the events, given as `AuditFields`. */
+  audits(fields: AuditFields, records?: boolean): AuditRecord[];
 } {
   let before: StatementSync | undefined;
   let insertBatch: StatementSync | undefined;
@@ -165,15 +174,15 @@ export function hotWrites(db: DatabaseSync): {
         insertBatch.run(b.sessionId, b.firstSeq, b.lastSeq, b.firstAt, b.lastAt, b.statements, b.refused, b.failed, b.bytes, b.body);
       }
     },
-    audits(events, records = true) {
+    audits(fields, records = true) {
       head ??= db.prepare('select last_seq, last_hash from audit_batches order by first_seq desc limit 1');
       insertAudit ??= db.prepare(
         'insert into audit_batches (first_seq, last_seq, first_at, last_at, last_hash, body) values (?, ?, ?, ?, ?, ?)',
       );
       const last = head.get() as { last_seq: number | bigint; last_hash: string | null } | undefined;
-      const chained = chainAfter(last && { seq: Number(last.last_seq), hash: last.last_hash ?? GENESIS_HASH }, events);
-      for (const b of batchAudits(chained)) insertAudit.run(b.firstSeq, b.lastSeq, b.firstAt, b.lastAt, b.lastHash, b.body);
-      return records ? chained.map(writtenRecord) : [];
+      const appended = chainInBatches(last && { seq: Number(last.last_seq), hash: last.last_hash ?? GENESIS_HASH }, fields, records);
+      for (const b of appended.batches) insertAudit.run(b.firstSeq, b.lastSeq, b.firstAt, b.lastAt, b.lastHash, b.body);
+      return appended.records;
     },
   };
 }

@@ -11,8 +11,8 @@
 
 import { randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
-import { chainAfter, encodeEvent, GENESIS_HASH, writtenRecord, type Checkpoint } from '../audit/chain.ts';
-import { batchAudits, batchRow, unbatchAudits } from './audit-batches.ts';
+import { GENESIS_HASH, type Checkpoint } from '../audit/chain.ts';
+import { auditFields, batchRow, chainInBatches, unbatchAudits } from './audit-batches.ts';
 import type { RecordedResult } from '../recording/result-sample.ts';
 import type { Plan, PlanStep } from '../core/index.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
@@ -1381,9 +1381,9 @@ class KyselyStore implements Store {
         .orderBy('first_seq', 'desc')
         .limit(1)
         .executeTakeFirst();
-      const chained = chainAfter(head && { seq: Number(head.last_seq), hash: head.last_hash ?? GENESIS_HASH }, events.map(encodeEvent));
-      for (const b of batchAudits(chained)) await trx.insertInto('audit_batches').values(batchRow(b)).execute();
-      return chained.map(writtenRecord);
+      const appended = chainInBatches(head && { seq: Number(head.last_seq), hash: head.last_hash ?? GENESIS_HASH }, auditFields(events), true);
+      for (const b of appended.batches) await trx.insertInto('audit_batches').values(batchRow(b)).execute();
+      return appended.records;
     });
   }
 

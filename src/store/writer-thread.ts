@@ -23,8 +23,8 @@
 
 import type { DatabaseSync } from 'node:sqlite';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { encodeEvent, type Encoded } from '../audit/chain.ts';
-import type { AuditRecord, NewAuditEvent } from './store.ts';
+import { auditFields, type AuditFields } from './audit-batches.ts';
+import type { AuditRecord } from './store.ts';
 import { hotWrites, immediate, openDatabase, type HotWrites } from './sqlite.ts';
 import type { StatementBatch } from './statement-batches.ts';
 
@@ -45,23 +45,20 @@ interface Start {
 }
 
 /**
- * What crosses to the thread (by structured clone). Audit events go with their details already
- * encoded (audit/chain.ts `encodeEvent`), their fields one after another in one flat list
- * (`AUDIT_FIELDS` per event), which costs either thread less than a list of objects would, in JSON
- * or cloned. Statement batches go as they are: a few objects, each with its statements one string.
+ * What crosses to the thread (by structured clone). Audit events go as `AuditFields`
+ * (store/audit-batches.ts), their details already encoded, which costs either thread less than a
+ * list of objects would, in JSON or cloned. Statement batches go as they are: a few objects, each
+ * with its statements one string.
  */
 type Request =
   | { readonly id: number; readonly op: 'statements'; readonly batches: readonly StatementBatch[] }
   | {
       readonly id: number;
       readonly op: 'audits';
-      /** at, actor, action, subject, outcome, detailsJson of each event in turn. */
-      readonly fields: readonly (string | number)[];
+      readonly fields: AuditFields;
       /** Send the records written back. */
       readonly records: boolean;
     };
-
-const AUDIT_FIELDS = 6;
 
 /** A request before it is given its id. */
 type Unnumbered<R> = R extends unknown ? Omit<R, 'id'> : never;
@@ -144,12 +141,7 @@ export function startWriterThread(db: DatabaseSync, path: string, fallback: HotW
       await reply;
     },
     async audits(events, records = true) {
-      const fields: (string | number)[] = [];
-      for (const event of events) {
-        const e = encodeEvent(event);
-        fields.push(e.at, e.actor, e.action, e.subject, e.outcome, e.detailsJson);
-      }
-      const reply = ask({ op: 'audits', fields, records });
+      const reply = ask({ op: 'audits', fields: auditFields(events), records });
       if (reply === undefined) return fallback.audits(events, records);
       const written = await reply;
       return written === undefined ? [] : (JSON.parse(written) as AuditRecord[]);
@@ -188,13 +180,7 @@ if (!isMainThread && parentPort && (workerData as Partial<Start> | undefined)?.p
         immediate(db, () => writes.statements(request.batches));
         port.postMessage({ id: request.id } satisfies Reply);
       } else {
-        const f = request.fields as (number | string)[];
-        const events: Encoded<NewAuditEvent>[] = [];
-        for (let i = 0; i < f.length; i += AUDIT_FIELDS) {
-          const [at, actor, action, subject, outcome, detailsJson] = [f[i], f[i + 1], f[i + 2], f[i + 3], f[i + 4], f[i + 5]];
-          events.push({ at, actor, action, subject, outcome, detailsJson } as Encoded<NewAuditEvent>);
-        }
-        const records = immediate(db, () => writes.audits(events, request.records));
+        const records = immediate(db, () => writes.audits(request.fields, request.records));
         port.postMessage({ id: request.id, records: request.records ? JSON.stringify(records) : undefined } satisfies Reply);
       }
     } catch (error) {
