@@ -11,6 +11,8 @@
  * - Beside the JSON: the first and last seq, the earliest and latest time (so a reader opens only
  *   the batches a time range touches) and the last record's hash (the head, for the next append).
  * - A record reads back as it was appended: its details are kept as the canonical JSON the hash covers.
+ * - An append's records are chained as audit/chain.ts defines it (`recordHash`), in the same pass
+ *   that writes their JSON (`chainInBatches`); the tests hold the two to each other.
  * - Pure: no I/O.
  */
 
