@@ -25,8 +25,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { StoreAuditLog } from '../src/audit/audit-log.ts';
 import { DEFAULT_ACCESS_POLICY, systemClock, verifiedGrant, verifiedPrincipal, type PostgresConnection } from '../src/core/index.ts';
-import { compileColumnRules } from '../src/policy/masking/columns.ts';
-import { compileMasking, maskableFields, maskBytes, maskText } from '../src/policy/masking/strategies.ts';
+import { compileColumnRules, planMasking } from '../src/policy/masking/columns.ts';
+import { compileMasking } from '../src/policy/masking/strategies.ts';
 import { NoRecorder, StoreRecorder } from '../src/recording/recorder.ts';
 import { allowAllGuard, Pipeline, type SessionMasking } from '../src/session/pipeline.ts';
 import { openStore } from '../src/store/index.ts';
@@ -68,13 +68,7 @@ const connection: PostgresConnection = {
 /** The gateway's default masking (`masking:` with no other setting). */
 function defaultMasking(): SessionMasking {
   const plan = compileMasking({});
-  const rules = compileColumnRules([], plan);
-  return {
-    text: (value) => maskText(value, plan),
-    bytes: (value, start, end, candidates) => maskBytes(value, start, end, plan, candidates),
-    fields: (value, start, end, out) => maskableFields(value, start, end, out, plan),
-    column: (name) => rules(connection.name, name),
-  };
+  return planMasking(plan, compileColumnRules([], plan))(connection.name);
 }
 
 /** A DataRow body of one text column, "0" (what pgbench -S reads), and its values. */

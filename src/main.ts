@@ -43,8 +43,8 @@ import { openSink } from './audit/sinks.ts';
 import { allowAllGuard, Pipeline, type Guard, type PipelineDeps } from './session/pipeline.ts';
 import { PolicyError, type PolicyEngine } from './policy/cedar/engine.ts';
 import { MaskingConfigError } from './policy/masking/detectors.ts';
-import { compileColumnRules } from './policy/masking/columns.ts';
-import { compileMasking, maskableFields, maskBytes, maskText, type MaskingConfig } from './policy/masking/strategies.ts';
+import { compileColumnRules, planMasking } from './policy/masking/columns.ts';
+import { compileMasking, type MaskingConfig } from './policy/masking/strategies.ts';
 import { PolicyGuard } from './policy/guard.ts';
 import { LivePolicy, type ReloadOutcome } from './policy/live-policy.ts';
 import { GrantWatch, type GrantWatchOptions } from './session/grant-watch.ts';
@@ -337,12 +337,9 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
 function maskingFor(config: Config, engine: () => PolicyEngine | undefined, audit: StoreAuditLog): PipelineDeps['masking'] {
   if (!config.masking.enabled) return undefined;
   const plan = compileMasking(config.masking.plan as MaskingConfig);
-  const rules = compileColumnRules(config.masking.columns, plan);
-  const text = (value: string) => maskText(value, plan);
-  const bytes = (value: Buffer, start: number, end: number, candidates?: number) => maskBytes(value, start, end, plan, candidates);
-  const fields = (value: Buffer, start: number, end: number, out: number[]) => maskableFields(value, start, end, out, plan);
+  const masking = planMasking(plan, compileColumnRules(config.masking.columns, plan));
   return (session) => {
-    const mask = { text, bytes, fields, column: (name: string) => rules(session.connection.name, name) };
+    const mask = masking(session.connection.name);
     const { principal, groups } = session.grant;
     const exemption = engine()?.unmasked(
       { name: principal.name, kind: principal.kind, groups },

@@ -12,7 +12,7 @@
  * it), not the table it came from.
  */
 
-import { FULL_MASK, hashMask, partialMask, type MaskingPlan } from './strategies.ts';
+import { FULL_MASK, hashMask, maskableFields, maskBytes, maskText, partialMask, type MaskingPlan } from './strategies.ts';
 import { MaskingConfigError } from './detectors.ts';
 
 export interface ColumnRuleConfig {
@@ -34,6 +34,19 @@ export type ColumnRules = (connection: string, column: string) => ColumnAction |
 
 const NEVER: ColumnAction = Object.freeze({ action: 'never' });
 const NULL: ColumnAction = Object.freeze({ action: 'null' });
+
+/**
+ * What a session masks with under a compiled plan and its column rules: values by content (text,
+ * bytes where they lie, the fields of a COPY line) with the plan, result columns by name with the
+ * rules of the session's connection. The plan's functions are made once, the column lookup per
+ * connection asked for.
+ */
+export function planMasking(plan: MaskingPlan, rules: ColumnRules) {
+  const text = (value: string) => maskText(value, plan);
+  const bytes = (value: Buffer, start: number, end: number, candidates?: number) => maskBytes(value, start, end, plan, candidates);
+  const fields = (value: Buffer, start: number, end: number, out: number[]) => maskableFields(value, start, end, out, plan);
+  return (connection: string) => ({ text, bytes, fields, column: (name: string) => rules(connection, name) });
+}
 
 export function compileColumnRules(rules: readonly ColumnRuleConfig[], plan: MaskingPlan): ColumnRules {
   const compiled = rules.map((rule, i) => {
