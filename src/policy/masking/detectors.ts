@@ -786,6 +786,7 @@ export function findPhones(text: string, defaultCountry: CountryCode = 'US', cla
 const IBAN_ELECTRONIC = /(?<![A-Za-z0-9])[A-Z]{2}\d{2}[A-Z0-9]{11,30}(?![A-Za-z0-9])/g;
 const IBAN_PRINT = /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: [A-Z0-9]{4}){2,8}(?: [A-Z0-9]{1,3})?(?![A-Za-z0-9])/g;
 const IBAN_MIN = 15;
+const IBAN_START = /[A-Z]{2}\d{2}/;
 
 const countSpaces = (s: string): number => s.length - s.replaceAll(' ', '').length;
 
@@ -797,6 +798,8 @@ const ibanValid = (candidate: string): boolean => {
 /** IBANs, electronic (DE89370400440532013000) or printed (DE89 3704 0044 0532 0130 00), checksum and BBAN format valid. */
 export function findIbans(text: string): Span[] {
   const out: Span[] = [];
+  // Where both patterns begin; far cheaper to look for than either (SQL text has capitals and digits).
+  if (!IBAN_START.test(text)) return out;
   for (const m of matches(IBAN_ELECTRONIC, text)) {
     if (ibanValid(m[0])) out.push(span(m.index, m.index + m[0].length, 'iban'));
   }
@@ -907,6 +910,8 @@ const API_KEY = new RegExp(
     ')(?![A-Za-z0-9_-])',
   'g',
 );
+/** What each of API_KEY's patterns begins with: far cheaper to look for than API_KEY, with its look-behind at every character. */
+const API_KEY_START = /dbr_|AKIA|ASIA|gh[pousr]_|github_pat_|xox[abpr]-|xapp-|[sr]k_(?:live|test)_|pk_live_|AIza|sk-/;
 const HAS_DIGIT_UPPER_LOWER = /^(?=.*\d)(?=.*[A-Z])(?=.*[a-z])/;
 
 /**
@@ -915,6 +920,7 @@ const HAS_DIGIT_UPPER_LOWER = /^(?=.*\d)(?=.*[A-Z])(?=.*[a-z])/;
  */
 export function findApiKeys(text: string): Span[] {
   const out: Span[] = [];
+  if (!API_KEY_START.test(text)) return out;
   for (const m of matches(API_KEY, text)) {
     const groups = m.groups ?? {};
     // `sk-` is a common start of ordinary words ("sk-learn-tutorials-for-beginners"): a key is
