@@ -26,10 +26,12 @@ import { pino } from 'pino';
 import { StoreAuditLog } from '../src/audit/audit-log.ts';
 import { DEFAULT_ACCESS_POLICY, systemClock, verifiedGrant, verifiedPrincipal, type PostgresConnection } from '../src/core/index.ts';
 import { compileColumnRules, planMasking } from '../src/policy/masking/columns.ts';
+import { columnNames, rowValues } from '../src/protocols/pg/commands.ts';
 import { compileMasking } from '../src/policy/masking/strategies.ts';
 import { NoRecorder, StoreRecorder } from '../src/recording/recorder.ts';
 import { allowAllGuard, Pipeline, type SessionMasking } from '../src/session/pipeline.ts';
 import { openStore } from '../src/store/index.ts';
+import { encodeBackend } from '../src/wire/pg/encode.ts';
 
 const WARMUP = 10_000;
 const STATEMENTS = 60_000;
@@ -71,9 +73,12 @@ function defaultMasking(): SessionMasking {
   return planMasking(plan, compileColumnRules([], plan))(connection.name);
 }
 
-/** A DataRow body of one text column, "0" (what pgbench -S reads), and its values. */
-const ROW = Buffer.from([0, 1, 0, 0, 0, 1, 0x30]);
-const rowValues = (row: Uint8Array) => [row.subarray(6, 7)];
+/** What pgbench -S reads: a RowDescription body of one int4 column, abalance, and a DataRow body of it, "0". */
+const ROW_DESCRIPTION = encodeBackend({
+  type: 'RowDescription',
+  fields: [{ name: 'abalance', tableOid: 16_400, columnAttr: 3, typeOid: 23, typeSize: 4, typeModifier: -1, format: 0 }],
+}).subarray(5);
+const ROW = encodeBackend({ type: 'DataRow', values: [Buffer.from('0')] }).subarray(5);
 
 /** The ids of this process's worker threads (Linux: /proc). */
 function workerThreads(): Set<string> {
@@ -116,7 +121,8 @@ async function measureWay(way: RecordsWay, dir: string): Promise<RecordsWayFigur
   const run = async (from: number, count: number) => {
     for (let i = from; i < from + count; i++) {
       const trace = session.begin(`SELECT abalance FROM pgbench_accounts WHERE aid = ${(i * 7919) % 1_000_000};`);
-      trace.result?.columns(['abalance']);
+      // As the PostgreSQL proxy hands them over (protocols/pg/proxy.ts `#sample`).
+      if (trace.result !== undefined) trace.result.columns(columnNames(ROW_DESCRIPTION)!);
       trace.result?.row(ROW, rowValues);
       trace.rows = 1;
       trace.finish({ outcome: 'ok', rows: 1 });

@@ -5,9 +5,10 @@
  * Guarantees: bounded; once `maxBytes` of rows are kept, later rows are counted as cut and not
  * kept, so that a statement returning millions of rows costs the recording no more than its first
  * rows. Rows are kept as the protocol's bytes (one copy each) and read into text only when the
- * statement is recorded, so that a stream makes no garbage per value. Values are text; a value
- * that is not valid UTF-8 is kept as `\x` and its first 32 bytes in hex. Only the first result of
- * a statement is kept (a query string of several statements keeps its first result set).
+ * statement is recorded, so that a stream makes no garbage per value. Values are text
+ * (`valueText`): a value that is not valid UTF-8 is kept as `\x` and its first 32 bytes in hex.
+ * Only the first result of a statement is kept (a query string of several statements keeps its
+ * first result set).
  */
 
 export interface RecordedResult {
@@ -22,8 +23,11 @@ export const DEFAULT_RESULT_BYTES = 64 * 1024;
 
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-/** A protocol's reading of one kept row into its values (null: SQL NULL); undefined when it cannot. */
-export type RowReader = (row: Uint8Array) => readonly (Uint8Array | null)[] | undefined;
+/**
+ * A protocol's reading of one kept row into the text of its values (`valueText`; null: SQL NULL);
+ * undefined when it cannot.
+ */
+export type RowReader = (row: Buffer) => readonly (string | null)[] | undefined;
 
 export class ResultSample {
   readonly #maxBytes: number;
@@ -58,19 +62,24 @@ export class ResultSample {
 
   record(): RecordedResult | undefined {
     if (this.#columns === undefined && this.#rows.length === 0) return undefined;
-    const rows: (string | null)[][] = [];
+    const rows: (readonly (string | null)[])[] = [];
     for (const bytes of this.#rows) {
       const values = this.#read?.(bytes);
-      if (values !== undefined) rows.push(values.map((v) => (v === null ? null : text(v))));
+      if (values !== undefined) rows.push(values);
     }
     return { columns: this.#columns ?? [], rows, truncated: this.#truncated };
   }
 }
 
-function text(bytes: Uint8Array): string {
+/** The text of the value at `bytes[start, end)` as a recording keeps it: UTF-8, or `\x` and its first 32 bytes in hex. */
+export function valueText(bytes: Buffer, start: number, end: number): string {
+  let i = start;
+  while (i < end && bytes[i]! < 0x80) i++;
+  // ASCII, as most values are: read as it lies, without a view of its own or a decoder that may throw.
+  if (i === end) return bytes.toString('latin1', start, end);
   try {
-    return STRICT_UTF8.decode(bytes);
+    return STRICT_UTF8.decode(bytes.subarray(start, end));
   } catch {
-    return `\\x${Buffer.from(bytes.subarray(0, 32)).toString('hex')}${bytes.length > 32 ? '…' : ''}`;
+    return `\\x${bytes.toString('hex', start, Math.min(end, start + 32))}${end - start > 32 ? '…' : ''}`;
   }
 }

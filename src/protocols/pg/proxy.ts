@@ -43,7 +43,7 @@ import {
   type Framer,
   type FrontendMessage,
 } from '../../wire/pg/index.ts';
-import { functionCallCommand, prepareCommand, queryCommand, rowsOfTag } from './commands.ts';
+import { columnNames, functionCallCommand, prepareCommand, queryCommand, rowsOfTag, rowValues } from './commands.ts';
 import { framingError } from './frame-reader.ts';
 import { framed, MASKED_IN_PLACE, MASKED_TYPES, type PgMasker } from './mask.ts';
 import { renderError, renderFatal, sqlstateOf } from './render.ts';
@@ -610,10 +610,10 @@ export class PgProxy {
 
   /** What the recording keeps of a statement's result: its columns and first rows, as the client gets them. */
   #sample(result: ResultSample, type: number, body: Buffer): void {
-    if (type === BackendType.DataRow) result.row(body, dataRowValues);
+    if (type === BackendType.DataRow) result.row(body, rowValues);
     else if (type === BackendType.RowDescription) {
-      const message = decodeOrUndefined(type, body);
-      if (message?.type === 'RowDescription') result.columns(message.fields.map((f) => f.name));
+      const names = columnNames(body);
+      if (names !== undefined) result.columns(names);
     }
   }
 
@@ -773,25 +773,6 @@ export class PgProxy {
   }
 }
 
-/**
- * The fields of a target's error, for the record. The error itself goes on to the client as it
- * came; one the codec refuses (text in an encoding other than UTF-8) is recorded without them.
- */
-/** A target message read by the codec; undefined when malformed (the client's driver says so). */
-function decodeOrUndefined(type: number, body: Buffer): ReturnType<typeof decodeBackend> | undefined {
-  try {
-    return decodeBackend({ type, body, raw: body });
-  } catch {
-    return undefined;
-  }
-}
-
-/** The values of a DataRow body, for the recording. */
-const dataRowValues = (row: Uint8Array): readonly (Buffer | null)[] | undefined => {
-  const message = decodeOrUndefined(BackendType.DataRow, Buffer.from(row.buffer, row.byteOffset, row.length));
-  return message?.type === 'DataRow' ? message.values : undefined;
-};
-
 type HoldVerdict = Extract<Verdict, { outcome: 'hold' }>;
 
 const FLUSH = encodeFrontend({ type: 'Flush' });
@@ -807,6 +788,10 @@ function shownParam(value: Buffer | null): string | null {
 const within = (part: Buffer, whole: Buffer): boolean =>
   part.buffer === whole.buffer && part.byteOffset >= whole.byteOffset && part.byteOffset + part.length <= whole.byteOffset + whole.length;
 
+/**
+ * The fields of a target's error, for the record. The error itself goes on to the client as it
+ * came; one the codec refuses (text in an encoding other than UTF-8) is recorded without them.
+ */
 function readErrorFields(body: Buffer): ReturnType<typeof errorFieldsToObject> {
   try {
     return errorFieldsToObject(decodeErrorFields(body));
