@@ -4,9 +4,9 @@
  *
  * Guarantees: bounded; once `maxBytes` of rows are kept, later rows are counted as cut and not
  * kept, so that a statement returning millions of rows costs the recording no more than its first
- * rows. Rows are kept as the protocol's bytes (one copy each) and read into text only when the
- * statement is recorded, so that a stream makes no garbage per value. Values are text
- * (`valueText`): a value that is not valid UTF-8 is kept as `\x` and its first 32 bytes in hex.
+ * rows. A row is read into text as it comes, while its bytes are at hand (they are not copied),
+ * and a row past the size is not read at all. Values are text (`valueText`): a value that is not
+ * valid UTF-8 is kept as `\x` and its first 32 bytes in hex.
  * Only the first result of a statement is kept (a query string of several statements keeps its
  * first result set).
  */
@@ -32,8 +32,7 @@ export type RowReader = (row: Buffer) => readonly (string | null)[] | undefined;
 export class ResultSample {
   readonly #maxBytes: number;
   #columns: string[] | undefined;
-  readonly #rows: Buffer[] = [];
-  #read: RowReader | undefined;
+  readonly #rows: (readonly (string | null)[])[] = [];
   #bytes = 0;
   #truncated = false;
   #sets = 0;
@@ -48,26 +47,21 @@ export class ResultSample {
     else this.#columns = [...names];
   }
 
-  /** A row of the result, as the protocol's bytes, and how to read them. */
-  row(bytes: Uint8Array, read: RowReader): void {
+  /** A row of the result, as the protocol's bytes (its size counts), and how to read them; a row that cannot be read is left out. */
+  row(bytes: Buffer, read: RowReader): void {
     if (this.#sets > 1 || this.#truncated) return;
     if (this.#bytes >= this.#maxBytes) {
       this.#truncated = true;
       return;
     }
-    this.#rows.push(Buffer.from(bytes));
+    const values = read(bytes);
+    if (values !== undefined) this.#rows.push(values);
     this.#bytes += bytes.length;
-    this.#read = read;
   }
 
   record(): RecordedResult | undefined {
     if (this.#columns === undefined && this.#rows.length === 0) return undefined;
-    const rows: (readonly (string | null)[])[] = [];
-    for (const bytes of this.#rows) {
-      const values = this.#read?.(bytes);
-      if (values !== undefined) rows.push(values);
-    }
-    return { columns: this.#columns ?? [], rows, truncated: this.#truncated };
+    return { columns: this.#columns ?? [], rows: this.#rows, truncated: this.#truncated };
   }
 }
 
