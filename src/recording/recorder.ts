@@ -7,7 +7,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { NewSession, NewStatement, Store } from '../store/index.ts';
+import { encodeStatement, type EncodedStatement, type NewSession, type NewStatement, type Store } from '../store/index.ts';
 
 export interface Recorder {
   /** False when statements are not kept: sessions then build no record of them (text, masking, result). */
@@ -25,7 +25,8 @@ export class StoreRecorder implements Recorder {
   readonly #log: Logger;
   readonly #flushMs: number;
   readonly #batchSize: number;
-  #pending: NewStatement[] = [];
+  /** Encoded as they come (store/statement-batches.ts): a string each, not objects, until written. */
+  #pending: EncodedStatement[] = [];
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
 
@@ -42,7 +43,7 @@ export class StoreRecorder implements Recorder {
   }
 
   statement(statement: NewStatement): void {
-    this.#pending.push(statement);
+    this.#pending.push(encodeStatement(statement));
     if (this.#pending.length >= this.#batchSize) void this.flush();
     else this.#timer ??= setTimeout(() => void this.flush(), this.#flushMs);
   }

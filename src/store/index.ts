@@ -1,4 +1,5 @@
 export { BATCH_ROW_BYTES, MAX_DELETE_BATCH, openStore, StoreConflictError } from './store.ts';
+export { encodeStatement, type EncodedStatement } from './statement-batches.ts';
 export type {
   Store,
   StoreKind,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { BATCH_ROW_BYTES, batchStatements, SEQ_TAKEN, unbatchStatements } from './statement-batches.ts';
+import { BATCH_ROW_BYTES, batchStatements, encodeStatement, SEQ_TAKEN, unbatchStatements } from './statement-batches.ts';
 import type { NewStatement, StatementRecord } from './store.ts';
 
 const outcome = fc.constantFrom('ok' as const, 'error' as const, 'denied' as const, 'cancelled' as const);
@@ -80,6 +80,16 @@ describe('statement batches', () => {
     );
   });
 
+  it('statements encoded as they come (the recorder) make the same batches as the statements themselves, also mixed', () => {
+    fc.assert(
+      fc.property(statements, fc.array(fc.boolean()), (rows, encode) => {
+        const expected = batchStatements(rows);
+        assert.deepEqual(batchStatements(rows.map(encodeStatement)), expected);
+        assert.deepEqual(batchStatements(rows.map((r, i) => (encode[i] ? encodeStatement(r) : r))), expected);
+      }),
+    );
+  });
+
   it('a seq twice in one session is refused, saying which, with the code the store reads as a conflict', () => {
     const row = (sessionId: string, seq: number): NewStatement => ({
       sessionId,
@@ -91,6 +101,10 @@ describe('statement batches', () => {
     });
     assert.throws(
       () => batchStatements([row('ses_a', 1), row('ses_b', 2), row('ses_a', 2), row('ses_a', 1)]),
+      (e: Error & { code?: string }) => e.code === SEQ_TAKEN && /ses_a already has statement 1/.test(e.message),
+    );
+    assert.throws(
+      () => batchStatements([row('ses_a', 1), row('ses_b', 2), row('ses_a', 2), row('ses_a', 1)].map(encodeStatement)),
       (e: Error & { code?: string }) => e.code === SEQ_TAKEN && /ses_a already has statement 1/.test(e.message),
     );
     assert.equal(batchStatements([row('ses_a', 1), row('ses_b', 1)]).length, 2);

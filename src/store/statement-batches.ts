@@ -54,13 +54,43 @@ type BatchedStatement = [
   result: RecordedResult | null,
 ];
 
-/** The statements in batches, one per session, in the order the sessions first appear. */
-export function batchStatements(rows: readonly NewStatement[]): StatementBatch[] {
-  const bySession = new Map<string, NewStatement[]>();
+/**
+ * A statement as a batch holds it: its JSON, and what the batch counts beside it. The recorder
+ * encodes each statement as it is handed one (recording/recorder.ts), while what it holds is at
+ * hand, and holds one string per statement until it writes them; a batch is then these joined.
+ */
+export interface EncodedStatement {
+  readonly sessionId: string;
+  readonly seq: number;
+  readonly startedAt: number;
+  readonly outcome: StatementOutcome;
+  /** JSON: the statement as a `BatchedStatement`. */
+  readonly json: string;
+}
+
+export function encodeStatement(r: NewStatement): EncodedStatement {
+  const tuple: BatchedStatement = [
+    r.seq,
+    r.text,
+    r.startedAt,
+    r.durationMs,
+    r.rows ?? null,
+    r.outcome,
+    r.errorCode ?? null,
+    r.errorMessage ?? null,
+    r.result ?? null,
+  ];
+  return { sessionId: r.sessionId, seq: r.seq, startedAt: r.startedAt, outcome: r.outcome, json: JSON.stringify(tuple) };
+}
+
+/** The statements (encoded or not) in batches, one per session, in the order the sessions first appear. */
+export function batchStatements(rows: readonly (NewStatement | EncodedStatement)[]): StatementBatch[] {
+  const bySession = new Map<string, EncodedStatement[]>();
   for (const row of rows) {
+    const encoded = 'json' in row ? row : encodeStatement(row);
     const list = bySession.get(row.sessionId);
-    if (list === undefined) bySession.set(row.sessionId, [row]);
-    else list.push(row);
+    if (list === undefined) bySession.set(row.sessionId, [encoded]);
+    else list.push(encoded);
   }
   const batches: StatementBatch[] = [];
   for (const [sessionId, list] of bySession) {
@@ -75,25 +105,17 @@ export function batchStatements(rows: readonly NewStatement[]): StatementBatch[]
     let lastAt = -Infinity;
     let refused = 0;
     let failed = 0;
-    const tuples = list.map((r, i): BatchedStatement => {
+    let body = '[';
+    for (let i = 0; i < list.length; i++) {
+      const r = list[i]!;
       if (i > 0 && r.seq === list[i - 1]!.seq) throw seqTaken(sessionId, r.seq);
       if (r.startedAt < firstAt) firstAt = r.startedAt;
       if (r.startedAt > lastAt) lastAt = r.startedAt;
       if (r.outcome === 'denied') refused++;
       else if (r.outcome === 'error') failed++;
-      return [
-        r.seq,
-        r.text,
-        r.startedAt,
-        r.durationMs,
-        r.rows ?? null,
-        r.outcome,
-        r.errorCode ?? null,
-        r.errorMessage ?? null,
-        r.result ?? null,
-      ];
-    });
-    const body = JSON.stringify(tuples);
+      body += i === 0 ? r.json : `,${r.json}`;
+    }
+    body += ']';
     batches.push({
       sessionId,
       firstSeq: list[0]!.seq,

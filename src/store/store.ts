@@ -28,7 +28,7 @@ import type {
   SessionsTable,
 } from './schema.ts';
 import { openSqlite, sqliteHotWrites, type HotWrites } from './sqlite.ts';
-import { batchStatements, SEQ_TAKEN, unbatchStatements } from './statement-batches.ts';
+import { batchStatements, SEQ_TAKEN, unbatchStatements, type EncodedStatement } from './statement-batches.ts';
 import { startWriterThread } from './writer-thread.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -595,8 +595,8 @@ export interface Store {
   getSession(id: string): Promise<SessionRecord | undefined>;
   /** Newest first. */
   listSessions(q: SessionQuery): Promise<SessionRecord[]>;
-  /** One transaction: every row or none. */
-  insertStatements(rows: readonly NewStatement[]): Promise<void>;
+  /** One transaction: every row or none. Rows may come encoded (the recorder's: statement-batches.ts `encodeStatement`). */
+  insertStatements(rows: readonly (NewStatement | EncodedStatement)[]): Promise<void>;
   /** Ordered by seq. */
   listStatements(sessionId: string): Promise<StatementRecord[]>;
   /** Every recording, live sessions included: one aggregate over the rows of the statement batches (a full scan). */
@@ -1540,7 +1540,7 @@ class KyselyStore implements Store {
     return [...byConnection.values()];
   }
 
-  async insertStatements(rows: readonly NewStatement[]): Promise<void> {
+  async insertStatements(rows: readonly (NewStatement | EncodedStatement)[]): Promise<void> {
     if (rows.length === 0) return;
     await conflicts('a statement with this session seq already exists', async () => this.#backend.statements(batchStatements(rows)));
   }
