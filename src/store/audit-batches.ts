@@ -77,6 +77,23 @@ export function auditFields(events: readonly NewAuditEvent[]): (string | number)
   return fields;
 }
 
+/**
+ * The head of the log, for an append (`chainInBatches`, with `auditHead`): the last record's seq and
+ * hash, read under the log's write lock. One text for both stores (SQLite prepares it once).
+ */
+export const AUDIT_HEAD_SQL = 'select last_seq, last_hash from audit_batches order by first_seq desc limit 1';
+
+/** A row of AUDIT_HEAD_SQL (a bigint may come as a number, a bigint or a string); undefined for an empty log. */
+export interface AuditHeadRow {
+  readonly last_seq: number | bigint | string;
+  readonly last_hash: string | null;
+}
+
+/** The head an append chains to, from the row AUDIT_HEAD_SQL read (a batch from before the chain has no hash). */
+export function auditHead(row: AuditHeadRow | undefined): { seq: number; hash: string } | undefined {
+  return row && { seq: Number(row.last_seq), hash: row.last_hash ?? GENESIS_HASH };
+}
+
 /** What appending events writes: their batches, and the records as reading them back gives them (when asked for). */
 export interface Appended {
   readonly batches: AuditBatch[];

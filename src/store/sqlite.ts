@@ -17,8 +17,7 @@ import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import type { Database } from './schema.ts';
-import { GENESIS_HASH } from '../audit/chain.ts';
-import { auditFields, chainInBatches, type AuditFields } from './audit-batches.ts';
+import { AUDIT_HEAD_SQL, auditFields, auditHead, chainInBatches, type AuditFields, type AuditHeadRow } from './audit-batches.ts';
 import type { AuditRecord, NewAuditEvent } from './store.ts';
 import { seqTaken, type StatementBatch } from './statement-batches.ts';
 
@@ -175,12 +174,11 @@ export function hotWrites(db: DatabaseSync): {
       }
     },
     audits(fields, records = true) {
-      head ??= db.prepare('select last_seq, last_hash from audit_batches order by first_seq desc limit 1');
+      head ??= db.prepare(AUDIT_HEAD_SQL);
       insertAudit ??= db.prepare(
         'insert into audit_batches (first_seq, last_seq, first_at, last_at, last_hash, body) values (?, ?, ?, ?, ?, ?)',
       );
-      const last = head.get() as { last_seq: number | bigint; last_hash: string | null } | undefined;
-      const appended = chainInBatches(last && { seq: Number(last.last_seq), hash: last.last_hash ?? GENESIS_HASH }, fields, records);
+      const appended = chainInBatches(auditHead(head.get() as AuditHeadRow | undefined), fields, records);
       for (const b of appended.batches) insertAudit.run(b.firstSeq, b.lastSeq, b.firstAt, b.lastAt, b.lastHash, b.body);
       return appended.records;
     },

@@ -11,8 +11,8 @@
 
 import { randomUUID } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Selectable, type Updateable } from 'kysely';
-import { GENESIS_HASH, type Checkpoint } from '../audit/chain.ts';
-import { auditFields, batchRow, chainInBatches, unbatchAudits } from './audit-batches.ts';
+import type { Checkpoint } from '../audit/chain.ts';
+import { AUDIT_HEAD_SQL, auditFields, auditHead, batchRow, chainInBatches, unbatchAudits, type AuditHeadRow } from './audit-batches.ts';
 import type { RecordedResult } from '../recording/result-sample.ts';
 import type { Plan, PlanStep } from '../core/index.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
@@ -1375,13 +1375,8 @@ class KyselyStore implements Store {
     return this.#db.transaction().execute(async (trx) => {
       // SQLite: the transaction began IMMEDIATE, which already holds the one write lock.
       if (this.kind === 'postgres') await sql`select pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`.execute(trx);
-      const head = await trx
-        .selectFrom('audit_batches')
-        .select(['last_seq', 'last_hash'])
-        .orderBy('first_seq', 'desc')
-        .limit(1)
-        .executeTakeFirst();
-      const appended = chainInBatches(head && { seq: Number(head.last_seq), hash: head.last_hash ?? GENESIS_HASH }, auditFields(events), true);
+      const { rows } = await sql.raw<AuditHeadRow>(AUDIT_HEAD_SQL).execute(trx);
+      const appended = chainInBatches(auditHead(rows[0]), auditFields(events), true);
       for (const b of appended.batches) await trx.insertInto('audit_batches').values(batchRow(b)).execute();
       return appended.records;
     });
