@@ -25,7 +25,7 @@ export class StoreRecorder implements Recorder {
   readonly #log: Logger;
   readonly #flushMs: number;
   readonly #batchSize: number;
-  /** Encoded as they come (store/statement-batches.ts): a string each, not objects, until written. */
+  /** Encoded as they come (store/statement-batches.ts): a statement's JSON, not its objects, waits to be written. */
   #pending: EncodedStatement[] = [];
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();

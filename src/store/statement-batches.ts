@@ -57,7 +57,8 @@ type BatchedStatement = [
 /**
  * A statement as a batch holds it: its JSON, and what the batch counts beside it. The recorder
  * encodes each statement as it is handed one (recording/recorder.ts), while what it holds is at
- * hand, and holds one string per statement until it writes them; a batch is then these joined.
+ * hand, and keeps that until it writes them (not the statement's objects, its result's included);
+ * a batch is then these JSON texts joined.
  */
 export interface EncodedStatement {
   readonly sessionId: string;
