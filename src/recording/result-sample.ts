@@ -6,9 +6,8 @@
  * kept, so that a statement returning millions of rows costs the recording no more than its first
  * rows. A row is read into text as it comes, while its bytes are at hand (they are not copied),
  * and a row past the size is not read at all. Values are text (`valueText`): a value that is not
- * valid UTF-8 is kept as `\x` and its first 32 bytes in hex.
- * Only the first result of a statement is kept (a query string of several statements keeps its
- * first result set).
+ * valid UTF-8 is kept as `\x` and its first 32 bytes in hex. Only the first result of a statement
+ * is kept (a query string of several statements keeps its first result set).
  */
 
 export interface RecordedResult {
