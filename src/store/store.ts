@@ -1414,12 +1414,7 @@ class KyselyStore implements Store {
   }
 
   async auditHead(): Promise<{ seq: number; hash: string } | undefined> {
-    const head = await this.#db
-      .selectFrom('audit_batches')
-      .select(['last_seq', 'last_hash'])
-      .orderBy('first_seq', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+    const [head] = (await sql.raw<AuditHeadRow>(AUDIT_HEAD_SQL).execute(this.#db)).rows;
     return head === undefined ? undefined : { seq: Number(head.last_seq), hash: head.last_hash ?? '' };
   }
 
