@@ -264,6 +264,22 @@ describe('approvals in the web UI', () => {
         .waitFor();
       await ownCard.getByLabel(/Reason/).press('Escape');
       await ownCard.getByRole('button', { name: `Deny #${ownId}` }).waitFor();
+      const approveOwn = ownCard.getByRole('button', { name: `Approve #${ownId}` });
+      await until(() => approveOwn.evaluate((e) => e === e.ownerDocument.activeElement), 'Escape gives the focus back to the buttons');
+      // Escape, and the focus put elsewhere before the browser runs the timer that gives it back (as
+      // a key handled first would): it stays where it was put.
+      await page.keyboard.press('a');
+      await ownCard.getByLabel(/Reason/).waitFor();
+      await page.evaluate(
+        `document.querySelector('[data-approval="${ownId}"] textarea').dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true })),
+         document.querySelector('[data-approval="${deniedId}"]').focus()`,
+      );
+      await approveOwn.waitFor();
+      // A timer set now runs after the one Escape set.
+      await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 0)));
+      assert.ok(await deniedCard.evaluate((e) => e === e.ownerDocument.activeElement), 'the focus stays where it was put');
+      await page.keyboard.press('j'); // back to dana's own, for the keys below
+      await until(async () => (await ownCard.getAttribute('aria-current')) === 'true', 'j selects the next');
 
       // k back to etl-bot's; d opens Deny, which needs a reason.
       await page.keyboard.press('k');

@@ -213,8 +213,12 @@ export function Decide({
   const buttons = useRef<HTMLDivElement>(null);
   const close = () => {
     onOpen(undefined);
-    // Back where the keyboard was.
-    setTimeout(() => buttons.current?.querySelector<HTMLButtonElement>('button')?.focus(), 0);
+    // Back where the keyboard was, once the buttons are back; unless a key pressed meanwhile (the
+    // browser may handle it before this timer) has put the focus somewhere already.
+    setTimeout(() => {
+      const active = document.activeElement;
+      if (active === null || active === document.body) buttons.current?.querySelector<HTMLButtonElement>('button')?.focus();
+    }, 0);
   };
   if (open) return <DecisionForm approval={approval} action={open} onCancel={close} onDecided={onDecided} />;
   return (
