@@ -21,6 +21,7 @@ import { recordHash } from '../src/audit/chain.ts';
 import { AuditCheckpoints, loadSigningKey, trustedKeys } from '../src/audit/checkpoints.ts';
 import { verifyAuditLog } from '../src/audit/verify.ts';
 import { FrozenClock } from '../src/core/index.ts';
+import { unbatchAudits } from '../src/store/audit-batches.ts';
 import { openStore, type Store } from '../src/store/index.ts';
 import { ADMIN, createDatabase, type ThrowawayDatabase } from './support/pg-db.ts';
 import { freePort } from './support/ports.ts';
@@ -123,7 +124,7 @@ async function fill(store: Store, n: number): Promise<void> {
   await new AuditCheckpoints(store, key.privateKey, new FrozenClock(Date.UTC(2026, 11, 2))).checkpoint();
 }
 
-/** A record as the store keeps it in a batch's JSON (store/audit-batches.ts). */
+/** A record as a store may keep it in a batch's JSON, whole (store/audit-batches.ts). */
 type Stored = [
   seq: number,
   at: number,
@@ -138,11 +139,27 @@ type Stored = [
 
 /**
  * Rewrites the log behind the store's back, as an intruder with access to the database would:
- * `edit` gets every record as stored, in order, and returns what the log is to hold (one batch).
+ * `edit` gets every record, in order, whole (each with the hash of the one before, which a batch
+ * leaves out after its first record), and returns what the log is to hold (one batch, its records
+ * written whole, as a store reads them too).
  */
 async function editLog(b: Backend, edit: (records: Stored[]) => Stored[]): Promise<void> {
-  const batches = await b.query('select body from audit_batches order by first_seq');
-  const records = edit(batches.flatMap((row) => JSON.parse(String(row.body)) as Stored[]));
+  const batches = await b.query('select first_seq, body from audit_batches order by first_seq');
+  const records = edit(
+    batches.flatMap((row) =>
+      unbatchAudits(Number(row.first_seq), String(row.body)).map((r): Stored => [
+        r.seq,
+        r.at,
+        r.actor,
+        r.action,
+        r.subject,
+        r.outcome,
+        { ...r.details },
+        r.prevHash,
+        r.hash,
+      ]),
+    ),
+  );
   await b.query('delete from audit_batches');
   if (records.length === 0) return;
   const at = records.map((r) => r[1]);
@@ -228,6 +245,36 @@ for (const make of [sqliteBackend, postgresBackend]) {
       const report = await afterTampering(await backend(), (records) => records.filter((r) => r[0] !== 5));
       assert.equal(report.problem?.seq, 5);
       assert.match(report.problem!.message, /record 5 is missing \(the log goes from 4 to 6\)/);
+    });
+
+    test('a record cut out of a batch as the store writes it, the numbers after it closed up, is found', async () => {
+      const b = await backend();
+      let store = await openStore(b.url);
+      await fill(store, 30);
+      await store.close();
+      // The first batch (the 28 grants, one append): its records after the first do not carry the
+      // hash of the one before. Cut out its fifth and number the rest down, leaving no gap.
+      const [first] = await b.query('select first_seq, body from audit_batches order by first_seq limit 1');
+      const tuples = JSON.parse(String(first!.body)) as unknown[][];
+      assert.ok(tuples.length > 6 && tuples.slice(1).every((t) => t.length === 8), 'a batch as chainInBatches writes it');
+      const cut = tuples.filter((t) => t[0] !== 5).map((t) => ((t[0] as number) > 5 ? [(t[0] as number) - 1, ...t.slice(1)] : t));
+      await b.query('update audit_batches set body = $1, last_seq = $2 where first_seq = $3', [
+        JSON.stringify(cut),
+        cut.at(-1)![0],
+        first!.first_seq,
+      ]);
+      store = await openStore(b.url);
+      try {
+        const report = await verifyAuditLog(store, trusted);
+        assert.deepEqual(report.problem, {
+          kind: 'chain',
+          seq: 5,
+          reason: 'edited',
+          message: 'record 5 was changed after it was written: its contents do not match its hash',
+        });
+      } finally {
+        await store.close();
+      }
     });
 
     test('two swapped records are found', async () => {

@@ -25,6 +25,8 @@ const appended = fc.tuple(
   fc.array(event, { minLength: 1, maxLength: 40 }),
 );
 
+const base: NewAuditEvent = { at: 0, actor: 'gateway', action: 'command.allowed', subject: 'ses_1', outcome: 'success', details: {} };
+
 describe('audit batches', () => {
   it('records read back as they were appended, chained, their details as JSON gives them back; seqs, times and head beside', () => {
     fc.assert(
@@ -35,6 +37,16 @@ describe('audit batches', () => {
         const read = unbatchAudits(b!.firstSeq, b!.body);
         // What the append says it wrote is what is read back.
         assert.deepEqual(read, records);
+        // Only the first record says what it follows; the others follow the one before them.
+        const tuples = JSON.parse(b!.body) as unknown[][];
+        assert.deepEqual(
+          tuples.map((t) => t.length),
+          tuples.map((_, i) => (i === 0 ? 9 : 8)),
+        );
+        assert.equal(tuples[0]![7], head?.hash ?? GENESIS_HASH);
+        // A batch with every record written whole (as stores before this one wrote them) reads the same.
+        const whole = read.map((r) => [r.seq, r.at, r.actor, r.action, r.subject, r.outcome, r.details, r.prevHash, r.hash]);
+        assert.deepEqual(unbatchAudits(b!.firstSeq, JSON.stringify(whole)), read);
         // The events, numbered after the head, their details as JSON gives them back.
         assert.deepEqual(
           read.map(({ prevHash: _p, hash: _h, ...r }) => r),
@@ -98,5 +110,14 @@ describe('audit batches', () => {
         /the batch of audit records from record 41 on (is not readable JSON|does not hold a list of records)/,
       );
     }
+  });
+
+  it('a batch whose first record does not say what it follows is refused, naming it', () => {
+    const { batches } = chainInBatches(undefined, auditFields([1, 2, 3].map((i) => ({ ...base, at: i }))), false);
+    const [, ...rest] = JSON.parse(batches[0]!.body) as unknown[][];
+    assert.throws(
+      () => unbatchAudits(2, JSON.stringify(rest)),
+      /the batch of audit records from record 2 on does not say what its first record follows/,
+    );
   });
 });

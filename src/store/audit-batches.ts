@@ -32,7 +32,10 @@ export interface AuditBatch {
   readonly lastAt: number;
   /** The hash of its last record (null for a record written before the chain). */
   readonly lastHash: string | null;
-  /** JSON: the records as `BatchedRecord` tuples, in seq order. */
+  /**
+   * JSON: the records in seq order, as `BatchedRecord` tuples, or (`chainInBatches`) the first as one
+   * and the others as `ChainedRecordTuple`s.
+   */
   readonly body: string;
 }
 
@@ -41,8 +44,8 @@ export function batchRow(b: AuditBatch): Insertable<AuditBatchesTable> {
   return { first_seq: b.firstSeq, last_seq: b.lastSeq, first_at: b.firstAt, last_at: b.lastAt, last_hash: b.lastHash, body: b.body };
 }
 
-/** A record in a batch's JSON: its fields in this order, the details as an object. */
-type BatchedRecord = [
+/** What a record in a batch's JSON begins with: its fields in this order, the details as an object. */
+type RecordTuple = [
   seq: number,
   at: number,
   actor: string,
@@ -50,9 +53,17 @@ type BatchedRecord = [
   subject: string,
   outcome: AuditRecord['outcome'],
   details: Record<string, unknown>,
-  prevHash: string | null,
-  hash: string | null,
 ];
+
+/** A record in a batch's JSON, whole. */
+type BatchedRecord = [...RecordTuple, prevHash: string | null, hash: string | null];
+
+/**
+ * A record after the first of a batch written by `chainInBatches`: without its prevHash, which is
+ * the hash of the record before it in the batch (a fifth of a record's JSON, written twice).
+ * Reading puts it back (`unbatchAudits`); the hash covers it as before.
+ */
+type ChainedRecordTuple = [...RecordTuple, hash: string];
 
 /** A record's fields as a store holds them: the details as JSON text. */
 export type StoredFields = Omit<ChainedRecord, 'details'> & {
@@ -144,8 +155,9 @@ export function chainInBatches(
       const outcomeJson = outcomes(outcome);
       const hash = hashJson(seqJson, atJson, actorJson, actionJson, subjectJson, outcomeJson, details, prevJson);
       const hashJsonText = `"${hash}"`; // hex: nothing to escape
-      // A `BatchedRecord`; the details go in as the canonical JSON they are, not parsed and written again.
-      body += `${i === start ? '' : ','}[${seqJson},${atJson},${actorJson},${actionJson},${subjectJson},${outcomeJson},${details},${prevJson},${hashJsonText}]`;
+      // The first a `BatchedRecord`, the others `ChainedRecordTuple`s; the details go in as the
+      // canonical JSON they are, not parsed and written again.
+      body += `${i === start ? '[' : ',['}${seqJson},${atJson},${actorJson},${actionJson},${subjectJson},${outcomeJson},${details},${i === start ? `${prevJson},` : ''}${hashJsonText}]`;
       if (records) {
         written.push({ seq, at, actor, action, subject, outcome, details: JSON.parse(details) as Record<string, unknown>, prevHash, hash });
       }
@@ -193,7 +205,11 @@ export function batchFields(records: readonly StoredFields[]): AuditBatch[] {
   return batches;
 }
 
-/** The records a batch's JSON holds; throws when it holds no list of records (a store edited by hand). */
+/**
+ * The records a batch's JSON holds, each `ChainedRecordTuple` given back the hash of the record
+ * before it as its prevHash; throws when it holds no list of records, or begins with a
+ * `ChainedRecordTuple` (a store edited by hand).
+ */
 export function unbatchAudits(firstSeq: number, body: string): AuditRecord[] {
   let tuples: unknown;
   try {
@@ -203,15 +219,14 @@ export function unbatchAudits(firstSeq: number, body: string): AuditRecord[] {
   }
   if (!Array.isArray(tuples) || !tuples.every(Array.isArray))
     throw new Error(`the batch of audit records from record ${firstSeq} on does not hold a list of records`);
-  return (tuples as BatchedRecord[]).map(([seq, at, actor, action, subject, outcome, details, prevHash, hash]) => ({
-    seq,
-    at,
-    actor,
-    action,
-    subject,
-    outcome,
-    details,
-    prevHash,
-    hash,
-  }));
+  if (tuples[0]?.length === 8)
+    throw new Error(`the batch of audit records from record ${firstSeq} on does not say what its first record follows`);
+  const records: AuditRecord[] = [];
+  for (const tuple of tuples as (BatchedRecord | ChainedRecordTuple)[]) {
+    const [seq, at, actor, action, subject, outcome, details] = tuple;
+    const chained = tuple.length === 8;
+    const prevHash = chained ? records[records.length - 1]!.hash : tuple[7];
+    records.push({ seq, at, actor, action, subject, outcome, details, prevHash, hash: chained ? tuple[7] : tuple[8] });
+  }
+  return records;
 }
