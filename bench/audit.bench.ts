@@ -6,7 +6,8 @@
  * - many writers at once: APPENDS appends issued together, which the log commits together in
  *   transactions of what arrived in one turn of the event loop (what a busy gateway's data path
  *   gets);
- * and `audit verify` over the records written: records per second.
+ * and `audit verify` over the records written: records per second; then again once the log holds
+ * LARGE_LOG records, which shows whether reading it page by page stays linear in its length.
  *
  * Every figure counts only appends whose transaction committed (each chained to the one before);
  * the bench verifies the chain it wrote and fails if it does not hold. Durable means committed by
@@ -27,6 +28,8 @@ import { openStore, type Store } from '../src/store/index.ts';
 
 const SEQUENTIAL = 2_000;
 const APPENDS = 20_000;
+/** The length of the log verified the second time, appended APPENDS at a time. */
+const LARGE_LOG = 1_000_000;
 const ADMIN = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' };
 
 export interface AuditBackendFigures {
@@ -38,11 +41,14 @@ export interface AuditBackendFigures {
   /** Records per second through verifyAuditLog. */
   readonly verifyPerSecond: number;
   readonly records: number;
+  /** Records per second through verifyAuditLog over a log of LARGE_LOG records. */
+  readonly verifyLargePerSecond: number;
 }
 
 export interface AuditFigures {
   readonly sequential: number;
   readonly concurrent: number;
+  readonly largeLog: number;
   readonly backends: readonly AuditBackendFigures[];
 }
 
@@ -64,15 +70,25 @@ async function measure(name: 'sqlite' | 'postgres', store: Store): Promise<Audit
   start = process.hrtime.bigint();
   await Promise.all(Array.from({ length: APPENDS }, (_, i) => audit.append(event(i))));
   const concurrentPerSecond = APPENDS / seconds(start);
-  start = process.hrtime.bigint();
+  const verifyPerSecond = await verifyRate(name, store, SEQUENTIAL + APPENDS);
+  for (let n = SEQUENTIAL + APPENDS; n < LARGE_LOG; n += APPENDS) {
+    await Promise.all(Array.from({ length: Math.min(APPENDS, LARGE_LOG - n) }, (_, i) => audit.append(event(n + i))));
+  }
+  const verifyLargePerSecond = await verifyRate(name, store, LARGE_LOG);
+  return { store: name, sequentialPerSecond, concurrentPerSecond, verifyPerSecond, records: SEQUENTIAL + APPENDS, verifyLargePerSecond };
+}
+
+/** Records per second through verifyAuditLog; throws unless the log verifies with `records` records. */
+async function verifyRate(name: string, store: Store, records: number): Promise<number> {
+  const start = process.hrtime.bigint();
   const report = await verifyAuditLog(store, new Map());
-  const verifyPerSecond = report.records / seconds(start);
-  if (!report.ok || report.records !== SEQUENTIAL + APPENDS) {
+  const perSecond = report.records / seconds(start);
+  if (!report.ok || report.records !== records) {
     throw new Error(
       `audit bench (${name}): the chain written does not verify: ${JSON.stringify(report.problem)} after ${report.records} records`,
     );
   }
-  return { store: name, sequentialPerSecond, concurrentPerSecond, verifyPerSecond, records: report.records };
+  return perSecond;
 }
 
 export async function measureAudit(): Promise<AuditFigures> {
@@ -103,20 +119,21 @@ export async function measureAudit(): Promise<AuditFigures> {
     await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
     await admin.end();
   }
-  return { sequential: SEQUENTIAL, concurrent: APPENDS, backends };
+  return { sequential: SEQUENTIAL, concurrent: APPENDS, largeLog: LARGE_LOG, backends };
 }
 
 export function auditTable(f: AuditFigures): string {
   const rate = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0));
   return [
-    `${'audit log, appends/s'.padEnd(24)}${'one at a time'.padEnd(16)}${'many at once'.padEnd(16)}verify, records/s`,
+    `${'audit log, appends/s'.padEnd(24)}${'one at a time'.padEnd(16)}${'many at once'.padEnd(16)}${'verify, records/s'.padEnd(20)}verify at ${rate(f.largeLog)}, records/s`,
     ...f.backends.map(
       (b) =>
-        `${b.store.padEnd(24)}${rate(b.sequentialPerSecond).padEnd(16)}${rate(b.concurrentPerSecond).padEnd(16)}${rate(b.verifyPerSecond)}`,
+        `${b.store.padEnd(24)}${rate(b.sequentialPerSecond).padEnd(16)}${rate(b.concurrentPerSecond).padEnd(16)}${rate(b.verifyPerSecond).padEnd(20)}${rate(b.verifyLargePerSecond)}`,
     ),
     '',
     `one at a time: ${f.sequential} appends, each awaited (its own transaction); many at once: ${f.concurrent} appends issued together`,
-    '(committed together, per turn of the event loop); every record chained and the chain verified afterwards.',
+    '(committed together, per turn of the event loop); every record chained and the chain verified afterwards,',
+    `at ${f.sequential + f.concurrent} records and again once the log holds ${f.largeLog}.`,
   ].join('\n');
 }
 

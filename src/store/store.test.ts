@@ -409,6 +409,12 @@ for (const backend of [sqlite, postgres]) {
           { since: T0 + 500, until: T0 + 600, limit: 1000 },
           { afterSeq: 250, subject: 'grt_5', action: 'grant.issued', limit: 1000 },
           { afterSeq: AUDIT_BATCH_RECORDS + 41, limit: 2 },
+          // The cursor at a batch's last record, before the first, and at or past the end.
+          { afterSeq: AUDIT_BATCH_RECORDS + 40, limit: 5 },
+          { afterSeq: AUDIT_BATCH_RECORDS, since: T0 + 900, limit: 5 },
+          { afterSeq: 0, limit: 3 },
+          { afterSeq: 599, limit: 5 },
+          { afterSeq: 10_000, limit: 5 },
           { since: T0 + 960, limit: 7 },
         ];
         for (const q of queries) {

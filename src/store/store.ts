@@ -1389,7 +1389,13 @@ class KyselyStore implements Store {
     const holds = (text: string) =>
       this.kind === 'postgres' ? sql<boolean>`strpos(body, ${text}) > 0` : sql<boolean>`instr(body, ${text}) > 0`;
     let query = this.#db.selectFrom('audit_batches').select(['first_seq', 'body']).orderBy('first_seq').limit(AUDIT_READ_BATCHES);
-    if (q.afterSeq !== undefined) query = query.where('last_seq', '>', q.afterSeq);
+    if (q.afterSeq !== undefined) {
+      // Batches hold consecutive records and never overlap: the first that can hold a record after
+      // afterSeq is the last one to start at or before afterSeq + 1. Found by the primary key, so
+      // that a page deep in a long log is a seek, not a scan of every batch before it.
+      const from = sql<number>`(select coalesce(max(first_seq), 0) from audit_batches where first_seq <= ${q.afterSeq + 1})`;
+      query = query.where('first_seq', '>=', from).where('last_seq', '>', q.afterSeq);
+    }
     if (q.since !== undefined) query = query.where('last_at', '>=', q.since);
     if (q.until !== undefined) query = query.where('first_at', '<', q.until);
     if (q.action !== undefined) query = query.where(holds(JSON.stringify(q.action)));
