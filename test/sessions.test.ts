@@ -5,7 +5,13 @@
  */
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { openStore } from '../src/store/index.ts';
 import { accountToken, callApi } from './support/api.ts';
 import { cli, run } from './support/cli.ts';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
@@ -13,7 +19,6 @@ import { eventually } from './support/pg-db.ts';
 
 let gw: TestGateway;
 let sessionId: string;
-
 
 before(async () => {
   gw = await startTestGateway({ policies: 'default-pack' });
@@ -98,6 +103,76 @@ describe('drawbridge sessions', () => {
     assert.match(lines.at(-2)!, /^-- ended \+\d+\.\d{3}s: /);
     assert.equal((await cli('sessions', 'replay', 'ses_nope', '--config', gw.configFile)).code, 1);
   });
+
+  test('a session of 100,000 statements is shown and replayed in a heap of 96 MB, to a reader that falls behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drawbridge-long-session-'));
+    try {
+      const store = await openStore(`sqlite:${join(dir, 'state.db')}`);
+      const startedAt = Date.parse('2026-12-01T09:00:00Z');
+      const count = 100_000;
+      try {
+        await store.startSession({
+          id: 'ses_long',
+          protocol: 'postgres',
+          principal: 'etl-bot',
+          connection: 'orders',
+          grantId: 'grt_long',
+          clientAddress: '127.0.0.1:5000',
+          startedAt,
+        });
+        for (let from = 1; from <= count; from += 500) {
+          await store.insertStatements(
+            Array.from({ length: 500 }, (_, i) => ({
+              sessionId: 'ses_long',
+              seq: from + i,
+              text: `select balance from accounts where id = ${from + i}`,
+              startedAt: startedAt + from + i,
+              durationMs: 0.5,
+              rows: 1,
+              outcome: 'ok' as const,
+              result: { columns: ['balance'], rows: [[String(from + i)]], truncated: false },
+            })),
+          );
+        }
+        await store.endSession('ses_long', startedAt + 200_000, 'client terminated');
+      } finally {
+        await store.close();
+      }
+      const config = join(dir, 'drawbridge.yaml');
+      await writeFile(config, `store: sqlite:${join(dir, 'state.db')}\nconnections: []\n`);
+      const read = async (...args: string[]): Promise<string> => {
+        const child = spawn(process.execPath, ['--max-old-space-size=96', 'bin/drawbridge.js', 'sessions', ...args, '--config', config], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        // A reader that takes nothing for a while: the pipe fills, and the command must wait for it.
+        child.stdout.pause();
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const chunks: Buffer[] = [];
+        child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+        child.stdout.resume();
+        const [code] = (await once(child, 'close')) as [number | null];
+        assert.equal(code, 0, stderr);
+        return Buffer.concat(chunks).toString();
+      };
+      const json = JSON.parse(await read('show', 'ses_long', '--json')) as { session: { id: string }; statements: { seq: number }[] };
+      assert.equal(json.session.id, 'ses_long');
+      assert.deepEqual(
+        json.statements.map((s) => s.seq),
+        Array.from({ length: count }, (_, i) => i + 1),
+      );
+      const replay = (await read('replay', 'ses_long', '--no-pager')).trimEnd().split('\n');
+      assert.equal(replay.filter((l) => / etl-bot@orders=> select balance/.test(l)).length, count);
+      assert.match(replay.at(-5)!, /etl-bot@orders=> select balance from accounts where id = 100000$/);
+      assert.match(replay.at(-2)!, /\| 100000$/);
+      assert.match(replay.at(-1)!, /^-- ended \+3m20\.000s: client terminated/);
+      const table = (await read('show', 'ses_long', '--no-pager')).trimEnd().split('\n');
+      assert.match(table.at(-1)!, /^100000 +\+1m40\.000s +0\.5 ms +ok +1 +select balance from accounts where id = 100000$/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('the sessions API', () => {
@@ -129,6 +204,20 @@ describe('the sessions API', () => {
     assert.ok(long.rows.length >= 64 && long.rows.length < 70, String(long.rows.length));
     assert.equal(one.body.statements[2].result, null, 'a refused statement returned nothing');
     assert.equal(one.body.session.principal, 'alice');
+    assert.equal(one.body.next, null);
+
+    // A page at a time, by seq: two, two, then the last one, and nothing read twice.
+    const seqs: number[] = [];
+    for (let after: number | null | undefined; after !== null;) {
+      const page = await callApi(api, 'GET', `/api/sessions/${sessionId}?limit=2${after === undefined ? '' : `&after=${after}`}`, auditor);
+      assert.equal(page.status, 200, JSON.stringify(page.body));
+      assert.ok(page.body.statements.length > 0 && page.body.statements.length <= 2);
+      seqs.push(...page.body.statements.map((s: { seq: number }) => s.seq));
+      after = page.body.next;
+    }
+    assert.deepEqual(seqs, [1, 2, 3, 4, 5]);
+    assert.equal((await callApi(api, 'GET', `/api/sessions/${sessionId}?after=5`, auditor)).body.statements.length, 0);
+    assert.equal((await callApi(api, 'GET', `/api/sessions/${sessionId}?after=two`, auditor)).status, 400);
 
     assert.deepEqual((await callApi(api, 'GET', '/api/sessions', bob)).body.sessions, []);
     assert.equal((await callApi(api, 'GET', `/api/sessions/${sessionId}`, bob)).status, 404);

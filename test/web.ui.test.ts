@@ -237,6 +237,31 @@ describe('the web UI in Chromium', () => {
       .waitFor();
   });
 
+  test('a long session: the replay loads a thousand statements, and the next ones when asked', async () => {
+    const credential = await gw.mint('bob', 'orders');
+    const client = new pg.Client({ host: '127.0.0.1', port: gw.pgPort, user: 'bob', database: 'orders', password: credential });
+    await client.connect();
+    for (let i = 1; i <= 1001; i++) await client.query(`select ${i} as n`);
+    await client.query('select count(*) from customers');
+    await client.end();
+    const [session] = await eventually(
+      () => gw.gateway.store.listSessions({ principal: 'bob' }),
+      (s) => s.length === 1 && s[0]!.endedAt !== undefined,
+      10_000,
+    );
+    await page.goto(`${ui}/sessions/${session!.id}`);
+    await page.getByRole('heading', { name: 'Session replay' }).waitFor();
+    await page.getByText('1000 of 1000 shown').waitFor();
+    await page.getByText('loaded, more to load').waitFor();
+    const last = page.getByRole('listitem', { name: /Statement 1002: ok/ });
+    assert.equal(await last.count(), 0, 'the last statement is on the next page');
+    await page.getByRole('button', { name: 'Load the next 1000 statements' }).click();
+    await last.getByText('select count(*) from customers').waitFor();
+    await page.getByText('1002 of 1002 shown').waitFor();
+    assert.equal(await page.getByRole('button', { name: /Load the next/ }).count(), 0, 'nothing more to load');
+    assert.equal(await page.getByText('loaded, more to load').count(), 0);
+  });
+
   test('revoke my grant: it leaves the list and the credential stops working', async () => {
     await page.getByRole('link', { name: 'My access' }).click();
     const grant = page.getByRole('row', { name: /orders/ }).filter({ has: page.locator('time.countdown') });

@@ -1,6 +1,6 @@
 /**
  * The API of recorded sessions: the list (newest first, paged by a cursor) and one session with
- * every statement it ran, in order, with its outcome, time, rows and error (masked for masked
+ * the statements it ran, in order (paged by seq), with its outcome, time, rows and error (masked for masked
  * sessions, as recorded). Admins and auditors see every session; anyone else their own, and
  * another's is answered as if it did not exist.
  */
@@ -102,20 +102,34 @@ export function sessionRoutes(deps: SessionRouteDeps): AnyRoute[] {
     {
       method: 'GET',
       path: '/api/sessions/:id',
-      summary: 'One session and every statement it ran, in order: outcome, time, rows, error (masked as recorded).',
+      summary:
+        'One session and the statements it ran, in order, a page at a time: outcome, time, rows, error and result (masked as recorded).',
       access: 'authenticated',
-      response: z.object({ session, statements: z.array(statement) }),
-      errors: { 404: ['unknown-session'] },
-      handler: async ({ who, params }) => {
+      query: {
+        limit: LIMIT_PARAMETER,
+        after: 'The `next` of the page before: statements after this seq.',
+      },
+      response: z.object({ session, statements: z.array(statement), next: z.number().int().nullable() }),
+      errors: { 400: ['invalid-query'], 404: ['unknown-session'] },
+      handler: async ({ who, params, query }) => {
+        const limit = pageLimit(query['limit']);
+        const after = query['after'];
+        if (after !== undefined && !/^\d{1,15}$/.test(after))
+          throw new ApiError(400, 'invalid-query', 'after must be the `next` of the page before');
         const found = await deps.store.getSession(params['id']!);
         // Another's session is answered as if it did not exist: its id says nothing.
         if (!found || (!seesAll(who!) && found.principal !== who!.principal.name)) {
           throw new ApiError(404, 'unknown-session', `no session ${params['id']}`);
         }
-        const statements = await deps.store.listStatements(found.id);
+        const rows = await deps.store.listStatements(found.id, {
+          afterSeq: after === undefined ? undefined : Number(after),
+          limit: limit + 1,
+        });
+        const { items, next } = page(rows, limit, (s) => s.seq);
         return {
           session: view(found),
-          statements: statements.map((s) => ({
+          next,
+          statements: items.map((s) => ({
             seq: s.seq,
             text: s.text,
             startedAt: new Date(s.startedAt).toISOString(),

@@ -291,14 +291,19 @@ export function explainProblem(error: unknown): number | undefined {
   return 1;
 }
 
-export function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+export function table(head: readonly string[], rows: readonly (readonly string[])[], atLeast?: readonly number[]): string {
+  const widths = columnWidths(head, rows, atLeast);
   const line = (cells: readonly string[]) =>
     cells
       .map((c, i) => c.padEnd(widths[i]!))
       .join('  ')
       .trimEnd();
   return `${[line(head), ...rows.map(line)].join('\n')}\n`;
+}
+
+/** The width of each column of `table`: its widest cell, and at least `atLeast` (a table printed a page at a time). */
+export function columnWidths(head: readonly string[], rows: readonly (readonly string[])[], atLeast: readonly number[] = []): number[] {
+  return head.map((h, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), Math.max(h.length, atLeast[i] ?? 0)));
 }
 
 /** Asks on the terminal without echoing what is typed. */

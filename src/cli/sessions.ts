@@ -8,6 +8,7 @@
  * once, as the local administrator (recording/retention.ts).
  */
 
+import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StoreAuditLog } from '../audit/audit-log.ts';
 import { systemClock } from '../core/index.ts';
@@ -23,7 +24,7 @@ import {
 } from '../recording/retention.ts';
 import type { SessionRecord, StatementRecord, Store } from '../store/index.ts';
 import { options, optionsAndArguments, UsageError, withLocalStore } from './args.ts';
-import { table } from './identity.ts';
+import { columnWidths, table } from './identity.ts';
 import { pagedOutput, type Output } from './pager.ts';
 
 export async function runSessions(args: readonly string[]): Promise<number> {
@@ -116,23 +117,66 @@ async function show(args: readonly string[], as: 'table' | 'transcript'): Promis
   if (!values.config) throw new UsageError(`sessions ${as === 'table' ? 'show' : 'replay'} needs --config FILE`);
   const [id] = positionals;
   if (!id || positionals.length > 1) throw new UsageError(`sessions ${as === 'table' ? 'show' : 'replay'} needs one SESSION id`);
-  const found = await withLocalStore(values.config, (store) => sessionWithStatements(store, id));
+  const rows = values.rows === undefined ? 10 : Number(values.rows);
+  if (!Number.isInteger(rows) || rows < 0) throw new UsageError('--rows must be a whole number');
+  const found = await withLocalStore(values.config, async (store) => {
+    const session = await store.getSession(id);
+    if (session === undefined) return false;
+    // A page of statements at a time, written as it comes: memory does not grow with the session.
+    const statements = statementPages(store, id);
+    if (values.json) {
+      await put(process.stdout, `{"session":${JSON.stringify(session)},"statements":[`);
+      let first = true;
+      for await (const page of statements) {
+        await put(process.stdout, `${first ? '' : ','}${page.map((s) => JSON.stringify(s)).join(',')}`);
+        first = false;
+      }
+      await put(process.stdout, ']}\n');
+      return true;
+    }
+    // A paced replay is watched as it plays: never held back for a pager.
+    const out = pagedOutput({ off: values['no-pager'] || values.pace });
+    try {
+      if (as === 'table') await statementTable(out, session, statements);
+      else await transcript(out, session, statements, values.pace === true, rows);
+    } finally {
+      await out.close();
+    }
+    return true;
+  });
   if (!found) {
     process.stderr.write(`drawbridge: no session ${id}\n`);
     return 1;
   }
-  const { session, statements } = found;
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify({ session, statements })}\n`);
-    return 0;
+  return 0;
+}
+
+/** Writes, then waits while the output holds more than it takes at once (a slow reader, the pager): memory stays flat. */
+async function put(out: NodeJS.WritableStream, text: string): Promise<void> {
+  if (!out.write(text)) await once(out, 'drain');
+}
+
+/** Statements read from the store at a time. */
+const STATEMENT_PAGE = 1000;
+
+/** A session's statements in seq order, a page at a time. */
+async function* statementPages(store: Store, id: string): AsyncGenerator<StatementRecord[]> {
+  for (let after: number | undefined; ;) {
+    const page = await store.listStatements(id, { afterSeq: after, limit: STATEMENT_PAGE });
+    if (page.length > 0) yield page;
+    if (page.length < STATEMENT_PAGE) return;
+    after = page.at(-1)!.seq;
   }
-  const rows = values.rows === undefined ? 10 : Number(values.rows);
-  if (!Number.isInteger(rows) || rows < 0) throw new UsageError('--rows must be a whole number');
-  // A paced replay is watched as it plays: never held back for a pager.
-  const out = pagedOutput({ off: values['no-pager'] || values.pace });
-  if (as === 'table') {
-    out.write(header(session));
-    const lines = statements.map((s) => [
+}
+
+/** One line per statement under one header; a column widens when a later page needs it to. */
+async function statementTable(out: Output, session: SessionRecord, pages: AsyncIterable<readonly StatementRecord[]>): Promise<void> {
+  out.write(header(session));
+  const head = ['#', 'AT', 'TOOK', 'OUTCOME', 'ROWS', 'STATEMENT', 'ERROR'];
+  let widths: number[] | undefined;
+  for await (const page of pages) {
+    if (out.quit) return;
+    const lines = page.map((s) => [
       String(s.seq),
       `+${seconds(s.startedAt - session.startedAt)}`,
       `${s.durationMs.toFixed(1)} ms`,
@@ -141,12 +185,12 @@ async function show(args: readonly string[], as: 'table' | 'transcript'): Promis
       oneLine(s.text, 80),
       s.errorMessage ? `${s.errorCode ?? ''} ${s.errorMessage}`.trim() : '',
     ]);
-    out.write(statements.length === 0 ? 'no statements\n' : table(['#', 'AT', 'TOOK', 'OUTCOME', 'ROWS', 'STATEMENT', 'ERROR'], lines));
-  } else {
-    await transcript(out, session, statements, values.pace === true, rows);
+    const text = table(head, lines, widths);
+    // The header once, at the top.
+    await put(out, widths === undefined ? text : text.slice(text.indexOf('\n') + 1));
+    widths = columnWidths(head, lines, widths);
   }
-  await out.close();
-  return 0;
+  if (widths === undefined) out.write('no statements\n');
 }
 
 /**
@@ -202,15 +246,6 @@ function describePrune(r: RetentionReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** A session and what it ran, in order; undefined when there is no such session. */
-async function sessionWithStatements(
-  store: Store,
-  id: string,
-): Promise<{ session: SessionRecord; statements: StatementRecord[] } | undefined> {
-  const session = await store.getSession(id);
-  return session && { session, statements: await store.listStatements(id) };
-}
-
 function header(s: SessionRecord): string {
   const end = s.endedAt === undefined ? 'still live' : `ended ${iso(s.endedAt)} (${s.endReason ?? 'no reason recorded'})`;
   return `session ${s.id}: ${s.principal} on ${s.connection} (${s.protocol}) from ${s.clientAddress}\nstarted ${iso(s.startedAt)}, ${end}; grant ${s.grantId}\n\n`;
@@ -220,31 +255,36 @@ function header(s: SessionRecord): string {
 async function transcript(
   out: Output,
   s: SessionRecord,
-  statements: readonly StatementRecord[],
+  pages: AsyncIterable<readonly StatementRecord[]>,
   pace: boolean,
   rows: number,
 ): Promise<void> {
   const prompt = `${s.principal}@${s.connection}=>`;
   out.write(dim(`-- ${s.id}: ${s.principal} on ${s.connection} from ${s.clientAddress}, ${iso(s.startedAt)}\n`));
   let last = s.startedAt;
-  for (const st of statements) {
+  for await (const st of statementsOf(pages)) {
     if (out.quit) return;
     if (pace) await sleep(Math.min(2000, Math.max(0, st.startedAt - last)));
     last = st.startedAt;
     const at = `[+${seconds(st.startedAt - s.startedAt)}]`;
-    out.write(`${dim(at)} ${cyan(prompt)} ${st.text.trimEnd().replace(/\n/g, `\n${' '.repeat(at.length + 1)}`)}\n`);
+    let text = `${dim(at)} ${cyan(prompt)} ${st.text.trimEnd().replace(/\n/g, `\n${' '.repeat(at.length + 1)}`)}\n`;
     const pad = ' '.repeat(at.length + 1);
     const took = `${st.durationMs.toFixed(1)} ms`;
     if (st.outcome === 'ok') {
-      out.write(`${pad}${green('ok')}${st.rows === undefined ? '' : `, ${st.rows} row${st.rows === 1 ? '' : 's'}`}, ${took}\n`);
-      if (st.result && st.result.columns.length > 0) out.write(resultTable(st.result, rows, pad));
+      text += `${pad}${green('ok')}${st.rows === undefined ? '' : `, ${st.rows} row${st.rows === 1 ? '' : 's'}`}, ${took}\n`;
+      if (st.result && st.result.columns.length > 0) text += resultTable(st.result, rows, pad);
     } else {
       const label = st.outcome === 'denied' ? 'REFUSED' : st.outcome === 'cancelled' ? 'CANCELLED' : 'ERROR';
-      out.write(`${pad}${red(`${label}${st.errorCode ? ` ${st.errorCode}` : ''}`)}: ${st.errorMessage ?? ''} ${dim(`(${took})`)}\n`);
+      text += `${pad}${red(`${label}${st.errorCode ? ` ${st.errorCode}` : ''}`)}: ${st.errorMessage ?? ''} ${dim(`(${took})`)}\n`;
     }
+    await put(out, text);
   }
   const end = s.endedAt === undefined ? 'still live' : `ended +${seconds(s.endedAt - s.startedAt)}: ${s.endReason ?? 'no reason recorded'}`;
   out.write(dim(`-- ${end}\n`));
+}
+
+async function* statementsOf(pages: AsyncIterable<readonly StatementRecord[]>): AsyncGenerator<StatementRecord> {
+  for await (const page of pages) yield* page;
 }
 
 /** The first `max` rows of a recorded result, aligned like psql's, indented by `pad`. */

@@ -17,6 +17,7 @@ export type {
   NewAuditEvent,
   AuditRecord,
   AuditQuery,
+  StatementQuery,
   AccessRequestRecord,
   NewAccessRequest,
   ApprovalKind,

@@ -821,6 +821,24 @@ for (const backend of [sqlite, postgres]) {
           (await store.listStatements(s.id)).map((r) => [r.seq, r.text]),
           [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map((seq) => [seq, `select ${seq}`]),
         );
+        // A page after any seq (a batch's first, its last, between, before all, past all), of any
+        // size, is that slice of the list; another session's batches (starting lower) change nothing.
+        await store.insertStatements(rows(12));
+        await store.insertStatements(rows(13)); // six batches: more than one read opens
+        const other = await aliceSession(store);
+        await store.insertStatements(rows(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13).map((r) => ({ ...r, sessionId: other.id })));
+        for (const afterSeq of [undefined, 0, 1, 3, 4, 5, 7, 9, 10, 11, 12, 13, 100]) {
+          for (const limit of [undefined, 0, 1, 2, 5, 100]) {
+            const expected = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+              .filter((seq) => afterSeq === undefined || seq > afterSeq)
+              .slice(0, limit);
+            assert.deepEqual(
+              (await store.listStatements(s.id, { afterSeq, limit })).map((r) => r.seq),
+              expected,
+              `after ${afterSeq}, limit ${limit}`,
+            );
+          }
+        }
       },
     );
 

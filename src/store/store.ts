@@ -196,6 +196,14 @@ export interface AuditQuery {
   readonly limit?: number;
 }
 
+/** A page of a session's statements, in seq order. */
+export interface StatementQuery {
+  /** Statements with a seq above this one. */
+  readonly afterSeq?: number;
+  /** At most this many; all of them when absent. */
+  readonly limit?: number;
+}
+
 export interface NewGrant {
   /** Generated (`grt_…`) when absent. */
   readonly id?: string;
@@ -597,8 +605,11 @@ export interface Store {
   listSessions(q: SessionQuery): Promise<SessionRecord[]>;
   /** One transaction: every row or none. Rows may come encoded (the recorder's: statement-batches.ts `encodeStatement`). */
   insertStatements(rows: readonly (NewStatement | EncodedStatement)[]): Promise<void>;
-  /** Ordered by seq. */
-  listStatements(sessionId: string): Promise<StatementRecord[]>;
+  /**
+   * Ordered by seq, a page at a time when asked (`StatementQuery`): a long session is read a few
+   * batches at a time, and a page after a cursor starts at the batch that holds it.
+   */
+  listStatements(sessionId: string, q?: StatementQuery): Promise<StatementRecord[]>;
   /** Every recording, live sessions included: one aggregate over the rows of the statement batches (a full scan). */
   recordingUsage(): Promise<RecordingUsage>;
   /** Ended sessions, oldest end first (then by id), each with its statements and bytes. */
@@ -653,6 +664,8 @@ export class StoreConflictError extends Error {
 const MIGRATION_LOCK_KEY = 0x44_52_42_47; // "DRBG"
 /** Batches of the audit log a read opens at a time. */
 const AUDIT_READ_BATCHES = 16;
+/** Batches of a session's statements a read opens at a time (each up to 500 statements and their results). */
+const STATEMENT_READ_BATCHES = 4;
 /** Held (for the transaction) by every append to the audit chain on PostgreSQL. */
 export const AUDIT_LOCK_KEY = 0x44_52_41_55; // "DRAU"
 
@@ -1541,14 +1554,34 @@ class KyselyStore implements Store {
     await conflicts('a statement with this session seq already exists', async () => this.#backend.statements(batchStatements(rows)));
   }
 
-  async listStatements(sessionId: string): Promise<StatementRecord[]> {
-    const batches = await this.#db
+  async listStatements(sessionId: string, q: StatementQuery = {}): Promise<StatementRecord[]> {
+    const limit = q.limit === undefined ? Infinity : Math.max(0, Math.floor(q.limit));
+    const statements: StatementRecord[] = [];
+    let query = this.#db
       .selectFrom('statement_batches')
-      .select('body')
+      .select(['first_seq', 'body'])
       .where('session_id', '=', sessionId)
       .orderBy('first_seq')
-      .execute();
-    return batches.flatMap((b) => unbatchStatements(sessionId, b.body));
+      .limit(STATEMENT_READ_BATCHES);
+    if (q.afterSeq !== undefined) {
+      // A session's batches never overlap: as for the audit log's (listAudit), the first that can
+      // hold a statement after afterSeq is the last one to start at or before afterSeq + 1.
+      const from = sql<number>`(select coalesce(max(first_seq), 0) from statement_batches where session_id = ${sessionId} and first_seq <= ${q.afterSeq + 1})`;
+      query = query.where('first_seq', '>=', from).where('last_seq', '>', q.afterSeq);
+    }
+    for (let after: number | undefined; statements.length < limit; ) {
+      const batches = await (after === undefined ? query : query.where('first_seq', '>', after)).execute();
+      for (const b of batches) {
+        for (const statement of unbatchStatements(sessionId, b.body)) {
+          if (q.afterSeq !== undefined && !(statement.seq > q.afterSeq)) continue;
+          statements.push(statement);
+          if (statements.length === limit) return statements;
+        }
+      }
+      if (batches.length < STATEMENT_READ_BATCHES) break;
+      after = Number(batches.at(-1)!.first_seq);
+    }
+    return statements;
   }
 
   async recordingUsage(): Promise<RecordingUsage> {

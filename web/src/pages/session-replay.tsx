@@ -1,5 +1,5 @@
 /**
- * One recorded session, replayed: every statement in order with its verdict (allowed, or denied by
+ * One recorded session, replayed: every statement in order (a thousand at a time, more on request) with its verdict (allowed, or denied by
  * policy), its outcome, when it started relative to the session, how long it took, the rows, the
  * error, and what it returned as the client saw it (masked). "Play" shows the statements at the
  * pace they ran (long pauses shortened); j and k move between statements.
@@ -7,7 +7,7 @@
 
 import { useEffect, useRef, useState, type KeyboardEvent } from 'react';
 import { get, query } from '../api.ts';
-import { Badge, PageTitle, Show, useLoad } from '../components.tsx';
+import { Badge, PageTitle, Problem, Show, useLoad } from '../components.tsx';
 import { span, when } from '../format.ts';
 import { hasAnyRole, useMe } from '../me.ts';
 import { Link } from '../router.tsx';
@@ -16,11 +16,20 @@ import type { SessionView, StatementView } from '../types.ts';
 /** A pause between statements longer than this plays as this long. */
 const LONGEST_PAUSE_MS = 2000;
 
+/** Statements fetched at a time: a long session is loaded a page at a time, when asked for. */
+const PAGE = 1000;
+
+interface SessionPage {
+  readonly session: SessionView;
+  readonly statements: StatementView[];
+  /** The seq to read on from; null when this page was the last. */
+  readonly next: number | null;
+}
+
+const statementsPath = (id: string, after: number | null) => `/api/sessions/${encodeURIComponent(id)}${query({ limit: PAGE, after })}`;
+
 export function SessionReplayPage({ id }: { id: string }) {
-  const [loaded] = useLoad(
-    (signal) => get<{ session: SessionView; statements: StatementView[] }>(`/api/sessions/${encodeURIComponent(id)}`, signal),
-    id,
-  );
+  const [loaded] = useLoad((signal) => get<SessionPage>(statementsPath(id, null), signal), id);
   return (
     <>
       <p className="breadcrumb">
@@ -28,14 +37,18 @@ export function SessionReplayPage({ id }: { id: string }) {
       </p>
       <PageTitle>Session replay</PageTitle>
       <Show loaded={loaded} what="the session">
-        {({ session, statements }) => <Replay session={session} statements={statements} />}
+        {(first) => <Replay first={first} />}
       </Show>
     </>
   );
 }
 
-function Replay({ session, statements }: { session: SessionView; statements: readonly StatementView[] }) {
-  const [shown, setShown] = useState(statements.length);
+function Replay({ first }: { first: SessionPage }) {
+  const session = first.session;
+  const [statements, setStatements] = useState<readonly StatementView[]>(first.statements);
+  const [next, setNext] = useState(first.next);
+  const [more, setMore] = useState<{ loading: boolean; error?: unknown }>({ loading: false });
+  const [shown, setShown] = useState(first.statements.length);
   const [speed, setSpeed] = useState(1);
   const [playing, setPlaying] = useState(false);
   const list = useRef<HTMLOListElement>(null);
@@ -64,6 +77,21 @@ function Replay({ session, statements }: { session: SessionView; statements: rea
     const next = items[Math.min(items.length - 1, Math.max(0, at + (event.key === 'j' ? 1 : -1)))];
     next?.focus();
     event.preventDefault();
+  };
+
+  const loadMore = () => {
+    if (next === null || more.loading) return;
+    setMore({ loading: true });
+    get<SessionPage>(statementsPath(session.id, next)).then(
+      (page) => {
+        // What was all shown stays all shown; a replay under way plays on into the new page.
+        setShown((n) => (n === statements.length ? statements.length + page.statements.length : n));
+        setStatements([...statements, ...page.statements]);
+        setNext(page.next);
+        setMore({ loading: false });
+      },
+      (error: unknown) => setMore({ loading: false, error }),
+    );
   };
 
   const seesAudit = hasAnyRole(useMe(), ['admin', 'auditor']);
@@ -122,6 +150,7 @@ function Replay({ session, statements }: { session: SessionView; statements: rea
           <dt>Statements</dt>
           <dd>
             {statements.length}
+            {next !== null && <span className="muted"> loaded, more to load</span>}
             {denied > 0 && <span className="muted"> · {denied} denied</span>}
             {failed > 0 && <span className="muted"> · {failed} failed</span>}
           </dd>
@@ -167,6 +196,14 @@ function Replay({ session, statements }: { session: SessionView; statements: rea
               <Statement key={s.seq} statement={s} sessionStart={start} />
             ))}
           </ol>
+          {next !== null && (
+            <div className="row">
+              <button type="button" onClick={loadMore} disabled={more.loading}>
+                {more.loading ? 'Loading…' : `Load the next ${PAGE} statements`}
+              </button>
+              <Problem error={more.error} title="Could not load more statements" />
+            </div>
+          )}
         </>
       )}
     </>
