@@ -280,7 +280,7 @@ for (const backend of [sqlite, postgres]) {
       assert.deepEqual(await ids({ limit: 1 }), [c.id]);
     });
 
-    test('grants, access requests and accounts: pages follow a cursor, with no row twice or left out', { skip }, async () => {
+    test('grants, sessions, access requests and accounts: pages follow a cursor, with no row twice or left out', { skip }, async () => {
       const tag = randomBytes(3).toString('hex');
       const principal = `pat-${tag}`;
       // Two share a creation time: the id breaks the tie, so a page boundary between them loses neither.
@@ -296,6 +296,29 @@ for (const backend of [sqlite, postgres]) {
         before = { createdAt: page.at(-1)!.createdAt, id: page.at(-1)!.id };
       }
       assert.deepEqual(seen, newestFirst);
+
+      const sessions = [];
+      for (const at of [T0, T0 + 1, T0 + 1, T0 + 2, T0 + 3]) {
+        sessions.push(
+          await store.startSession({
+            protocol: 'postgres',
+            principal,
+            connection: 'orders-db',
+            grantId: 'grt_x',
+            clientAddress: '127.0.0.1:1',
+            startedAt: at,
+          }),
+        );
+      }
+      const latestFirst = [...sessions].sort((a, b) => b.startedAt - a.startedAt || (a.id < b.id ? 1 : -1)).map((s) => s.id);
+      const paged: string[] = [];
+      for (let cursor: { startedAt: number; id: string } | undefined; ;) {
+        const page = await store.listSessions({ principal, limit: 2, before: cursor });
+        paged.push(...page.map((s) => s.id));
+        if (page.length < 2) break;
+        cursor = { startedAt: page.at(-1)!.startedAt, id: page.at(-1)!.id };
+      }
+      assert.deepEqual(paged, latestFirst);
 
       const requests = [];
       for (const [at, connection] of [

@@ -1308,9 +1308,8 @@ class KyselyStore implements Store {
     if (q.liveAt !== undefined) query = query.where('revoked_at', 'is', null).where('expires_at', '>', q.liveAt);
     const before = q.before;
     if (before !== undefined) {
-      query = query.where((eb) =>
-        eb.or([eb('created_at', '<', before.createdAt), eb.and([eb('created_at', '=', before.createdAt), eb('id', '<', before.id)])]),
-      );
+      // A row value: an index range on (created_at, id), where the OR of its parts scans every newer row.
+      query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(before.createdAt, before.id)));
     }
     const rows = await query
       .orderBy('created_at', 'desc')
@@ -1347,12 +1346,7 @@ class KyselyStore implements Store {
     if (q.status !== undefined) query = query.where('status', '=', q.status);
     const before = q.before;
     if (before !== undefined) {
-      query = query.where((eb) =>
-        eb.or([
-          eb('requested_at', '<', before.requestedAt),
-          eb.and([eb('requested_at', '=', before.requestedAt), eb('id', '<', before.id)]),
-        ]),
-      );
+      query = query.where((eb) => eb(eb.refTuple('requested_at', 'id'), '<', eb.tuple(before.requestedAt, before.id)));
     }
     const rows = await query
       .orderBy('requested_at', 'desc')
@@ -1489,9 +1483,8 @@ class KyselyStore implements Store {
     if (q.since !== undefined) query = query.where('started_at', '>=', q.since);
     const before = q.before;
     if (before !== undefined) {
-      query = query.where((eb) =>
-        eb.or([eb('started_at', '<', before.startedAt), eb.and([eb('started_at', '=', before.startedAt), eb('id', '<', before.id)])]),
-      );
+      // A row value, as in listGrants: an index range, not a scan of every newer session.
+      query = query.where((eb) => eb(eb.refTuple('started_at', 'id'), '<', eb.tuple(before.startedAt, before.id)));
     }
     const rows = await query
       .orderBy('started_at', 'desc')
@@ -1603,9 +1596,8 @@ class KyselyStore implements Store {
     if (q.endedBefore !== undefined) query = query.where('ended_at', '<', q.endedBefore);
     const after = q.after;
     if (after !== undefined) {
-      query = query.where((eb) =>
-        eb.or([eb('ended_at', '>', after.endedAt), eb.and([eb('ended_at', '=', after.endedAt), eb('id', '>', after.id)])]),
-      );
+      // A row value, as in listGrants: an index range on (ended_at, id).
+      query = query.where((eb) => eb(eb.refTuple('ended_at', 'id'), '>', eb.tuple(after.endedAt, after.id)));
     }
     // The sessions first (an index range, `sessions_ended`), then their batches by primary key:
     // grouping in the same query would aggregate every ended session before the limit applies.
