@@ -23,7 +23,7 @@ import { verifyAuditLog } from '../src/audit/verify.ts';
 import { FrozenClock } from '../src/core/index.ts';
 import { unbatchAudits } from '../src/store/audit-batches.ts';
 import { openStore, type Store } from '../src/store/index.ts';
-import { ADMIN, createDatabase, type ThrowawayDatabase } from './support/pg-db.ts';
+import { ADMIN, createDatabase, eventually, type ThrowawayDatabase } from './support/pg-db.ts';
 import { freePort } from './support/ports.ts';
 
 let dir: string;
@@ -448,6 +448,40 @@ describe('the audit API', () => {
       assert.equal(verified.status, 200);
       assert.equal(verified.body.ok, true, JSON.stringify(verified.body.problem));
       assert.equal(verified.body.records, all.records.length);
+      // Requests that come while a verification runs share it: the log is read once for three.
+      // The first verification is held at its start until the other two requests are in.
+      const store = gw.gateway.store;
+      const listCheckpoints = store.listAuditCheckpoints.bind(store);
+      let verifications = 0;
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      store.listAuditCheckpoints = async () => {
+        verifications++;
+        await held;
+        return listCheckpoints();
+      };
+      try {
+        const one = callApi(api, 'GET', '/api/audit/verify', auditor);
+        await eventually(
+          async () => verifications,
+          (n) => n === 1,
+        );
+        // Two more while it is held: they wait for it rather than start their own (the count stays 1).
+        const two = [callApi(api, 'GET', '/api/audit/verify', auditor), callApi(api, 'GET', '/api/audit/verify', auditor)];
+        await sleep(300);
+        assert.equal(verifications, 1);
+        release();
+        const three = await Promise.all([one, ...two]);
+        assert.deepEqual(
+          three.map((r) => [r.status, r.body]),
+          [1, 2, 3].map(() => [200, verified.body]),
+        );
+        assert.equal(verifications, 1);
+        assert.equal((await callApi(api, 'GET', '/api/audit/verify', auditor)).body.ok, true);
+        assert.equal(verifications, 2, 'once it has answered, the next request verifies again');
+      } finally {
+        store.listAuditCheckpoints = listCheckpoints;
+      }
 
       // The export as JSON lines: every record, its hashes, the chain recomputable from the lines alone.
       const exported = await fetch(`${api}/api/audit/export?since=1d`, { headers: { authorization: `Bearer ${auditor}` } });

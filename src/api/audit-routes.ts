@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { Clock } from '../core/index.ts';
 import { pointInTime } from '../core/duration.ts';
 import { exportLine } from '../audit/sinks.ts';
-import { auditRecords, verifyAuditLog } from '../audit/verify.ts';
+import { auditRecords, verifyAuditLog, type AuditVerification } from '../audit/verify.ts';
 import type { Store } from '../store/index.ts';
 import { LIMIT_PARAMETER, page, pageLimit } from './paging.ts';
 import { ApiError, StreamReply, type AnyRoute } from './server.ts';
@@ -59,6 +59,11 @@ const verification = z.object({
 });
 
 export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
+  /**
+   * The verification under way: a request that comes while it runs gets its answer instead of
+   * reading the whole log once more (the web UI verifies each time its audit page opens).
+   */
+  let verifying: Promise<AuditVerification> | undefined;
   return [
     {
       method: 'GET',
@@ -114,11 +119,12 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
       method: 'GET',
       path: '/api/audit/verify',
       summary:
-        "Verifies the whole chain and the signed checkpoints against the gateway's key: ok, or the first record or checkpoint that breaks.",
+        "Verifies the whole chain and the signed checkpoints against the gateway's key: ok, or the first record or checkpoint that breaks. Requests that come while a verification runs share its answer.",
       access: [...READERS],
       response: verification,
       handler: async () => {
-        const r = await verifyAuditLog(deps.store, deps.trusted);
+        verifying ??= verifyAuditLog(deps.store, deps.trusted).finally(() => (verifying = undefined));
+        const r = await verifying;
         return {
           ok: r.ok,
           records: r.records,
