@@ -11,7 +11,7 @@ import { pointInTime } from '../core/duration.ts';
 import { exportLine } from '../audit/sinks.ts';
 import { auditRecords, verifyAuditLog, type AuditVerification } from '../audit/verify.ts';
 import type { Store } from '../store/index.ts';
-import { LIMIT_PARAMETER, page, pageLimit } from './paging.ts';
+import { LIMIT_PARAMETER, page, pageLimit, seqCursor } from './paging.ts';
 import { ApiError, StreamReply, type AnyRoute } from './server.ts';
 
 export interface AuditRouteDeps {
@@ -82,7 +82,7 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
       handler: async ({ query }) => {
         const limit = pageLimit(query['limit']);
         const rows = await deps.store.listAudit({
-          afterSeq: count(query['after'], 'after', 0),
+          afterSeq: seqCursor(query['after'], 'after') ?? 0,
           since: time(query['since'], 'since'),
           until: time(query['until'], 'until'),
           action: query['action'],
@@ -136,12 +136,6 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
       },
     },
   ];
-
-  function count(value: string | undefined, name: string, fallback: number): number {
-    if (value === undefined) return fallback;
-    if (!/^\d{1,15}$/.test(value)) throw new ApiError(400, 'invalid-query', `${name} must be a whole number`);
-    return Number(value);
-  }
 
   function time(value: string | undefined, name: string): number | undefined {
     if (value === undefined) return undefined;

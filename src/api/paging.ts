@@ -29,6 +29,14 @@ export function timeCursor(value: string | undefined, name: string): { readonly 
   return { at: Number(m[1]), id: m[2]! };
 }
 
+/** A cursor that is a sequence number (the audit log's, a session's statements'); 400 `invalid-query` otherwise. */
+export function seqCursor(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(value))
+    throw new ApiError(400, 'invalid-query', `${name} must be the \`next\` of the page before, a whole number`);
+  return Number(value);
+}
+
 /** The page out of `rows` read with `limit + 1`: the first `limit`, and the cursor of the last when more follow. */
 export function page<T, C>(rows: readonly T[], limit: number, cursorOf: (last: T) => C): { items: T[]; next: C | null } {
   const items = rows.slice(0, limit);

@@ -10,7 +10,7 @@ import type { Clock } from '../core/index.ts';
 import { pointInTime } from '../core/duration.ts';
 import type { AuthenticatedPrincipal } from '../identity/accounts.ts';
 import type { SessionRecord, Store } from '../store/index.ts';
-import { LIMIT_PARAMETER, page, pageLimit, timeCursor } from './paging.ts';
+import { LIMIT_PARAMETER, page, pageLimit, seqCursor, timeCursor } from './paging.ts';
 import { ApiError, type AnyRoute } from './server.ts';
 
 export interface SessionRouteDeps {
@@ -113,16 +113,13 @@ export function sessionRoutes(deps: SessionRouteDeps): AnyRoute[] {
       errors: { 400: ['invalid-query'], 404: ['unknown-session'] },
       handler: async ({ who, params, query }) => {
         const limit = pageLimit(query['limit']);
-        const after = query['after'];
-        if (after !== undefined && !/^\d{1,15}$/.test(after))
-          throw new ApiError(400, 'invalid-query', 'after must be the `next` of the page before');
         const found = await deps.store.getSession(params['id']!);
         // Another's session is answered as if it did not exist: its id says nothing.
         if (!found || (!seesAll(who!) && found.principal !== who!.principal.name)) {
           throw new ApiError(404, 'unknown-session', `no session ${params['id']}`);
         }
         const rows = await deps.store.listStatements(found.id, {
-          afterSeq: after === undefined ? undefined : Number(after),
+          afterSeq: seqCursor(query['after'], 'after'),
           limit: limit + 1,
         });
         const { items, next } = page(rows, limit, (s) => s.seq);
