@@ -236,7 +236,8 @@ class GatewayProcess {
 
   static start(configFile: string, logFile: string): GatewayProcess {
     const out = createWriteStream(logFile);
-    const child = spawn(NODE, [CLI, 'start', '--config', configFile], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    // As the drawbridge command runs it (its first line): see bin/drawbridge.js.
+    const child = spawn(NODE, ['--liftoff-only', CLI, 'start', '--config', configFile], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.pipe(out);
     child.stderr?.pipe(out);
     return new GatewayProcess(child, logFile);

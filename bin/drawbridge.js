@@ -1,4 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --liftoff-only
+// --liftoff-only: V8 runs WebAssembly (the SQL parser, libpg_query, and Cedar) from its baseline
+// compiler only. Its optimising compiler takes about 500 MB, for about a second, to compile the
+// parser's one huge function once the first statements have run (docs/policy.md#memory).
 // Drawbridge runs from its compiled JavaScript (`npm run build`, which `npm start`, `npm test`
 // and `npm run bench` do first) when that is at least as new as every source file, else from
 // its TypeScript sources directly, which needs Node's type stripping (22.18+).

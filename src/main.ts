@@ -81,6 +81,11 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
   const log = options.log ?? pino({ level: config.log.level });
   const clock = options.clock ?? systemClock;
   for (const warning of config.warnings) log.warn(warning);
+  if (!process.execArgv.includes('--liftoff-only')) {
+    log.warn(
+      'node runs without --liftoff-only: compiling the SQL parser will take about 500 MB more for a moment once statements come; the drawbridge command passes it (docs/policy.md#memory)',
+    );
+  }
   const store = await openStore(config.store, {
     // A statement answered only once its record is committed waits less for a commit made on the
     // gateway's own thread than for one handed to another thread and back (docs/benchmarks.md).
