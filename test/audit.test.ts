@@ -474,14 +474,28 @@ describe('the audit API', () => {
         const three = await Promise.all([one, ...two]);
         assert.deepEqual(
           three.map((r) => [r.status, r.body]),
-          [1, 2, 3].map(() => [200, verified.body]),
+          [1, 2, 3].map(() => [200, three[0]!.body]),
         );
+        assert.deepEqual({ ...three[0]!.body, verifiedAt: verified.body.verifiedAt }, verified.body);
+        assert.equal(verifications, 1);
+        // A verification finished within ?recent= answers without reading the log again.
+        assert.deepEqual((await callApi(api, 'GET', '/api/audit/verify?recent=1h', auditor)).body, three[0]!.body);
         assert.equal(verifications, 1);
         assert.equal((await callApi(api, 'GET', '/api/audit/verify', auditor)).body.ok, true);
         assert.equal(verifications, 2, 'once it has answered, the next request verifies again');
       } finally {
         store.listAuditCheckpoints = listCheckpoints;
       }
+      // What ?recent= answers says when it was verified, and up to which record: not the records since.
+      await gw.mint('late', 'local');
+      const remembered = (await callApi(api, 'GET', '/api/audit/verify?recent=1h', auditor)).body;
+      const fresh = (await callApi(api, 'GET', '/api/audit/verify', auditor)).body;
+      assert.ok(fresh.head.seq > remembered.head.seq, `${fresh.head.seq} after ${remembered.head.seq}`);
+      assert.ok(Date.parse(fresh.verifiedAt) >= Date.parse(remembered.verifiedAt));
+      assert.deepEqual((await callApi(api, 'GET', '/api/audit/verify?recent=1h', auditor)).body, fresh);
+      const soon = await callApi(api, 'GET', '/api/audit/verify?recent=soon', auditor);
+      assert.equal(soon.status, 400);
+      assert.equal(soon.body.code, 'invalid-query');
 
       // The export as JSON lines: every record, its hashes, the chain recomputable from the lines alone.
       const exported = await fetch(`${api}/api/audit/export?since=1d`, { headers: { authorization: `Bearer ${auditor}` } });

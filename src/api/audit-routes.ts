@@ -7,7 +7,7 @@
 import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../core/index.ts';
-import { pointInTime } from '../core/duration.ts';
+import { parseDuration, pointInTime } from '../core/duration.ts';
 import { exportLine } from '../audit/sinks.ts';
 import { auditRecords, verifyAuditLog, type AuditVerification } from '../audit/verify.ts';
 import type { Store } from '../store/index.ts';
@@ -51,6 +51,7 @@ const exportLineSchema = z.object({
 
 const verification = z.object({
   ok: z.boolean(),
+  verifiedAt: z.string(),
   records: z.number().int(),
   head: z.object({ seq: z.number().int(), hash: z.string() }),
   checkpoints: z.number().int(),
@@ -58,12 +59,20 @@ const verification = z.object({
   problem: z.object({ kind: z.enum(['chain', 'checkpoint']), seq: z.number().int(), message: z.string() }).nullable(),
 });
 
+/** A verification of the whole log, and when it finished. */
+interface Verified {
+  readonly result: AuditVerification;
+  readonly at: number;
+}
+
 export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
   /**
    * The verification under way: a request that comes while it runs gets its answer instead of
-   * reading the whole log once more (the web UI verifies each time its audit page opens).
+   * reading the whole log once more.
    */
-  let verifying: Promise<AuditVerification> | undefined;
+  let verifying: Promise<Verified> | undefined;
+  /** The last verification that finished, for `?recent=` (the web UI's audit page asks for one). */
+  let last: Verified | undefined;
   return [
     {
       method: 'GET',
@@ -119,30 +128,46 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
       method: 'GET',
       path: '/api/audit/verify',
       summary:
-        "Verifies the whole chain and the signed checkpoints against the gateway's key: ok, or the first record or checkpoint that breaks. Requests that come while a verification runs share its answer.",
+        "Verifies the whole chain and the signed checkpoints against the gateway's key: ok, or the first record or checkpoint that breaks, and when it was verified. Requests that come while a verification runs share its answer; with ?recent=, a verification finished within that long ago answers without reading the log again.",
       access: [...READERS],
+      query: {
+        recent:
+          'Accept the last verification if it finished within this long ago (`1h`, `10m`): its `verifiedAt` says when, its `head` up to which record. Without it, the log is read now.',
+      },
       response: verification,
-      handler: async () => {
-        verifying ??= verifyAuditLog(deps.store, deps.trusted).finally(() => (verifying = undefined));
-        const r = await verifying;
-        return {
-          ok: r.ok,
-          records: r.records,
-          head: r.head,
-          checkpoints: r.checkpoints,
-          lastCheckpoint: r.lastCheckpoint ? { seq: r.lastCheckpoint.seq, time: new Date(r.lastCheckpoint.at).toISOString() } : null,
-          problem: r.problem ? { kind: r.problem.kind, seq: r.problem.seq, message: r.problem.message } : null,
-        };
+      handler: async ({ query }) => {
+        const recent = query['recent'] === undefined ? undefined : parsed(query['recent'], 'recent', parseDuration);
+        if (recent !== undefined && last !== undefined && deps.clock.now() - last.at <= recent) return answer(last);
+        verifying ??= verifyAuditLog(deps.store, deps.trusted)
+          .then((result) => (last = { result, at: deps.clock.now() }))
+          .finally(() => (verifying = undefined));
+        return answer(await verifying);
       },
     },
   ];
 
+  function answer({ result: r, at }: Verified): z.infer<typeof verification> {
+    return {
+      ok: r.ok,
+      verifiedAt: new Date(at).toISOString(),
+      records: r.records,
+      head: r.head,
+      checkpoints: r.checkpoints,
+      lastCheckpoint: r.lastCheckpoint ? { seq: r.lastCheckpoint.seq, time: new Date(r.lastCheckpoint.at).toISOString() } : null,
+      problem: r.problem ? { kind: r.problem.kind, seq: r.problem.seq, message: r.problem.message } : null,
+    };
+  }
+
   function time(value: string | undefined, name: string): number | undefined {
-    if (value === undefined) return undefined;
-    try {
-      return pointInTime(value, deps.clock.now());
-    } catch (error) {
-      throw new ApiError(400, 'invalid-query', `${name}: ${(error as Error).message}`);
-    }
+    return value === undefined ? undefined : parsed(value, name, (text) => pointInTime(text, deps.clock.now()));
+  }
+}
+
+/** A query parameter as `read` reads it, or a 400 that names it. */
+function parsed<T>(value: string, name: string, read: (text: string) => T): T {
+  try {
+    return read(value);
+  } catch (error) {
+    throw new ApiError(400, 'invalid-query', `${name}: ${(error as Error).message}`);
   }
 }

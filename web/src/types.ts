@@ -100,6 +100,8 @@ export interface AuditRecord {
 
 export interface AuditVerification {
   readonly ok: boolean;
+  /** When the gateway verified it (the page takes one up to an hour old). */
+  readonly verifiedAt: string;
   readonly records: number;
   readonly head: { readonly seq: number; readonly hash: string };
   readonly checkpoints: number;

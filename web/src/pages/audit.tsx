@@ -4,7 +4,7 @@
  * oldest first within the chosen period, filtered by action and subject, a page at a time.
  */
 
-import { useState, type FormEvent } from 'react';
+import { useRef, useState, type FormEvent } from 'react';
 import { get, query } from '../api.ts';
 import { Badge, PageTitle, Problem, Show, useLoad } from '../components.tsx';
 import { when } from '../format.ts';
@@ -27,7 +27,17 @@ export function AuditPage() {
     since: search.get('since') === 'all' ? '' : (search.get('since') ?? DEFAULT_SINCE),
     until: search.get('until') ?? '',
   };
-  const [verification, verifyAgain] = useLoad((signal) => get<AuditVerification>('/api/audit/verify', signal), 'verify');
+  // The gateway's last verification if it is less than an hour old (reading a long log takes a
+  // while); "Verify again" reads the log now.
+  const fresh = useRef(false);
+  const [verification, verify] = useLoad(
+    (signal) => get<AuditVerification>(`/api/audit/verify${fresh.current ? '' : '?recent=1h'}`, signal),
+    'verify',
+  );
+  const verifyAgain = () => {
+    fresh.current = true;
+    verify();
+  };
   const [first] = useLoad((signal) => get<Page>(`/api/audit${query({ ...filters, limit: 100 })}`, signal), href);
   const [more, setMore] = useState<{ for: string; records: AuditRecord[]; next: number | null; error?: unknown }>();
 
@@ -143,14 +153,14 @@ function Verification({ v, onAgain }: { v: AuditVerification; onAgain: () => voi
     <section className={v.ok ? 'verify verify-ok' : 'verify verify-broken'} role="status" aria-live="polite">
       {v.ok ? (
         <p>
-          <strong>✓ Audit log verified.</strong> {v.records} records, hash chain intact up to #{v.head.seq}; {v.checkpoints} signed
-          checkpoint
+          <strong>✓ Audit log verified</strong> at {when(v.verifiedAt)}: {v.records} records, hash chain intact up to #{v.head.seq};{' '}
+          {v.checkpoints} signed checkpoint
           {v.checkpoints === 1 ? '' : 's'}
           {v.lastCheckpoint ? `, the last at #${v.lastCheckpoint.seq} (${when(v.lastCheckpoint.time)})` : ''}.
         </p>
       ) : (
         <p>
-          <strong>✗ Audit log broken at record #{v.problem?.seq ?? '?'}</strong> (
+          <strong>✗ Audit log broken at record #{v.problem?.seq ?? '?'}</strong> (verified at {when(v.verifiedAt)},{' '}
           {v.problem?.kind === 'checkpoint' ? 'signed checkpoint' : 'hash chain'}): {v.problem?.message ?? 'no detail'}. Records after it
           cannot be trusted; see docs/audit.md.
         </p>
