@@ -146,21 +146,22 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
     },
   ];
 
-  function answer({ result: r, at }: Verified): z.infer<typeof verification> {
-    return {
-      ok: r.ok,
-      verifiedAt: new Date(at).toISOString(),
-      records: r.records,
-      head: r.head,
-      checkpoints: r.checkpoints,
-      lastCheckpoint: r.lastCheckpoint ? { seq: r.lastCheckpoint.seq, time: new Date(r.lastCheckpoint.at).toISOString() } : null,
-      problem: r.problem ? { kind: r.problem.kind, seq: r.problem.seq, message: r.problem.message } : null,
-    };
-  }
-
   function time(value: string | undefined, name: string): number | undefined {
     return value === undefined ? undefined : parsed(value, name, (text) => pointInTime(text, deps.clock.now()));
   }
+}
+
+/** A verification as the API answers it. */
+function answer({ result: r, at }: Verified): z.infer<typeof verification> {
+  return {
+    ok: r.ok,
+    verifiedAt: new Date(at).toISOString(),
+    records: r.records,
+    head: r.head,
+    checkpoints: r.checkpoints,
+    lastCheckpoint: r.lastCheckpoint ? { seq: r.lastCheckpoint.seq, time: new Date(r.lastCheckpoint.at).toISOString() } : null,
+    problem: r.problem ? { kind: r.problem.kind, seq: r.problem.seq, message: r.problem.message } : null,
+  };
 }
 
 /** A query parameter as `read` reads it, or a 400 that names it. */
