@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
+import { STATEMENT_FIELDS, type StatementFields } from '../store/statement-batches.ts';
 import type { NewSession, NewStatement, SessionRecord, Store } from '../store/index.ts';
 import { StoreRecorder } from './recorder.ts';
 
@@ -13,13 +14,16 @@ class FakeStore {
   async startSession(s: NewSession): Promise<SessionRecord> {
     return { ...s, id: s.id ?? 'ses_fake', endedAt: undefined, endReason: undefined };
   }
-  async insertStatements(rows: readonly NewStatement[]): Promise<void> {
+  /** The recorder hands its statements over flat (store/statement-batches.ts): a seq is each one's second field. */
+  async insertStatements(fields: StatementFields): Promise<void> {
     await Promise.resolve();
     if (this.failNextInserts > 0) {
       this.failNextInserts--;
       throw new Error('database is locked');
     }
-    this.writes.push({ kind: 'statements', seqs: rows.map((row) => row.seq) });
+    const seqs: number[] = [];
+    for (let i = 0; i < fields.length; i += STATEMENT_FIELDS) seqs.push(fields[i + 1] as number);
+    this.writes.push({ kind: 'statements', seqs });
   }
   async endSession(id: string, at: number, reason: string): Promise<boolean> {
     await Promise.resolve();

@@ -7,7 +7,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { encodeStatement, type EncodedStatement, type NewSession, type NewStatement, type Store } from '../store/index.ts';
+import { pushStatement, type NewSession, type NewStatement, type StatementFields, type Store } from '../store/index.ts';
 
 export interface Recorder {
   /** False when statements are not kept: sessions then build no record of them (text, masking, result). */
@@ -25,8 +25,12 @@ export class StoreRecorder implements Recorder {
   readonly #log: Logger;
   readonly #flushMs: number;
   readonly #batchSize: number;
-  /** Encoded as they come (store/statement-batches.ts): a statement's JSON, not its objects, waits to be written. */
-  #pending: EncodedStatement[] = [];
+  /**
+   * Gathered as they come, flat (store/statement-batches.ts `pushStatement`): no object per
+   * statement waits to be written, and the batches are made where they are written.
+   */
+  #pending: StatementFields = [];
+  #count = 0;
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
 
@@ -43,8 +47,8 @@ export class StoreRecorder implements Recorder {
   }
 
   statement(statement: NewStatement): void {
-    this.#pending.push(encodeStatement(statement));
-    if (this.#pending.length >= this.#batchSize) void this.flush();
+    pushStatement(this.#pending, statement);
+    if (++this.#count >= this.#batchSize) void this.flush();
     else this.#timer ??= setTimeout(() => void this.flush(), this.#flushMs);
   }
 
@@ -62,13 +66,15 @@ export class StoreRecorder implements Recorder {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const batch = this.#pending;
+    const count = this.#count;
     this.#pending = [];
+    this.#count = 0;
     this.#writing = this.#writing.then(async () => {
-      if (batch.length === 0) return;
+      if (count === 0) return;
       try {
         await this.#store.insertStatements(batch);
       } catch (error) {
-        this.#log.error({ err: error, statements: batch.length }, 'could not record statements');
+        this.#log.error({ err: error, statements: count }, 'could not record statements');
       }
     });
     return this.#writing;

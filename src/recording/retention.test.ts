@@ -15,7 +15,7 @@ import { StoreAuditLog } from '../audit/audit-log.ts';
 import { verifyAuditLog } from '../audit/verify.ts';
 import { FrozenClock } from '../core/clock.ts';
 import { openStore, type NewStatement, type Store } from '../store/index.ts';
-import { batchStatements } from '../store/statement-batches.ts';
+import { batchStatements, statementFields } from '../store/statement-batches.ts';
 import { applyRetention, describeLimits, formatBytes, RecordingRetention } from './retention.ts';
 
 const DAY = 86_400_000;
@@ -77,7 +77,7 @@ function replacing(overrides: Partial<Store>): Store {
 
 /** What `seed` records for sessions of these many statements, in bytes: a batch each (every start here has as many digits as NOW). */
 const bytesOf = (...sessions: number[]) =>
-  sessions.reduce((sum, n) => sum + (n === 0 ? 0 : batchStatements(statementsOf('ses_x', NOW, n, 100))[0]!.bytes), 0);
+  sessions.reduce((sum, n) => sum + (n === 0 ? 0 : batchStatements(statementFields(statementsOf('ses_x', NOW, n, 100)))[0]!.bytes), 0);
 const remaining = async () => (await store.listSessions({ limit: 1000 })).map((s) => s.id).sort();
 const deletions = () => store.listAudit({ action: 'recording.deleted' });
 

@@ -11,7 +11,7 @@ import {
 } from '../core/index.ts';
 import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import { NoRecorder, type Recorder } from '../recording/recorder.ts';
-import type { NewSession, NewStatement } from '../store/index.ts';
+import { StatementDetails, type NewSession, type NewStatement } from '../store/index.ts';
 import { allowAllGuard, Pipeline, type Guard, type SessionMasking } from './pipeline.ts';
 
 const T0 = Date.UTC(2025, 0, 1);
@@ -225,7 +225,7 @@ describe('Pipeline', () => {
       action: 'command.allowed',
       subject: 'ses_1',
       outcome: 'success',
-      details: { connection: 'shop', seq: 1, statement: 'select * from orders' },
+      details: new StatementDetails('shop', 1, 'select * from orders'),
     });
     const refused = setup({ auditStatements: 'refused' });
     const quiet = await refused.open();

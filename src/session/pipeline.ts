@@ -11,7 +11,7 @@ import type { Approvals, Held } from '../approvals/approvals.ts';
 import type { AuditEvent, AuditLog } from '../audit/audit-log.ts';
 import type { ColumnAction } from '../policy/masking/columns.ts';
 import type { Recorder } from '../recording/recorder.ts';
-import type { StatementOutcome } from '../store/index.ts';
+import { StatementDetails, type StatementOutcome } from '../store/index.ts';
 
 /** Decides on every command: the policy guard, or a test's own. */
 export interface Guard {
@@ -429,8 +429,8 @@ export class LiveSession {
       action: 'command.allowed',
       subject: this.info.id,
       outcome: 'success',
-      // Keys in canonical order: the chain encodes them without sorting (audit/chain.ts).
-      details: { connection: this.info.connection.name, seq: trace.seq, statement: this.#shown(trace) },
+      // Encoded where the record is written, not on this thread (store/audit-batches.ts).
+      details: new StatementDetails(this.info.connection.name, trace.seq, this.#shown(trace)),
     });
   }
 

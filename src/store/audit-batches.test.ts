@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { GENESIS_HASH, recordHash } from '../audit/chain.ts';
-import { AUDIT_BATCH_RECORDS, auditFields, chainInBatches, unbatchAudits } from './audit-batches.ts';
+import { AUDIT_BATCH_RECORDS, auditFields, chainInBatches, StatementDetails, unbatchAudits } from './audit-batches.ts';
 import type { NewAuditEvent } from './store.ts';
 
 const text = fc.string({ unit: 'binary', maxLength: 30 });
@@ -64,6 +64,21 @@ describe('audit batches', () => {
         assert.equal(b!.firstAt, Math.min(...events.map((e) => e.at)));
         assert.equal(b!.lastAt, Math.max(...events.map((e) => e.at)));
         assert.equal(b!.lastHash, read.at(-1)!.hash);
+      }),
+    );
+  });
+
+  it("a statement's details, encoded where the batch is written, chain and read back as the same details as a plain record", () => {
+    const statement = fc.record({ connection: text, seq: fc.nat(), statement: text }, { noNullPrototype: true });
+    fc.assert(
+      fc.property(appended, fc.array(fc.option(statement, { nil: undefined })), ([head, events], statements) => {
+        // Some of the events a statement's record, its details given either way.
+        const plain = events.map((e, i) => (statements[i] === undefined ? e : { ...e, details: statements[i] }));
+        const given = plain.map((e, i) => {
+          const s = statements[i];
+          return s === undefined ? e : { ...e, details: new StatementDetails(s.connection, s.seq, s.statement) };
+        });
+        assert.deepEqual(chainInBatches(head, auditFields(given), true), chainInBatches(head, auditFields(plain), true));
       }),
     );
   });

@@ -73,19 +73,49 @@ export type StoredFields = Omit<ChainedRecord, 'details'> & {
 };
 
 /**
- * Events as a writer hands them over: one flat list, `AUDIT_FIELDS` to an event (at, actor, action,
- * subject, outcome, and the details as canonical JSON), which costs less to build, to send to the
- * store's writer thread and to read than a list of objects would.
+ * The details of a statement's record (`command.allowed`), which a gateway appends for every
+ * statement it sends to a target: `auditFields` hands them over as their three fields, and their
+ * canonical JSON is written where the batch is (`chainInBatches`: on the store's writer thread,
+ * when it has one), not on the thread that serves the sessions. Any other reader sees a plain
+ * record of these three keys, in canonical order.
  */
-export type AuditFields = readonly (string | number)[];
+export class StatementDetails {
+  readonly [key: string]: unknown;
+  readonly connection: string;
+  readonly seq: number;
+  readonly statement: string;
 
-export const AUDIT_FIELDS = 6;
+  constructor(connection: string, seq: number, statement: string) {
+    this.connection = connection;
+    this.seq = seq;
+    this.statement = statement;
+  }
+}
 
-/** The events as `AuditFields`, their details encoded once (audit/chain.ts `canonicalJson`). */
-export function auditFields(events: readonly NewAuditEvent[]): (string | number)[] {
-  const fields: (string | number)[] = [];
-  for (const e of events) fields.push(e.at, e.actor, e.action, e.subject, e.outcome, canonicalJson(e.details));
+/**
+ * Events as a writer hands them over: one flat list, `AUDIT_FIELDS` to an event (at, actor, action,
+ * subject, outcome, then the details as canonical JSON, 0 and null; or, for `StatementDetails`,
+ * their connection, seq and statement), which costs less to build, to send to the store's writer
+ * thread and to read than a list of objects would.
+ */
+export type AuditFields = readonly (string | number | null)[];
+
+export const AUDIT_FIELDS = 8;
+
+/** The events as `AuditFields`, their details encoded once (audit/chain.ts `canonicalJson`), a statement's where it is written. */
+export function auditFields(events: readonly NewAuditEvent[]): (string | number | null)[] {
+  const fields: (string | number | null)[] = [];
+  for (const e of events) {
+    const d = e.details;
+    if (d instanceof StatementDetails) fields.push(e.at, e.actor, e.action, e.subject, e.outcome, d.connection, d.seq, d.statement);
+    else fields.push(e.at, e.actor, e.action, e.subject, e.outcome, canonicalJson(d), 0, null);
+  }
   return fields;
+}
+
+/** The canonical JSON (audit/chain.ts) of `StatementDetails`, its connection's given as JSON: its keys are in order and flat. */
+export function statementDetailsJson(connectionJson: string, seq: number, statement: string): string {
+  return `{"connection":${connectionJson},"seq":${numberJson(seq)},"statement":${JSON.stringify(statement)}}`;
 }
 
 /**
@@ -129,6 +159,7 @@ export function chainInBatches(
   const actions = lastJson();
   const subjects = lastJson();
   const outcomes = lastJson();
+  const connections = lastJson();
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS_HASH;
   let prevJson = JSON.stringify(prevHash);
@@ -144,7 +175,11 @@ export function chainInBatches(
       const action = fields[i + 2] as string;
       const subject = fields[i + 3] as string;
       const outcome = fields[i + 4] as AuditRecord['outcome'];
-      const details = fields[i + 5] as string;
+      const statement = fields[i + 7] as string | null;
+      const details =
+        statement === null
+          ? (fields[i + 5] as string)
+          : statementDetailsJson(connections(fields[i + 5] as string), fields[i + 6] as number, statement);
       if (at < firstAt) firstAt = at;
       if (at > lastAt) lastAt = at;
       const seqJson = String(++seq);

@@ -1,5 +1,6 @@
 export { BATCH_ROW_BYTES, MAX_DELETE_BATCH, openStore, StoreConflictError } from './store.ts';
-export { encodeStatement, type EncodedStatement } from './statement-batches.ts';
+export { pushStatement, statementFields, type StatementFields } from './statement-batches.ts';
+export { StatementDetails } from './audit-batches.ts';
 export type {
   Store,
   StoreKind,

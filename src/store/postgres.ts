@@ -9,7 +9,7 @@
 import pg from 'pg';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Database } from './schema.ts';
-import { seqTaken, type StatementBatch } from './statement-batches.ts';
+import { batchStatements, seqTaken, type StatementBatch, type StatementFields } from './statement-batches.ts';
 
 const INT8_OID = 20;
 
@@ -61,9 +61,10 @@ export async function withAdvisoryLock<T>(pool: pg.Pool, key: number, fn: () => 
  * whatever their number, in one transaction with the check that none overlaps a batch its session
  * already has.
  */
-export function postgresStatementWriter(db: Kysely<Database>): (batches: readonly StatementBatch[]) => Promise<void> {
-  return (batches) =>
+export function postgresStatementWriter(db: Kysely<Database>): (fields: StatementFields) => Promise<void> {
+  return (fields) =>
     db.transaction().execute(async (trx) => {
+      const batches = batchStatements(fields);
       const column = <K extends keyof StatementBatch>(key: K) => batches.map((b) => b[key]);
       const [sessions, first, last] = [column('sessionId'), column('firstSeq'), column('lastSeq')];
       const { rows } = await sql<{ session_id: string; first: number; last: number }>`

@@ -19,7 +19,7 @@ import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from
 import type { Database } from './schema.ts';
 import { AUDIT_HEAD_SQL, auditFields, auditHead, chainInBatches, type AuditFields, type AuditHeadRow } from './audit-batches.ts';
 import type { AuditRecord, NewAuditEvent } from './store.ts';
-import { seqTaken, type StatementBatch } from './statement-batches.ts';
+import { batchStatements, seqTaken, type StatementFields } from './statement-batches.ts';
 
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
 
@@ -103,7 +103,7 @@ function toSqlite(value: unknown): SQLInputValue {
 /** The store's hottest writes, each one IMMEDIATE transaction on a connection of its own. */
 export interface HotWrites {
   /** Records statements, a batch per session (store/statement-batches.ts); refused whole when a batch has a seq its session already has. */
-  statements(batches: readonly StatementBatch[]): Promise<void>;
+  statements(fields: StatementFields): Promise<void>;
   /** Appends to the audit chain, which every session's statements and every refusal go through; the records written, unless `records` is false. */
   audits(events: readonly NewAuditEvent[], records?: boolean): Promise<AuditRecord[]>;
 }
@@ -116,7 +116,7 @@ export function sqliteHotWrites(backend: SqliteBackend): HotWrites {
   const writes = hotWrites(backend.raw);
   const inTransaction = <T>(write: () => T): Promise<T> => backend.db.connection().execute(async () => immediate(backend.raw, write));
   return {
-    statements: (batches) => inTransaction(() => writes.statements(batches)),
+    statements: (fields) => inTransaction(() => writes.statements(fields)),
     audits: (events, records) => inTransaction(() => writes.audits(auditFields(events), records)),
   };
 }
@@ -151,7 +151,8 @@ export function immediate<T>(db: DatabaseSync, write: () => T): T {
  * or thread appends next.
  */
 export function hotWrites(db: DatabaseSync): {
-  statements(batches: readonly StatementBatch[]): void;
+  /** Records the statements, given as `StatementFields`, in batches it makes. */
+  statements(fields: StatementFields): void;
   /** Appends the events, given as `AuditFields`. */
   audits(fields: AuditFields, records?: boolean): AuditRecord[];
 } {
@@ -160,7 +161,8 @@ export function hotWrites(db: DatabaseSync): {
   let head: StatementSync | undefined;
   let insertAudit: StatementSync | undefined;
   return {
-    statements(batches) {
+    statements(fields) {
+      const batches = batchStatements(fields);
       before ??= db.prepare(
         'select last_seq from statement_batches where session_id = ? and first_seq <= ? order by first_seq desc limit 1',
       );

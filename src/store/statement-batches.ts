@@ -55,22 +55,19 @@ type BatchedStatement = [
 ];
 
 /**
- * A statement as a batch holds it: its JSON, and what the batch counts beside it. The recorder
- * encodes each statement as it is handed one (recording/recorder.ts), while what it holds is at
- * hand, and keeps that until it writes them (not the statement's objects, its result's included);
- * a batch is then these JSON texts joined.
+ * Statements as a writer hands them over: one flat list, `STATEMENT_FIELDS` to a statement (its
+ * session id, then its `BatchedStatement` fields in order, absent ones null, the result as its
+ * JSON). The recorder adds each statement as it ends (`pushStatement`: no object, and no JSON but
+ * its result's, on the gateway's thread) and the batches are made where they are written
+ * (`batchStatements`: on the store's writer thread, when it has one).
  */
-export interface EncodedStatement {
-  readonly sessionId: string;
-  readonly seq: number;
-  readonly startedAt: number;
-  readonly outcome: StatementOutcome;
-  /** JSON: the statement as a `BatchedStatement`. */
-  readonly json: string;
-}
+export type StatementFields = (string | number | null)[];
 
-export function encodeStatement(r: NewStatement): EncodedStatement {
-  const tuple: BatchedStatement = [
+export const STATEMENT_FIELDS = 10;
+
+export function pushStatement(fields: StatementFields, r: NewStatement): void {
+  fields.push(
+    r.sessionId,
     r.seq,
     r.text,
     r.startedAt,
@@ -79,26 +76,34 @@ export function encodeStatement(r: NewStatement): EncodedStatement {
     r.outcome,
     r.errorCode ?? null,
     r.errorMessage ?? null,
-    r.result ?? null,
-  ];
-  return { sessionId: r.sessionId, seq: r.seq, startedAt: r.startedAt, outcome: r.outcome, json: JSON.stringify(tuple) };
+    r.result === undefined ? null : JSON.stringify(r.result),
+  );
 }
 
-/** The statements (encoded or not) in batches, one per session, in the order the sessions first appear. */
-export function batchStatements(rows: readonly (NewStatement | EncodedStatement)[]): StatementBatch[] {
-  const bySession = new Map<string, EncodedStatement[]>();
-  for (const row of rows) {
-    const encoded = 'json' in row ? row : encodeStatement(row);
-    const list = bySession.get(row.sessionId);
-    if (list === undefined) bySession.set(row.sessionId, [encoded]);
-    else list.push(encoded);
+/** The statements as `StatementFields`. */
+export function statementFields(rows: readonly NewStatement[]): StatementFields {
+  const fields: StatementFields = [];
+  for (const r of rows) pushStatement(fields, r);
+  return fields;
+}
+
+/** The statements in batches, one per session, in the order the sessions first appear. */
+export function batchStatements(fields: StatementFields): StatementBatch[] {
+  // Where each session's statements start in `fields`.
+  const bySession = new Map<string, number[]>();
+  for (let i = 0; i < fields.length; i += STATEMENT_FIELDS) {
+    const sessionId = fields[i] as string;
+    const list = bySession.get(sessionId);
+    if (list === undefined) bySession.set(sessionId, [i]);
+    else list.push(i);
   }
+  const seq = (i: number) => fields[i + 1] as number;
   const batches: StatementBatch[] = [];
   for (const [sessionId, list] of bySession) {
     // The recorder hands them in the order they finished, which is nearly always seq order.
-    for (let i = 1; i < list.length; i++) {
-      if (list[i]!.seq <= list[i - 1]!.seq) {
-        list.sort((a, b) => a.seq - b.seq);
+    for (let k = 1; k < list.length; k++) {
+      if (seq(list[k]!) <= seq(list[k - 1]!)) {
+        list.sort((a, b) => seq(a) - seq(b));
         break;
       }
     }
@@ -107,20 +112,24 @@ export function batchStatements(rows: readonly (NewStatement | EncodedStatement)
     let refused = 0;
     let failed = 0;
     let body = '[';
-    for (let i = 0; i < list.length; i++) {
-      const r = list[i]!;
-      if (i > 0 && r.seq === list[i - 1]!.seq) throw seqTaken(sessionId, r.seq);
-      if (r.startedAt < firstAt) firstAt = r.startedAt;
-      if (r.startedAt > lastAt) lastAt = r.startedAt;
-      if (r.outcome === 'denied') refused++;
-      else if (r.outcome === 'error') failed++;
-      body += i === 0 ? r.json : `,${r.json}`;
+    for (let k = 0; k < list.length; k++) {
+      const i = list[k]!;
+      if (k > 0 && seq(i) === seq(list[k - 1]!)) throw seqTaken(sessionId, seq(i));
+      const startedAt = fields[i + 3] as number;
+      const outcome = fields[i + 6] as StatementOutcome;
+      if (startedAt < firstAt) firstAt = startedAt;
+      if (startedAt > lastAt) lastAt = startedAt;
+      if (outcome === 'denied') refused++;
+      else if (outcome === 'error') failed++;
+      // A `BatchedStatement`: JSON.stringify of its fields, the result put in as the JSON it is.
+      const head = JSON.stringify([seq(i), fields[i + 2], startedAt, fields[i + 4], fields[i + 5], outcome, fields[i + 7], fields[i + 8]]);
+      body += `${k === 0 ? '' : ','}${head.slice(0, -1)},${fields[i + 9] ?? 'null'}]`;
     }
     body += ']';
     batches.push({
       sessionId,
-      firstSeq: list[0]!.seq,
-      lastSeq: list[list.length - 1]!.seq,
+      firstSeq: seq(list[0]!),
+      lastSeq: seq(list[list.length - 1]!),
       firstAt,
       lastAt,
       statements: list.length,

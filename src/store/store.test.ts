@@ -27,7 +27,7 @@ import {
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.ts';
 import type { Database } from './schema.ts';
 import { openSqlite } from './sqlite.ts';
-import { batchStatements } from './statement-batches.ts';
+import { batchStatements, statementFields } from './statement-batches.ts';
 import { AUDIT_BATCH_RECORDS } from './audit-batches.ts';
 import { GENESIS_HASH, recordHash } from '../audit/chain.ts';
 
@@ -1057,7 +1057,7 @@ for (const backend of [sqlite, postgres]) {
           ];
           await own.insertStatements(rows);
           // Each session's statements are one batch: its JSON's bytes and the row's fixed share.
-          const bytesOf = (...statements: NewStatement[]) => batchStatements(statements)[0]!.bytes;
+          const bytesOf = (...statements: NewStatement[]) => batchStatements(statementFields(statements))[0]!.bytes;
           const bytesA = bytesOf(rows[0]!, rows[1]!);
           const bytesB = bytesOf(rows[2]!);
           const bytesC = bytesOf(rows[3]!);

@@ -28,7 +28,7 @@ import type {
   SessionsTable,
 } from './schema.ts';
 import { openSqlite, sqliteHotWrites, type HotWrites } from './sqlite.ts';
-import { batchStatements, SEQ_TAKEN, unbatchStatements, type EncodedStatement } from './statement-batches.ts';
+import { SEQ_TAKEN, statementFields, unbatchStatements, type StatementFields } from './statement-batches.ts';
 import { startWriterThread } from './writer-thread.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -603,8 +603,11 @@ export interface Store {
   getSession(id: string): Promise<SessionRecord | undefined>;
   /** Newest first. */
   listSessions(q: SessionQuery): Promise<SessionRecord[]>;
-  /** One transaction: every row or none. Rows may come encoded (the recorder's: statement-batches.ts `encodeStatement`). */
-  insertStatements(rows: readonly (NewStatement | EncodedStatement)[]): Promise<void>;
+  /**
+   * One transaction: every statement or none. The statements may come laid out flat, as the
+   * recorder gathers them (store/statement-batches.ts `StatementFields`).
+   */
+  insertStatements(statements: readonly NewStatement[] | StatementFields): Promise<void>;
   /**
    * Ordered by seq, a page at a time when asked (`StatementQuery`): a long session is read a few
    * batches at a time, and a page after a cursor starts at the batch that holds it.
@@ -1542,9 +1545,11 @@ class KyselyStore implements Store {
     return [...byConnection.values()];
   }
 
-  async insertStatements(rows: readonly (NewStatement | EncodedStatement)[]): Promise<void> {
-    if (rows.length === 0) return;
-    await conflicts('a statement with this session seq already exists', async () => this.#backend.statements(batchStatements(rows)));
+  async insertStatements(statements: readonly NewStatement[] | StatementFields): Promise<void> {
+    if (statements.length === 0) return;
+    // Flat fields begin with a session id; a list of statements, with a statement.
+    const fields = typeof statements[0] === 'string' ? (statements as StatementFields) : statementFields(statements as NewStatement[]);
+    await conflicts('a statement with this session seq already exists', async () => this.#backend.statements(fields));
   }
 
   async listStatements(sessionId: string, q: StatementQuery = {}): Promise<StatementRecord[]> {

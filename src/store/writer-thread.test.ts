@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ChainVerifier } from '../audit/chain.ts';
-import { openStore, StoreConflictError, type NewAuditEvent, type NewStatement, type Store } from './index.ts';
+import { openStore, StatementDetails, StoreConflictError, type NewAuditEvent, type NewStatement, type Store } from './index.ts';
 import { openDatabase, type HotWrites } from './sqlite.ts';
 import { CHECKPOINT_EVERY_MS, startWriterThread } from './writer-thread.ts';
 
@@ -55,10 +55,15 @@ describe('the store writer thread', () => {
       // A caller that needs no records gets none back, and the records are written all the same.
       assert.deepEqual(await store.appendAudits([event(3)], { records: false }), []);
       assert.equal((await store.auditHead())?.seq, first.seq + 3);
-      await appendMany(store, 1000, 4);
+      // A statement's details cross as their fields and are encoded on the thread: read back plain, chained like any.
+      const statement = `SELECT 'é', "x" -- \\ \u2028`;
+      const [allowed] = await store.appendAudits([{ ...event(4), details: new StatementDetails('shop', 4, statement) }]);
+      assert.deepEqual(allowed!.details, { connection: 'shop', seq: 4, statement });
+      assert.deepEqual(await store.listAudit({ afterSeq: first.seq + 3, limit: 1 }), [allowed]);
+      await appendMany(store, 1000, 5);
       const v = await verify(store);
       assert.equal(v.broken, undefined);
-      assert.equal(v.records, 1004);
+      assert.equal(v.records, 1005);
     } finally {
       await store.close();
     }
@@ -84,11 +89,15 @@ describe('the store writer thread', () => {
         outcome: 'ok',
         rows: 1,
       });
-      await store.insertStatements([row(1), row(2)]);
+      const result = { columns: ['a'], rows: [['1 "one"']], truncated: false };
+      await store.insertStatements([{ ...row(1), result }, row(2)]);
       await assert.rejects(store.insertStatements([row(2)]), StoreConflictError);
       assert.deepEqual(
-        (await store.listStatements(session.id)).map((s) => s.text),
-        ['SELECT 1', 'SELECT 2'],
+        (await store.listStatements(session.id)).map((s) => [s.text, s.result]),
+        [
+          ['SELECT 1', result],
+          ['SELECT 2', undefined],
+        ],
       );
     } finally {
       await store.close();

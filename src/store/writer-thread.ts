@@ -26,7 +26,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { auditFields, type AuditFields } from './audit-batches.ts';
 import type { AuditRecord } from './store.ts';
 import { hotWrites, immediate, openDatabase, type HotWrites } from './sqlite.ts';
-import type { StatementBatch } from './statement-batches.ts';
+import type { StatementFields } from './statement-batches.ts';
 
 /** How often the log is copied into the database. */
 export const CHECKPOINT_EVERY_MS = 1000;
@@ -45,13 +45,14 @@ interface Start {
 }
 
 /**
- * What crosses to the thread (by structured clone). Audit events go as `AuditFields`
- * (store/audit-batches.ts), their details already encoded, which costs either thread less than a
- * list of objects would, in JSON or cloned. Statement batches go as they are: a few objects, each
- * with its statements one string.
+ * What crosses to the thread (by structured clone): flat lists of strings and numbers, which cost
+ * either thread less than a list of objects would, in JSON or cloned. Audit events go as
+ * `AuditFields` (store/audit-batches.ts), their details already encoded but a statement's, which
+ * the thread encodes; statements as the recorder gathered them, `StatementFields`
+ * (store/statement-batches.ts), which the thread puts in batches.
  */
 type Request =
-  | { readonly id: number; readonly op: 'statements'; readonly batches: readonly StatementBatch[] }
+  | { readonly id: number; readonly op: 'statements'; readonly fields: StatementFields }
   | {
       readonly id: number;
       readonly op: 'audits';
@@ -135,9 +136,9 @@ export function startWriterThread(db: DatabaseSync, path: string, fallback: HotW
   };
 
   return {
-    async statements(batches) {
-      const reply = ask({ op: 'statements', batches });
-      if (reply === undefined) return fallback.statements(batches);
+    async statements(fields) {
+      const reply = ask({ op: 'statements', fields });
+      if (reply === undefined) return fallback.statements(fields);
       await reply;
     },
     async audits(events, records = true) {
@@ -177,7 +178,7 @@ if (!isMainThread && parentPort && (workerData as Partial<Start> | undefined)?.p
     }
     try {
       if (request.op === 'statements') {
-        immediate(db, () => writes.statements(request.batches));
+        immediate(db, () => writes.statements(request.fields));
         port.postMessage({ id: request.id } satisfies Reply);
       } else {
         const records = immediate(db, () => writes.audits(request.fields, request.records));
