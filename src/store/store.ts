@@ -27,7 +27,7 @@ import type {
   ServiceAccountKeysTable,
   SessionsTable,
 } from './schema.ts';
-import { openSqlite, sqliteHotWrites, type HotWrites } from './sqlite.ts';
+import { openSqlite, sqliteHotWrites, type HotWrites, type SqliteBackend } from './sqlite.ts';
 import { SEQ_TAKEN, statementFields, unbatchStatements, type StatementFields } from './statement-batches.ts';
 import { startWriterThread } from './writer-thread.ts';
 
@@ -691,7 +691,7 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
     if (path === '') throw new Error('store URL sqlite: needs a path, e.g. sqlite:./.drawbridge/state.db');
     const backend = openSqlite(path);
     try {
-      await migrateSqlite(backend.db);
+      await migrateSqlite(backend);
     } catch (err) {
       await backend.db.destroy();
       throw err;
@@ -726,20 +726,37 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
 }
 
 /**
- * Two processes opening a new SQLite store at once (the gateway and an administrative command)
- * may both try to create the tables; the loser's transaction rolls back, and on a second look
- * it finds the winner's migration done.
+ * Migrates a SQLite store in one IMMEDIATE transaction, which holds SQLite's one write lock from
+ * the start: processes opening a store at once (the gateway and an administrative command, several
+ * gateways) take turns, and each reads which migrations are done only once it holds the lock, so
+ * none runs a migration another has run, or runs it on tables a later one has changed. Kysely's
+ * migrator opens no transaction of its own on SQLite (its adapter says DDL is not transactional;
+ * SQLite's is), so its statements all run in this one. A process that waits longer than the busy
+ * timeout (a long migration of a large store) tries again.
  */
-async function migrateSqlite(db: Kysely<Database>): Promise<void> {
+async function migrateSqlite(backend: SqliteBackend): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await migrate(db);
+      backend.raw.exec('BEGIN IMMEDIATE');
     } catch (error) {
-      if (attempt >= 5 || !/already exists|duplicate column|database is locked/.test(String((error as Error).message))) throw error;
+      if (attempt >= 5 || (error as { errcode?: number }).errcode !== SQLITE_BUSY) throw error;
       await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      continue;
     }
+    try {
+      await migrate(backend.db);
+    } catch (error) {
+      // SQLite rolls some failures back itself (a full disk).
+      if (backend.raw.isTransaction) backend.raw.exec('ROLLBACK');
+      throw error;
+    }
+    backend.raw.exec('COMMIT');
+    return;
   }
 }
+
+/** SQLite's result code for a lock another connection holds (after the busy timeout). */
+const SQLITE_BUSY = 5;
 
 async function migrate(db: Kysely<Database>): Promise<void> {
   const migrator = new Migrator({
