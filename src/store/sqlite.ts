@@ -69,7 +69,8 @@ function untilUnlocked(step: () => void): void {
   }
 }
 
-const SQLITE_BUSY = 5;
+/** SQLite's result code for a lock another connection holds (after the busy timeout, where one applies). */
+export const SQLITE_BUSY = 5;
 
 function kyselyAdapter(db: DatabaseSync): SqliteDatabase {
   return {

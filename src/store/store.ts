@@ -27,7 +27,7 @@ import type {
   ServiceAccountKeysTable,
   SessionsTable,
 } from './schema.ts';
-import { openSqlite, sqliteHotWrites, type HotWrites, type SqliteBackend } from './sqlite.ts';
+import { openSqlite, SQLITE_BUSY, sqliteHotWrites, type HotWrites, type SqliteBackend } from './sqlite.ts';
 import { SEQ_TAKEN, statementFields, unbatchStatements, type StatementFields } from './statement-batches.ts';
 import { startWriterThread } from './writer-thread.ts';
 
@@ -754,9 +754,6 @@ async function migrateSqlite(backend: SqliteBackend): Promise<void> {
     return;
   }
 }
-
-/** SQLite's result code for a lock another connection holds (after the busy timeout). */
-const SQLITE_BUSY = 5;
 
 async function migrate(db: Kysely<Database>): Promise<void> {
   const migrator = new Migrator({
