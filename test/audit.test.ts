@@ -205,14 +205,17 @@ for (const make of [sqliteBackend, postgresBackend]) {
     };
     after(() => Promise.all(backends.map((b) => b.drop())));
 
-    test('what was written verifies, up to the signed head', async () => {
-      const store = await openStore((await backend()).url);
+    test('what was written verifies, up to the signed head, in one pass and in parts on threads', async () => {
+      const { url } = await backend();
+      const store = await openStore(url);
       try {
         await fill(store, 30);
         const report = await verifyAuditLog(store, trusted);
         assert.equal(report.ok, true, JSON.stringify(report.problem));
         assert.equal(report.records, 30);
         assert.deepEqual(report.lastCheckpoint, { seq: 30, at: Date.UTC(2026, 11, 2) });
+        // Three parts, each on a thread with a connection of its own: the same report.
+        assert.deepEqual(await verifyAuditLog(store, trusted, { threads: 3, url, splitFrom: 1 }), report);
         const records = await store.listAudit({ limit: 100 });
         assert.deepEqual(
           records.map((r) => r.seq),
@@ -225,9 +228,16 @@ for (const make of [sqliteBackend, postgresBackend]) {
     });
 
     test('an edited field is found, naming the record', async () => {
-      const report = await afterTampering(await backend(), (records) =>
+      const edited = await backend();
+      const report = await afterTampering(edited, (records) =>
         records.map((r) => (r[0] === 7 ? changed(r, 6, { connection: 'orders', ttl: 999 }) : r)),
       );
+      const store = await openStore(edited.url);
+      try {
+        assert.deepEqual(await verifyAuditLog(store, trusted, { threads: 3, url: edited.url, splitFrom: 1 }), report);
+      } finally {
+        await store.close();
+      }
       assert.equal(report.ok, false);
       assert.deepEqual(report.problem, {
         kind: 'chain',
@@ -411,6 +421,10 @@ describe('drawbridge audit verify and export', () => {
     assert.match(broken.stdout, /^audit log BROKEN at record 4: record 4 was changed after it was written/);
     const json = JSON.parse((await cli('audit', 'verify', '--config', config, '--json')).stdout);
     assert.equal(json.problem.seq, 4);
+    assert.equal(JSON.parse((await cli('audit', 'verify', '--config', config, '--threads', '3', '--json')).stdout).problem.seq, 4);
+    const badThreads = await cli('audit', 'verify', '--config', config, '--threads', '0');
+    assert.equal(badThreads.code, 2);
+    assert.match(badThreads.stderr, /--threads must be 1 to 64/);
     assert.ok((await readFile(`${keyFile}.pub`, 'utf8')).startsWith('-----BEGIN PUBLIC KEY-----'));
   });
 });

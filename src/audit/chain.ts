@@ -146,12 +146,46 @@ export interface ChainBreak {
   readonly message: string;
 }
 
-/** Reads the log in sequence order, one record at a time; the first break is kept. */
+/** What a verifier has read: how many records, the last that verified, and the first break. */
+export interface ChainProgress {
+  readonly records: number;
+  readonly head: { readonly seq: number; readonly hash: string };
+  readonly broken: ChainBreak | undefined;
+}
+
+/**
+ * Reads the log in sequence order, one record at a time; the first break is kept. A verifier of
+ * part of the log starts `after` the record before that part, taking it as verified: whoever
+ * verified that record carries on with this one's progress (`adopt`), and so reads the same as
+ * one verifier over the whole.
+ */
 export class ChainVerifier {
-  #expectedSeq = 1;
-  #prev = GENESIS_HASH;
+  #expectedSeq: number;
+  #prev: string;
   #records = 0;
   #break: ChainBreak | undefined;
+
+  constructor(after: { readonly seq: number; readonly hash: string } = { seq: 0, hash: GENESIS_HASH }) {
+    this.#expectedSeq = after.seq + 1;
+    this.#prev = after.hash;
+  }
+
+  /** What this verifier has read so far. */
+  get progress(): ChainProgress {
+    return { records: this.#records, head: this.head, broken: this.#break };
+  }
+
+  /**
+   * Carries on with what a verifier started `after` this one's head has read: its records count
+   * as read here, its head is this one's, and its break is this one's first.
+   */
+  adopt(next: ChainProgress): void {
+    if (this.#break) return;
+    this.#records += next.records;
+    this.#expectedSeq = next.head.seq + 1;
+    this.#prev = next.head.hash;
+    this.#break = next.broken;
+  }
 
   /** The record that broke the chain first, if any. */
   get broken(): ChainBreak | undefined {

@@ -9,6 +9,7 @@
 
 import { once } from 'node:events';
 import { createWriteStream, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { Writable } from 'node:stream';
 import { trustedKeys } from '../audit/checkpoints.ts';
 import { exportLine } from '../audit/sinks.ts';
@@ -16,6 +17,9 @@ import { auditRecords, verifyAuditLog, type AuditVerification } from '../audit/v
 import { pointInTime } from '../core/duration.ts';
 import { options, UsageError, withLocalStore } from './args.ts';
 import { pagedOutput, type Output } from './pager.ts';
+
+/** `verify` splits a long log into at most this many parts by default, one a core. */
+const MAX_VERIFY_THREADS = 8;
 
 export async function runAudit(args: readonly string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -30,8 +34,15 @@ export async function runAudit(args: readonly string[]): Promise<number> {
 }
 
 async function verify(args: readonly string[]): Promise<number> {
-  const values = options(args, { config: { type: 'string' }, 'public-key': { type: 'string', multiple: true }, json: { type: 'boolean' } });
+  const values = options(args, {
+    config: { type: 'string' },
+    'public-key': { type: 'string', multiple: true },
+    threads: { type: 'string' },
+    json: { type: 'boolean' },
+  });
   if (!values.config) throw new UsageError('audit verify needs --config FILE');
+  const threads = values.threads === undefined ? Math.min(availableParallelism(), MAX_VERIFY_THREADS) : Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) throw new UsageError('--threads must be 1 to 64');
   const report = await withLocalStore(values.config, async (store, config) => {
     // Trusted keys come from outside the store: the gateway's key file, and any named here.
     const files = [...(values['public-key'] ?? [])];
@@ -45,7 +56,7 @@ async function verify(args: readonly string[]): Promise<number> {
         );
       }
     }
-    return verifyAuditLog(store, trustedKeys(pems));
+    return verifyAuditLog(store, trustedKeys(pems), { threads, url: config.store });
   });
   process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : describe(report));
   return report.ok ? 0 : 1;

@@ -80,9 +80,10 @@ service-accounts also work without it, through the API, for a logged-in admin):
   drawbridge sessions prune --config FILE [--older-than 30d] [--dry-run] [--json]
                                                  delete the recordings past recording.retention (or --older-than) now;
                                                  live sessions and the audit log are kept
-  drawbridge audit verify --config FILE [--public-key FILE]... [--json]
+  drawbridge audit verify --config FILE [--public-key FILE]... [--threads N] [--json]
                                                  prove that no audit record was edited, removed, reordered or cut off
-                                                 (exit 1 naming the first record that breaks)
+                                                 (exit 1 naming the first record that breaks; a long log is verified
+                                                 in N parts side by side, by default one a core, at most 8)
   drawbridge audit export --config FILE [--since 7d|DATE] [--until DATE] [--format jsonl] [--output FILE]
                                                  the audit log as JSON lines, with each record's hashes, for a SIEM
   drawbridge version

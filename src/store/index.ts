@@ -1,6 +1,6 @@
 export { BATCH_ROW_BYTES, MAX_DELETE_BATCH, openStore, StoreConflictError } from './store.ts';
 export { pushStatement, statementFields, type StatementFields } from './statement-batches.ts';
-export { StatementDetails } from './audit-batches.ts';
+export { StatementDetails, unbatchAudits } from './audit-batches.ts';
 export type {
   Store,
   StoreKind,
@@ -18,6 +18,8 @@ export type {
   NewAuditEvent,
   AuditRecord,
   AuditQuery,
+  AuditBatchQuery,
+  StoredAuditBatch,
   StatementQuery,
   AccessRequestRecord,
   NewAccessRequest,

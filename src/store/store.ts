@@ -196,6 +196,21 @@ export interface AuditQuery {
   readonly limit?: number;
 }
 
+/** A page of the audit log's batches: those whose first seq is in [fromSeq, beforeSeq), after `afterFirstSeq`. */
+export interface AuditBatchQuery {
+  readonly fromSeq?: number;
+  readonly beforeSeq?: number;
+  /** Batches whose first seq is above this one: the last of the page before. */
+  readonly afterFirstSeq?: number;
+  readonly limit: number;
+}
+
+/** A batch of the audit log as a store holds it. */
+export interface StoredAuditBatch {
+  readonly firstSeq: number;
+  readonly body: string;
+}
+
 /** A page of a session's statements, in seq order. */
 export interface StatementQuery {
   /** Statements with a seq above this one. */
@@ -592,6 +607,12 @@ export interface Store {
   appendAudits(events: readonly NewAuditEvent[], options?: { readonly records?: boolean }): Promise<AuditRecord[]>;
   /** Oldest first, by sequence. */
   listAudit(q: AuditQuery): Promise<AuditRecord[]>;
+  /**
+   * The audit log as stored, a page at a time: its batches in the order of their first seq (their
+   * records as JSON, store/audit-batches.ts `unbatchAudits`), none left out. What verification
+   * reads, so that it sees every record a store holds, where `listAudit` keeps to those a query asks for.
+   */
+  listAuditBatches(q: AuditBatchQuery): Promise<StoredAuditBatch[]>;
   /** The last record's sequence number and hash; undefined for an empty log. */
   auditHead(): Promise<{ seq: number; hash: string } | undefined>;
   insertAuditCheckpoint(c: Checkpoint): Promise<void>;
@@ -1441,6 +1462,15 @@ class KyselyStore implements Store {
       after = Number(batches.at(-1)!.first_seq);
     }
     return records;
+  }
+
+  async listAuditBatches(q: AuditBatchQuery): Promise<StoredAuditBatch[]> {
+    let query = this.#db.selectFrom('audit_batches').select(['first_seq', 'body']).orderBy('first_seq').limit(q.limit);
+    if (q.fromSeq !== undefined) query = query.where('first_seq', '>=', q.fromSeq);
+    if (q.beforeSeq !== undefined) query = query.where('first_seq', '<', q.beforeSeq);
+    if (q.afterFirstSeq !== undefined) query = query.where('first_seq', '>', q.afterFirstSeq);
+    const rows = await query.execute();
+    return rows.map((r) => ({ firstSeq: Number(r.first_seq), body: r.body }));
   }
 
   async auditHead(): Promise<{ seq: number; hash: string } | undefined> {
