@@ -252,7 +252,7 @@ export async function startGateway(config: Config, options: GatewayOptions = {})
       serviceAccountRoutes({ accounts, store, clock, connections: config.connections.map((c) => c.name) }),
       oidcRoutes({ oidc: config.oidc, sessions }),
       policyRoutes({ policy, connections: config.connections, clock }),
-      auditRoutes({ store, clock, trusted: new Map([[keyId(signingKey), createPublicKey(signingKey)]]) }),
+      auditRoutes({ store, storeUrl: config.store, clock, trusted: new Map([[keyId(signingKey), createPublicKey(signingKey)]]) }),
       sessionRoutes({ store, clock }),
       approvalRoutes({ approvals, authenticate: (authorization) => bearer.authenticate(authorization) }),
       reviewRoutes({

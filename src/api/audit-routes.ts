@@ -16,6 +16,8 @@ import { ApiError, StreamReply, type AnyRoute } from './server.ts';
 
 export interface AuditRouteDeps {
   readonly store: Store;
+  /** The store's URL: verification reads the log on a thread of its own, with a connection of its own. */
+  readonly storeUrl?: string;
   /** The keys whose checkpoints are trusted: the gateway's own. */
   readonly trusted: ReadonlyMap<string, KeyObject>;
   readonly clock: Clock;
@@ -138,7 +140,8 @@ export function auditRoutes(deps: AuditRouteDeps): AnyRoute[] {
       handler: async ({ query }) => {
         const recent = query['recent'] === undefined ? undefined : parsed(query['recent'], 'recent', parseDuration);
         if (recent !== undefined && last !== undefined && deps.clock.now() - last.at <= recent) return answer(last);
-        verifying ??= verifyAuditLog(deps.store, deps.trusted)
+        // In one pass, off the thread that serves the sessions.
+        verifying ??= verifyAuditLog(deps.store, deps.trusted, { url: deps.storeUrl, offThread: true })
           .then((result) => (last = { result, at: deps.clock.now() }))
           .finally(() => (verifying = undefined));
         return answer(await verifying);

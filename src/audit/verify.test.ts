@@ -198,10 +198,12 @@ describe('verifying the audit log in parts', () => {
     assert.equal(one.lastCheckpoint?.seq, written.at(-1)!.last_seq);
     // Each part on a thread of its own, which opens the store itself.
     assert.deepEqual(await verifyAuditLog(store, trusted, { threads: 3, url, splitFrom: 1 }), one);
-    // Too short a log to split: one pass.
+    // Too short a log to split: one pass; on a thread of its own when asked (the gateway's API).
     assert.deepEqual(await verifyAuditLog(store, trusted, { threads: 3, url }), one);
+    assert.deepEqual(await verifyAuditLog(store, trusted, { url, offThread: true }), one);
     // Threads that open another store (here, an empty one in memory) do not verify it: the parts are verified here.
     assert.deepEqual(await verifyAuditLog(store, trusted, { threads: 3, url: 'sqlite::memory:', splitFrom: 1 }), one);
+    assert.deepEqual(await verifyAuditLog(store, trusted, { url: 'sqlite::memory:', offThread: true }), one);
   });
 
   it('gives the report one pass gives, whatever was done to the log', async () => {

@@ -54,6 +54,11 @@ export interface VerifyOptions {
   readonly url?: string;
   /** Whether parts run on threads (default) or one after the other here: the tests join parts both ways. */
   readonly partsOnThreads?: boolean;
+  /**
+   * One pass too on a thread of its own (needs `url`), not on the caller's: for the gateway, whose
+   * thread serves every session and would otherwise stop for each page of the log it reads.
+   */
+  readonly offThread?: boolean;
   /** The least records a log needs to be split (default PARALLEL_FROM_RECORDS). */
   readonly splitFrom?: number;
 }
@@ -79,18 +84,15 @@ export async function verifyAuditLog(
   const threads = Math.max(1, Math.floor(options.threads ?? 1));
   const split = threads > 1 && head !== undefined && head.seq >= (options.splitFrom ?? PARALLEL_FROM_RECORDS);
   const ranges = split ? parts(head.seq, threads) : [{}];
-  const results =
-    ranges.length === 1
-      ? [await verifyPart(store, {}, wanted)]
-      : await Promise.all(
-          ranges.map((range) =>
-            options.url !== undefined && options.partsOnThreads !== false
-              ? verifyPartOnThread({ verifyAuditPart: true, url: options.url, range, wanted, head: head! }).catch(() =>
-                  verifyPart(store, range, wanted),
-                )
-              : verifyPart(store, range, wanted),
-          ),
-        );
+  const url = options.url;
+  const onThreads = url !== undefined && head !== undefined && (split ? options.partsOnThreads !== false : options.offThread === true);
+  const results = await Promise.all(
+    ranges.map((range) =>
+      onThreads
+        ? verifyPartOnThread({ verifyAuditPart: true, url, range, wanted, head }).catch(() => verifyPart(store, range, wanted))
+        : verifyPart(store, range, wanted),
+    ),
+  );
 
   // The parts joined in order: each part's first record is checked against the one before it.
   const chain = new ChainVerifier();
