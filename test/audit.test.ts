@@ -306,6 +306,46 @@ for (const make of [sqliteBackend, postgresBackend]) {
       );
     });
 
+    test('a read of a long log scans it a window at a time, giving the event loop turns between windows', async () => {
+      const b = await backend();
+      const store = await openStore(b.url);
+      try {
+        await fill(store, 30);
+        // Batches far apart in seq, put in behind the store's back: what a long log's reads cross.
+        const far = [100_001, 250_001];
+        for (const seq of far) {
+          const record = [seq, seq, 'alice', 'policy.changed', 'policy', 'success', { version: seq }, 'a'.repeat(64), 'b'.repeat(64)];
+          await b.query(
+            'insert into audit_batches (first_seq, last_seq, first_at, last_at, last_hash, body) values ($1, $2, $3, $4, $5, $6)',
+            [seq, seq, seq, seq, 'b'.repeat(64), JSON.stringify([record])],
+          );
+        }
+        let turned = false;
+        setImmediate(() => (turned = true));
+        const found = await store.listAudit({ action: 'policy.changed', limit: 10 });
+        assert.ok(turned, 'the event loop had a turn while the read crossed the log');
+        assert.deepEqual(
+          found.map((r) => [r.seq, r.details]),
+          far.map((seq) => [seq, { version: seq }]),
+        );
+        assert.deepEqual(
+          (await store.listAudit({ afterSeq: 30, limit: 10 })).map((r) => r.seq),
+          far,
+        );
+        assert.deepEqual(
+          (await store.listAudit({ afterSeq: far[0], limit: 10 })).map((r) => r.seq),
+          [far[1]],
+        );
+        assert.deepEqual(
+          (await store.listAudit({ afterSeq: 29, limit: 2 })).map((r) => r.seq),
+          [30, far[0]],
+        );
+        assert.deepEqual(await store.listAudit({ afterSeq: far[1], limit: 10 }), []);
+      } finally {
+        await store.close();
+      }
+    });
+
     test('a checkpoint made with another key is not trusted', async () => {
       const store = await openStore((await backend()).url);
       try {

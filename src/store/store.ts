@@ -688,6 +688,8 @@ export class StoreConflictError extends Error {
 const MIGRATION_LOCK_KEY = 0x44_52_42_47; // "DRBG"
 /** Batches of the audit log a read opens at a time. */
 const AUDIT_READ_BATCHES = 16;
+/** The span of seqs a read of the audit log scans in one query (`listAudit`): 64 full batches. */
+const AUDIT_SCAN_SEQS = 16_384;
 /** Batches of a session's statements a read opens at a time (each up to 500 statements and their results). */
 const STATEMENT_READ_BATCHES = 4;
 /** Held (for the transaction) by every append to the audit chain on PostgreSQL. */
@@ -1430,23 +1432,34 @@ class KyselyStore implements Store {
   async listAudit(q: AuditQuery): Promise<AuditRecord[]> {
     const limit = Math.max(0, Math.floor(q.limit ?? 100));
     const records: AuditRecord[] = [];
+    // Where the log's batches start and end, and (after a cursor) where to start: batches hold
+    // consecutive records and never overlap, so the first that can hold a record after afterSeq is
+    // the last one to start at or before afterSeq + 1, found by the primary key (a page deep in a
+    // long log is a seek, not a scan of every batch before it).
+    const after = q.afterSeq === undefined ? null : q.afterSeq + 1;
+    const [bounds] = (
+      await sql<{ lowest: number | string | null; start: number | string | null; highest: number | string | null }>`
+        select min(first_seq) as lowest, (select max(first_seq) from audit_batches where first_seq <= ${after}) as start,
+          max(first_seq) as highest
+        from audit_batches`.execute(this.#db)
+    ).rows;
+    if (bounds?.highest === null || bounds?.highest === undefined) return records;
+    const last = Number(bounds.highest);
     // The batches that may hold a match, in order, a few at a time; the records in them are matched exactly.
     const holds = (text: string) =>
       this.kind === 'postgres' ? sql<boolean>`strpos(body, ${text}) > 0` : sql<boolean>`instr(body, ${text}) > 0`;
     let query = this.#db.selectFrom('audit_batches').select(['first_seq', 'body']).orderBy('first_seq').limit(AUDIT_READ_BATCHES);
-    if (q.afterSeq !== undefined) {
-      // Batches hold consecutive records and never overlap: the first that can hold a record after
-      // afterSeq is the last one to start at or before afterSeq + 1. Found by the primary key, so
-      // that a page deep in a long log is a seek, not a scan of every batch before it.
-      const from = sql<number>`(select coalesce(max(first_seq), 0) from audit_batches where first_seq <= ${q.afterSeq + 1})`;
-      query = query.where('first_seq', '>=', from).where('last_seq', '>', q.afterSeq);
-    }
+    if (q.afterSeq !== undefined) query = query.where('last_seq', '>', q.afterSeq);
     if (q.since !== undefined) query = query.where('last_at', '>=', q.since);
     if (q.until !== undefined) query = query.where('first_at', '<', q.until);
     if (q.action !== undefined) query = query.where(holds(JSON.stringify(q.action)));
     if (q.subject !== undefined) query = query.where(holds(JSON.stringify(q.subject)));
-    for (let after: number | undefined; records.length < limit; ) {
-      const batches = await (after === undefined ? query : query.where('first_seq', '>', after)).execute();
+    // A window of AUDIT_SCAN_SEQS at a time, the event loop given a turn between windows: a filter
+    // that matches little reads through much of the log, and a SQLite store answers a query at once,
+    // its one thread stopped for as long as the query scans.
+    for (let from = Number(bounds.start ?? bounds.lowest); records.length < limit && from <= last; ) {
+      const to = from + AUDIT_SCAN_SEQS;
+      const batches = await query.where('first_seq', '>=', from).where('first_seq', '<', to).execute();
       for (const b of batches) {
         for (const r of unbatchAudits(Number(b.first_seq), b.body)) {
           if (q.afterSeq !== undefined && !(r.seq > q.afterSeq)) continue;
@@ -1458,8 +1471,12 @@ class KyselyStore implements Store {
           if (records.length === limit) return records;
         }
       }
-      if (batches.length < AUDIT_READ_BATCHES) break;
-      after = Number(batches.at(-1)!.first_seq);
+      if (batches.length === AUDIT_READ_BATCHES) {
+        from = Number(batches.at(-1)!.first_seq) + 1; // more in this window
+        continue;
+      }
+      from = to;
+      if (from <= last) await new Promise((resolve) => setImmediate(resolve));
     }
     return records;
   }
