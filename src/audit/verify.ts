@@ -210,7 +210,8 @@ if (!isMainThread && parentPort && (workerData as Partial<PartJob> | undefined)?
       const store = await openStore(url);
       try {
         const [mark] = await store.listAudit({ afterSeq: head.seq - 1, limit: 1 });
-        if (mark?.seq !== head.seq || mark.hash !== head.hash) throw new Error(`${url} does not hold record ${head.seq} as verified`);
+        if (mark?.seq !== head.seq || mark.hash !== head.hash)
+          throw new Error(`the store this thread opened does not hold record ${head.seq} as verified`);
         port.postMessage(await verifyPart(store, range, wanted));
       } finally {
         await store.close();
