@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { FrozenClock } from '../core/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { AuditCheckpoints, trustedKeys } from './checkpoints.ts';
-import { verifyAuditLog, type AuditVerification } from './verify.ts';
+import { auditRecords, verifyAuditLog, type AuditVerification } from './verify.ts';
 
 interface BatchRow {
   first_seq: number;
@@ -243,6 +243,38 @@ describe('verifying the audit log in parts', () => {
       await assert.rejects(verifyAuditLog(store, trusted, { threads: 4, url, splitFrom: 1 }), /is not readable JSON/);
     } finally {
       replace(written);
+    }
+  });
+
+  it('an export of a long log gives the event loop turns as it reads, every record once, in order', async () => {
+    const own = await openStore(`sqlite:${join(dir, 'export.db')}`);
+    try {
+      const events = (from: number) =>
+        Array.from({ length: 2_500 }, (_, i) => ({
+          at: from + i,
+          actor: 'alice',
+          action: 'logout',
+          subject: `ses_${from + i}`,
+          outcome: 'success' as const,
+          details: {},
+        }));
+      await own.appendAudits(events(0), { records: false });
+      await own.appendAudits(events(2_500), { records: false });
+      let turned = false;
+      setImmediate(() => (turned = true));
+      const seqs: number[] = [];
+      let turnedBeforeTheEnd = false;
+      for await (const r of auditRecords(own)) {
+        seqs.push(r.seq);
+        if (seqs.length === 4_900) turnedBeforeTheEnd = turned;
+      }
+      assert.ok(turnedBeforeTheEnd, 'the event loop had a turn before the export ended');
+      assert.deepEqual(
+        seqs,
+        Array.from({ length: 5_000 }, (_, i) => i + 1),
+      );
+    } finally {
+      await own.close();
     }
   });
 });
